@@ -1,0 +1,272 @@
+//! Context Vault configuration.
+//!
+//! Two stages (like ripgrep's low-level and high-level arguments):
+//!
+//! 1. `raw`: the versioned TOML file exactly as written. Every table rejects unknown
+//!    keys, so a misspelt setting is an error rather than a silently ignored line.
+//! 2. `validate`: the raw document checked field by field into a [`Config`] whose
+//!    types cannot hold a bad value ([`Hostname`], [`SystemUserName`], `IpAddr`, …).
+//!    Every problem is reported at once, each with its dotted key and line.
+//!
+//! The appliance reads `/etc/contextvault/config.toml` ([`DEFAULT_CONFIG_PATH`]);
+//! `contextvault dev` needs no file and uses [`Config::dev`]. [`EXAMPLE_CONFIG`] lists
+//! every option with its explanation, and a test keeps it complete.
+//!
+//! What the file cannot tell (is `initdb` really in `postgres.bin_dir`?) is checked
+//! separately by [`Config::check_environment`], so that loading stays a pure function
+//! of the text and tests need no particular machine.
+
+mod environment;
+mod error;
+mod names;
+mod raw;
+mod validate;
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use environment::EnvironmentProblem;
+pub use error::{ConfigError, Origin, Problem, ProblemKind};
+pub use names::{Hostname, InvalidName, SystemUserName};
+
+/// Where the appliance's systemd unit points `contextvault run --config`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/contextvault/config.toml";
+
+/// An appliance config with every option and its explanation; also what
+/// `contextvault config example` can print.
+pub const EXAMPLE_CONFIG: &str = include_str!("../contextvault.example.toml");
+
+/// How the process was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `contextvault run` from the systemd unit, with a config file.
+    Appliance,
+    /// `contextvault dev` on any Linux box, from built-in defaults.
+    Dev,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Appliance => "appliance",
+            Mode::Dev => "dev",
+        })
+    }
+}
+
+/// The validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    /// Absolute; everything the box keeps lives under it.
+    pub data_dir: PathBuf,
+    /// `None`: use the machine's hostname ([`Hostname::from_machine`]) at run time.
+    pub hostname: Option<Hostname>,
+    pub network: Network,
+    pub tls: Tls,
+    pub postgres: Postgres,
+    pub service: Service,
+    pub sessions: Sessions,
+    pub log: Log,
+}
+
+/// Where the web service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Not empty, no duplicates.
+    pub bind: Vec<IpAddr>,
+    pub https_port: u16,
+    /// Plain HTTP only redirects to HTTPS. Never equal to `https_port`.
+    pub http_port: u16,
+}
+
+/// The LAN certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Extra subject alternative names besides `<hostname>.local`: lowercase DNS names
+    /// or IP addresses in canonical form, without duplicates.
+    pub extra_names: Vec<String>,
+}
+
+/// The PostgreSQL installation the supervisor runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postgres {
+    /// Absolute; holds `initdb`, `postgres` and `pg_ctl`.
+    pub bin_dir: PathBuf,
+    /// Never `root`, never the same as [`Service::system_user`].
+    pub system_user: SystemUserName,
+}
+
+/// The unprivileged web service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Never `root`.
+    pub system_user: SystemUserName,
+}
+
+/// How long a login lasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sessions {
+    /// 1 minute to 30 days; never longer than `absolute_timeout`.
+    pub idle_timeout: Duration,
+    /// 1 to 365 days.
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for journald and log shippers.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, already checked to parse.
+    pub level: String,
+}
+
+/// What `contextvault dev` may change on its command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DevOverrides {
+    /// Relative paths are taken from the working directory. Default: `./var`.
+    pub data_dir: Option<PathBuf>,
+    /// Default: 8443.
+    pub https_port: Option<u16>,
+    /// Default: 8080.
+    pub http_port: Option<u16>,
+}
+
+impl Config {
+    /// Reads and validates an appliance config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Validates the text of an appliance config file; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let document = raw::Document::parse(text, Origin::File(origin.to_owned()))?;
+        document.check_version()?;
+        let raw = document.read()?;
+        validate::validate(raw, Mode::Appliance, &document.origin, Some(&document))
+    }
+
+    /// The settings of `contextvault dev`: data under `cwd/var`, HTTPS on 8443, HTTP on
+    /// 8080 on every IPv4 address, text logs; everything else as in an appliance.
+    pub fn dev(overrides: DevOverrides, cwd: &Path) -> Result<Config, ConfigError> {
+        let data_dir = cwd.join(overrides.data_dir.unwrap_or_else(|| PathBuf::from("var")));
+        // `absolute` only fails for an empty path or when a relative `cwd` needs the
+        // process's working directory and that is gone; validation then reports the
+        // path as relative.
+        let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
+        let raw = raw::RawConfig {
+            appliance: raw::RawAppliance {
+                data_dir: Some(data_dir),
+                hostname: None,
+            },
+            network: raw::RawNetwork {
+                bind: None,
+                https_port: Some(overrides.https_port.unwrap_or(DEV_HTTPS_PORT).into()),
+                http_port: Some(overrides.http_port.unwrap_or(DEV_HTTP_PORT).into()),
+            },
+            log: raw::RawLog {
+                format: Some("text".to_owned()),
+                level: None,
+            },
+            ..raw::RawConfig::default()
+        };
+        validate::validate(raw, Mode::Dev, &Origin::Dev, None)
+    }
+
+    /// The problems of this machine with these settings: missing PostgreSQL programs, a
+    /// data directory that cannot be created or written, a system user that is root.
+    /// Empty when all is well. Each problem names its config key.
+    pub fn check_environment(&self) -> Vec<EnvironmentProblem> {
+        environment::check(self)
+    }
+
+    /// The effective settings, one `key  value` line each, keys as in the config file
+    /// (for `contextvault config check`).
+    ///
+    /// Every line is written out by hand on purpose, never from `Debug` or serde: a
+    /// secret added to the config later (an ACME account key, a DNS API token) must be
+    /// shown here as `(set)` or `(not set)` and never its value.
+    pub fn summary(&self) -> String {
+        let hostname = match &self.hostname {
+            Some(hostname) => hostname.to_string(),
+            None => match Hostname::from_machine() {
+                Some(machine) => format!("{machine} (the machine's hostname)"),
+                None => "(not set, and the machine's hostname is not a DNS label)".to_owned(),
+            },
+        };
+        let join = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        let rows = [
+            ("mode", self.mode.to_string()),
+            ("appliance.data_dir", self.data_dir.display().to_string()),
+            ("appliance.hostname", hostname),
+            (
+                "network.bind",
+                join(self.network.bind.iter().map(IpAddr::to_string).collect()),
+            ),
+            ("network.https_port", self.network.https_port.to_string()),
+            ("network.http_port", self.network.http_port.to_string()),
+            ("tls.extra_names", join(self.tls.extra_names.clone())),
+            (
+                "postgres.bin_dir",
+                self.postgres.bin_dir.display().to_string(),
+            ),
+            (
+                "postgres.system_user",
+                self.postgres.system_user.to_string(),
+            ),
+            ("service.system_user", self.service.system_user.to_string()),
+            (
+                "sessions.idle_timeout_minutes",
+                (self.sessions.idle_timeout.as_secs() / 60).to_string(),
+            ),
+            (
+                "sessions.absolute_timeout_days",
+                (self.sessions.absolute_timeout.as_secs() / SECONDS_PER_DAY).to_string(),
+            ),
+            ("log.format", self.log.format.to_string()),
+            ("log.level", self.log.level.clone()),
+        ];
+        let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
+        let mut text = String::new();
+        for (key, value) in rows {
+            // Writing to a String cannot fail.
+            let _ = writeln!(text, "{key:width$}  {value}");
+        }
+        text
+    }
+}
+
+const DEV_HTTPS_PORT: u16 = 8443;
+const DEV_HTTP_PORT: u16 = 8080;
+const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
+
+#[cfg(test)]
+mod tests;

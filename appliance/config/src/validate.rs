@@ -1,0 +1,402 @@
+//! Stage two: the raw document checked into a [`Config`], with the defaults applied.
+//!
+//! Every field is checked even after one fails, so that a person fixing a file sees all
+//! of its problems at once. Each check goes through [`Checker::take`], which records the
+//! problem whenever it yields no value; a `Config` is built only when every value is
+//! present and nothing was recorded.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{ConfigError, Origin, Problem, ProblemKind};
+use crate::names::{self, Hostname, SystemUserName};
+use crate::raw::{
+    Document, RawAppliance, RawConfig, RawLog, RawNetwork, RawPostgres, RawService, RawSessions,
+    RawTls,
+};
+use crate::{
+    Config, Log, LogFormat, Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls,
+};
+
+// The appliance defaults, as documented in contextvault.example.toml.
+const DEFAULT_BIND: &str = "0.0.0.0";
+const DEFAULT_HTTPS_PORT: i64 = 443;
+const DEFAULT_HTTP_PORT: i64 = 80;
+const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+const DEFAULT_PG_USER: &str = "contextvault-pg";
+const DEFAULT_SERVICE_USER: &str = "contextvault";
+/// Twelve hours: a working day on one login.
+const DEFAULT_IDLE_MINUTES: i64 = 720;
+const DEFAULT_ABSOLUTE_DAYS: i64 = 30;
+const DEFAULT_LOG_FORMAT: &str = "json";
+const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// 30 days: idling longer than the longest sensible absolute timeout is meaningless.
+const MAX_IDLE_MINUTES: i64 = 30 * 24 * 60;
+/// A year: a login that lives longer is a login that never ends.
+const MAX_ABSOLUTE_DAYS: i64 = 365;
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    mode: Mode,
+    origin: &Origin,
+    document: Option<&Document<'_>>,
+) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        document,
+        problems: Vec::new(),
+    };
+    let appliance = appliance(&mut c, raw.appliance);
+    let network = network(&mut c, raw.network);
+    let tls = tls(&mut c, raw.tls);
+    let postgres = postgres(&mut c, raw.postgres);
+    let service = service(&mut c, raw.service);
+    if let (Some(postgres), Some(service)) = (&postgres, &service)
+        && postgres.system_user == service.system_user
+    {
+        c.invalid(
+            "service.system_user",
+            format!(
+                "is the same user as `postgres.system_user` ({}); the web service must \
+                 not be able to read the database files directly",
+                service.system_user
+            ),
+        );
+    }
+    let sessions = sessions(&mut c, raw.sessions);
+    let log = log(&mut c, raw.log);
+    match (appliance, network, tls, postgres, service, sessions, log) {
+        (
+            Some((data_dir, hostname)),
+            Some(network),
+            Some(tls),
+            Some(postgres),
+            Some(service),
+            Some(sessions),
+            Some(log),
+        ) if c.problems.is_empty() => Ok(Config {
+            mode,
+            data_dir,
+            hostname,
+            network,
+            tls,
+            postgres,
+            service,
+            sessions,
+            log,
+        }),
+        _ => {
+            // In file order; a problem without a line (a missing table) first.
+            c.problems.sort_by_key(|problem| problem.line);
+            Err(ConfigError::Invalid {
+                origin: origin.clone(),
+                problems: c.problems,
+            })
+        }
+    }
+}
+
+struct Checker<'d> {
+    document: Option<&'d Document<'d>>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, key: &str, kind: ProblemKind) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            line: self.document.and_then(|d| d.line_of_key(key)),
+            kind,
+        });
+    }
+
+    fn invalid(&mut self, key: &str, reason: String) {
+        self.push(key, ProblemKind::Invalid { reason });
+    }
+
+    /// The value, or `None` with the reason recorded against `key`.
+    fn take<T>(&mut self, key: &str, checked: Result<T, String>) -> Option<T> {
+        checked.map_err(|reason| self.invalid(key, reason)).ok()
+    }
+
+    /// Whether the file sets `table.key` (always false for dev settings).
+    fn in_file(&self, table: &str, key: &str) -> bool {
+        self.document.is_some_and(|d| d.contains_key(table, key))
+    }
+}
+
+fn appliance(c: &mut Checker<'_>, raw: RawAppliance) -> Option<(PathBuf, Option<Hostname>)> {
+    let data_dir = match raw.data_dir {
+        Some(path) => c.take("appliance.data_dir", data_dir(path)),
+        None => {
+            c.push("appliance.data_dir", ProblemKind::Missing);
+            None
+        }
+    };
+    let hostname = match raw.hostname {
+        Some(text) => c
+            .take(
+                "appliance.hostname",
+                text.parse::<Hostname>().map_err(|e| e.to_string()),
+            )
+            .map(Some),
+        None => Some(None),
+    };
+    Some((data_dir?, hostname?))
+}
+
+fn data_dir(path: PathBuf) -> Result<PathBuf, String> {
+    absolute("the data directory", &path)?;
+    if path.parent().is_none() {
+        return Err("is `/`; give a directory of its own, such as /var/lib/contextvault".into());
+    }
+    Ok(path)
+}
+
+fn absolute(what: &str, path: &Path) -> Result<(), String> {
+    if path.as_os_str().is_empty() {
+        return Err("is empty".into());
+    }
+    if !path.is_absolute() {
+        return Err(format!(
+            "is {:?}, a relative path; {what} must be an absolute path (starting with `/`) \
+             because the supervisor does not run in a fixed working directory",
+            path.display().to_string()
+        ));
+    }
+    Ok(())
+}
+
+fn network(c: &mut Checker<'_>, raw: RawNetwork) -> Option<Network> {
+    let bind = match raw.bind {
+        None => DEFAULT_BIND.parse().ok().map(|ip: IpAddr| vec![ip]),
+        Some(list) if list.is_empty() => c.take(
+            "network.bind",
+            Err("is empty; list at least one address, e.g. [\"0.0.0.0\"]".into()),
+        ),
+        Some(list) => bind(c, &list),
+    };
+    let https = c.take(
+        "network.https_port",
+        port(raw.https_port.unwrap_or(DEFAULT_HTTPS_PORT)),
+    );
+    let http = c.take(
+        "network.http_port",
+        port(raw.http_port.unwrap_or(DEFAULT_HTTP_PORT)),
+    );
+    if let (Some(https), Some(http)) = (https, http)
+        && https == http
+    {
+        // Report it where the person wrote it.
+        let (key, other) =
+            if c.in_file("network", "http_port") || !c.in_file("network", "https_port") {
+                ("network.http_port", "network.https_port")
+            } else {
+                ("network.https_port", "network.http_port")
+            };
+        c.invalid(
+            key,
+            format!(
+                "is {http}, the same port as `{other}`; HTTPS and the plain-HTTP \
+                 redirect need different ports"
+            ),
+        );
+        return None;
+    }
+    Some(Network {
+        bind: bind?,
+        https_port: https?,
+        http_port: http?,
+    })
+}
+
+fn bind(c: &mut Checker<'_>, list: &[String]) -> Option<Vec<IpAddr>> {
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    let mut ok = true;
+    for (i, text) in list.iter().enumerate() {
+        let key = format!("network.bind[{i}]");
+        let Ok(ip) = text.parse::<IpAddr>() else {
+            c.invalid(
+                &key,
+                format!(
+                    "is {text:?}, not an IP address; give an IPv4 or IPv6 literal such as \
+                     \"0.0.0.0\", \"::\" or \"192.168.1.20\" (no host names, ports or brackets)"
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let conflict = addresses.iter().find(|earlier| {
+            **earlier == ip
+                || (earlier.is_ipv4() == ip.is_ipv4()
+                    && (earlier.is_unspecified() || ip.is_unspecified()))
+        });
+        if let Some(earlier) = conflict {
+            let reason = if *earlier == ip {
+                format!("lists {ip} twice")
+            } else {
+                let any = if earlier.is_unspecified() {
+                    earlier
+                } else {
+                    &ip
+                };
+                format!(
+                    "lists {ip} and {earlier}, but {any} already means every address of its \
+                     family; binding both would fail"
+                )
+            };
+            c.invalid(&key, reason);
+            ok = false;
+            continue;
+        }
+        addresses.push(ip);
+    }
+    ok.then_some(addresses)
+}
+
+fn port(value: i64) -> Result<u16, String> {
+    match u16::try_from(value) {
+        Ok(0) => Err("is 0, which is not a port one can listen on; use 1-65535".into()),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!("is {value}, not a port number; use 1-65535")),
+    }
+}
+
+fn tls(c: &mut Checker<'_>, raw: RawTls) -> Option<Tls> {
+    let mut extra_names: Vec<String> = Vec::new();
+    let mut ok = true;
+    for (i, text) in raw.extra_names.unwrap_or_default().iter().enumerate() {
+        let key = format!("tls.extra_names[{i}]");
+        match names::certificate_name(text) {
+            // A name listed twice is harmless; the certificate lists it once.
+            Ok(name) if extra_names.contains(&name) => {}
+            Ok(name) => extra_names.push(name),
+            Err(e) => {
+                c.invalid(&key, e.to_string());
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Tls { extra_names })
+}
+
+fn system_user(
+    c: &mut Checker<'_>,
+    key: &str,
+    raw: Option<String>,
+    default: &str,
+) -> Option<SystemUserName> {
+    let text = raw.unwrap_or_else(|| default.to_owned());
+    let name = c.take(
+        key,
+        text.parse::<SystemUserName>().map_err(|e| e.to_string()),
+    )?;
+    if name.as_str() == "root" {
+        c.invalid(
+            key,
+            "is root; Context Vault runs its services as unprivileged users of their own".into(),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn postgres(c: &mut Checker<'_>, raw: RawPostgres) -> Option<Postgres> {
+    let bin_dir = raw
+        .bin_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN_DIR));
+    let bin_dir = c.take(
+        "postgres.bin_dir",
+        absolute("the PostgreSQL program directory", &bin_dir).map(|()| bin_dir),
+    );
+    let system_user = system_user(c, "postgres.system_user", raw.system_user, DEFAULT_PG_USER);
+    Some(Postgres {
+        bin_dir: bin_dir?,
+        system_user: system_user?,
+    })
+}
+
+fn service(c: &mut Checker<'_>, raw: RawService) -> Option<Service> {
+    let system_user = system_user(
+        c,
+        "service.system_user",
+        raw.system_user,
+        DEFAULT_SERVICE_USER,
+    );
+    Some(Service {
+        system_user: system_user?,
+    })
+}
+
+fn sessions(c: &mut Checker<'_>, raw: RawSessions) -> Option<Sessions> {
+    let idle = raw.idle_timeout_minutes.unwrap_or(DEFAULT_IDLE_MINUTES);
+    let idle = c.take(
+        "sessions.idle_timeout_minutes",
+        in_range(idle, 1, MAX_IDLE_MINUTES, "minutes (30 days)"),
+    );
+    let absolute = raw.absolute_timeout_days.unwrap_or(DEFAULT_ABSOLUTE_DAYS);
+    let absolute = c.take(
+        "sessions.absolute_timeout_days",
+        in_range(absolute, 1, MAX_ABSOLUTE_DAYS, "days"),
+    );
+    let idle_timeout = Duration::from_secs(idle? * 60);
+    let absolute_timeout = Duration::from_secs(absolute? * SECONDS_PER_DAY);
+    if idle_timeout > absolute_timeout {
+        c.invalid(
+            "sessions.idle_timeout_minutes",
+            format!(
+                "is {} minutes, longer than `sessions.absolute_timeout_days` ({} days), \
+                 which would always end the login first",
+                idle_timeout.as_secs() / 60,
+                absolute_timeout.as_secs() / SECONDS_PER_DAY
+            ),
+        );
+        return None;
+    }
+    Some(Sessions {
+        idle_timeout,
+        absolute_timeout,
+    })
+}
+
+fn in_range(value: i64, min: i64, max: i64, unit: &str) -> Result<u64, String> {
+    if (min..=max).contains(&value) {
+        u64::try_from(value).map_err(|e| e.to_string())
+    } else {
+        Err(format!("is {value}; it must be from {min} to {max} {unit}"))
+    }
+}
+
+fn log(c: &mut Checker<'_>, raw: RawLog) -> Option<Log> {
+    let format = match raw.format.as_deref().unwrap_or(DEFAULT_LOG_FORMAT) {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        other => c.take(
+            "log.format",
+            Err(format!("is {other:?}; it must be \"json\" or \"text\"")),
+        ),
+    };
+    let level = raw.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+    let level = if level.trim().is_empty() {
+        c.take(
+            "log.level",
+            Err("is empty; use a level such as \"info\"".into()),
+        )
+    } else {
+        let parsed = tracing_subscriber::EnvFilter::try_new(&level);
+        c.take(
+            "log.level",
+            parsed.map(|_| level.clone()).map_err(|e| {
+                format!(
+                    "is {level:?}, not a valid filter ({e}); use a level (\"info\") or \
+                     directives such as \"info,cv_web=debug\""
+                )
+            }),
+        )
+    };
+    Some(Log {
+        format: format?,
+        level: level?,
+    })
+}

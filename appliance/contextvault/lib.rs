@@ -1,0 +1,168 @@
+//! The `contextvault` command line: one binary that is the root supervisor
+//! (`run`, `dev`), the unprivileged vault service it starts (`serve`), and the tools an
+//! administrator uses (`config check`, `admin`).
+//!
+//! Errors here are `anyhow` (this is the binary): each is printed once, with its causes,
+//! and the process exits non-zero.
+
+mod admin;
+mod logging;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use cv_config::{Config, DevOverrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contextvault",
+    version,
+    about = "Context Vault: your private AI vault"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance (as root, from the systemd unit).
+    Run {
+        #[arg(long, default_value = cv_config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Run the appliance for development: data under ./var, HTTPS on 8443, HTTP on 8080.
+    Dev {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        https_port: Option<u16>,
+        #[arg(long)]
+        http_port: Option<u16>,
+    },
+    /// The vault service; started by the supervisor, not by hand.
+    #[command(hide = true)]
+    Serve,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Administration of a running appliance.
+    Admin {
+        /// The appliance's data directory.
+        #[arg(long, default_value = "/var/lib/contextvault")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and explain what is wrong with it.
+    Check {
+        #[arg(long, default_value = cv_config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+/// Parses the command line and runs the command; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::from_file(&config)?;
+            supervise(config)
+        }
+        Command::Dev {
+            data_dir,
+            https_port,
+            http_port,
+        } => {
+            let cwd = std::env::current_dir().context("cannot read the working directory")?;
+            let config = Config::dev(
+                DevOverrides {
+                    data_dir,
+                    https_port,
+                    http_port,
+                },
+                &cwd,
+            )?;
+            supervise(config)
+        }
+        Command::Serve => serve(),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config_check(&config),
+        Command::Admin { data_dir, command } => admin::run(&data_dir, command),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("supervisor")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn supervise(config: Config) -> anyhow::Result<ExitCode> {
+    logging::init(&config.log.format.to_string(), &config.log.level);
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    runtime()?.block_on(cv_supervisor::run(config, exe))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve() -> anyhow::Result<ExitCode> {
+    // The service holds unlocked keys in memory (soon): no core dumps, no ptrace by
+    // other processes of the same user, and no privilege gain through exec.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the service non-dumpable")?;
+    nix::sys::prctl::set_no_new_privs().context("cannot set no_new_privs")?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("cannot read the supervisor's handoff on stdin")?;
+    let handoff: cv_control::ServiceHandoff = serde_json::from_slice(&input).context(
+        "the handoff on stdin is not valid (serve is started by the supervisor, not by hand)",
+    )?;
+    logging::init(&handoff.log_format, &handoff.log_level);
+    cv_web::run_blocking(handoff)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn config_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::from_file(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let problems = config.check_environment();
+    println!("{}", config.summary());
+    if problems.is_empty() {
+        println!("{}: OK", path.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("{}: {} problem(s)", path.display(), problems.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,335 @@
+//! The control protocol between the supervisor (root) and the vault service (unprivileged).
+//!
+//! The vault service parses HTTP from the network, so it never runs as root; whatever it
+//! needs from the privileged side it asks for over a unix socket, one JSON document per
+//! line, one request per connection. The supervisor re-validates every request: this
+//! crate only defines the shapes, never trust.
+//!
+//! The socket lives in the appliance's run directory, owned by root and the service's
+//! group, mode 0660, so only the supervisor, the service and root can speak it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// The largest message either side accepts, so a confused peer cannot make the other
+/// buffer without bound.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How long a client waits for the supervisor before it reports it unreachable.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the vault service may ask of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The state of every supervised component, for the dashboard and `/healthz`.
+    /// (A struct variant so that unknown fields are rejected like everywhere else.)
+    Status {},
+    /// The service is listening and serving: the supervisor marks it up.
+    ServiceReady {
+        /// The pid of the service process, checked against the child it started.
+        pid: u32,
+    },
+}
+
+/// The supervisor's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Status(ApplianceStatus),
+    Ok,
+    /// The request was refused; the message says why (shown to admins, never secret).
+    Error {
+        message: String,
+    },
+}
+
+/// The life of one supervised component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentState {
+    /// Being started for the first time.
+    Starting,
+    /// Up, but applying database migrations: pages answer 503 meanwhile.
+    Migrating,
+    /// Running and answering.
+    Up,
+    /// Died; waiting out the backoff before the next start.
+    Restarting,
+    /// Being stopped, or stopped on purpose.
+    Stopped,
+    /// Could not be started; `last_error` says why.
+    Failed,
+}
+
+impl ComponentState {
+    /// Whether the component is serving.
+    pub fn is_up(self) -> bool {
+        self == ComponentState::Up
+    }
+
+    /// A word for people (dashboard, `/healthz`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentState::Starting => "starting",
+            ComponentState::Migrating => "migrating",
+            ComponentState::Up => "up",
+            ComponentState::Restarting => "restarting",
+            ComponentState::Stopped => "stopped",
+            ComponentState::Failed => "failed",
+        }
+    }
+}
+
+/// One supervised component as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// Stable name: `postgres`, `vault`.
+    pub name: String,
+    pub state: ComponentState,
+    /// When the component entered its current state.
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: time::OffsetDateTime,
+    /// How many times it was restarted after dying since the supervisor started.
+    pub restarts: u32,
+    /// The pid of its main process while it runs.
+    pub pid: Option<u32>,
+    /// Why it last failed or died, for people; never contains secrets.
+    pub last_error: Option<String>,
+}
+
+/// Disk usage of the data directory and the filesystem it lives on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Bytes used by everything under the data directory.
+    pub data_dir_bytes: u64,
+    /// Size of the filesystem holding the data directory.
+    pub filesystem_bytes: u64,
+    /// Bytes still available to unprivileged users on that filesystem.
+    pub available_bytes: u64,
+}
+
+/// Everything the supervisor reports at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplianceStatus {
+    pub version: String,
+    /// "appliance" or "dev".
+    pub mode: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: time::OffsetDateTime,
+    pub components: Vec<ComponentStatus>,
+    /// Measured periodically; `None` until the first measurement.
+    pub disk: Option<DiskUsage>,
+}
+
+impl ApplianceStatus {
+    /// The named component, if the supervisor runs one by that name.
+    pub fn component(&self, name: &str) -> Option<&ComponentStatus> {
+        self.components.iter().find(|c| c.name == name)
+    }
+}
+
+/// What the supervisor hands the vault service when it starts it: written as one JSON
+/// document to the service's stdin, which is then closed. Nothing in it is secret (the
+/// database needs no password: peer authentication), but stdin keeps it out of `ps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceHandoff {
+    /// "appliance" or "dev".
+    pub mode: String,
+    pub version: String,
+    /// libpq-style connection string for the service's database role.
+    pub database: String,
+    /// The supervisor's control socket.
+    pub control_socket: PathBuf,
+    /// Directory holding `ca.crt`, `server.crt` and `server.key` (see `cv_net::tls`).
+    pub tls_dir: PathBuf,
+    /// Listening sockets inherited by the service, as file descriptor numbers.
+    pub https_fds: Vec<i32>,
+    pub http_fds: Vec<i32>,
+    /// The HTTPS port people use, for redirects from plain HTTP.
+    pub https_port: u16,
+    /// Session lifetimes, in seconds.
+    pub session_idle_timeout_secs: u64,
+    pub session_absolute_timeout_secs: u64,
+    /// "json" or "text".
+    pub log_format: String,
+    /// A tracing EnvFilter directive.
+    pub log_level: String,
+}
+
+/// Why a control exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the supervisor at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the supervisor at {path} did not answer within {timeout:?}")]
+    Timeout { path: PathBuf, timeout: Duration },
+    #[error("control socket I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("malformed control message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("control message larger than {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+    #[error("the peer closed the connection without answering")]
+    Closed,
+    #[error("the supervisor refused: {0}")]
+    Refused(String),
+}
+
+/// Reads one newline-terminated JSON message, refusing ones over [`MAX_MESSAGE_BYTES`].
+pub async fn read_message<T, R>(reader: &mut BufReader<R>) -> Result<T, ControlError>
+where
+    T: for<'de> Deserialize<'de>,
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut line = Vec::new();
+    let mut limited = (&mut *reader).take(MAX_MESSAGE_BYTES as u64 + 1);
+    let n = limited.read_until(b'\n', &mut line).await?;
+    if n == 0 {
+        return Err(ControlError::Closed);
+    }
+    if line.len() > MAX_MESSAGE_BYTES {
+        return Err(ControlError::TooLarge);
+    }
+    Ok(serde_json::from_slice(&line)?)
+}
+
+/// Writes one message followed by a newline.
+pub async fn write_message<T, W>(writer: &mut W, message: &T) -> Result<(), ControlError>
+where
+    T: Serialize,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut bytes = serde_json::to_vec(message)?;
+    bytes.push(b'\n');
+    writer.write_all(&bytes).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// The vault service's side: one request, one answer, one connection.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    path: PathBuf,
+}
+
+impl ControlClient {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ControlClient { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sends `request` and waits (at most [`CLIENT_TIMEOUT`]) for the answer.
+    pub async fn call(&self, request: &Request) -> Result<Response, ControlError> {
+        let exchange = async {
+            let stream =
+                UnixStream::connect(&self.path)
+                    .await
+                    .map_err(|source| ControlError::Connect {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            let (read, mut write) = stream.into_split();
+            write_message(&mut write, request).await?;
+            let mut reader = BufReader::new(read);
+            read_message::<Response, _>(&mut reader).await
+        };
+        match tokio::time::timeout(CLIENT_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ControlError::Timeout {
+                path: self.path.clone(),
+                timeout: CLIENT_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Asks for the appliance status.
+    pub async fn status(&self) -> Result<ApplianceStatus, ControlError> {
+        match self.call(&Request::Status {}).await? {
+            Response::Status(status) => Ok(status),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            Response::Ok => Err(ControlError::Refused(
+                "answered a status request with a bare ok".into(),
+            )),
+        }
+    }
+
+    /// Tells the supervisor that the service is serving.
+    pub async fn service_ready(&self, pid: u32) -> Result<(), ControlError> {
+        match self.call(&Request::ServiceReady { pid }).await? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            Response::Status(_) => Err(ControlError::Refused(
+                "answered a readiness report with a status".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_a_stable_wire_form() {
+        assert_eq!(
+            serde_json::to_string(&Request::Status {}).unwrap(),
+            r#"{"op":"status"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ServiceReady { pid: 7 }).unwrap(),
+            r#"{"op":"service_ready","pid":7}"#
+        );
+    }
+
+    #[test]
+    fn unknown_operations_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<Request>(r#"{"op":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"status","x":1}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_refused_not_buffered() {
+        let big = vec![b'a'; MAX_MESSAGE_BYTES + 10];
+        let mut reader = BufReader::new(&big[..]);
+        let err = read_message::<Request, _>(&mut reader).await.unwrap_err();
+        assert!(matches!(err, ControlError::TooLarge), "{err}");
+    }
+
+    #[tokio::test]
+    async fn client_round_trip_over_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let req: Request = read_message(&mut reader).await.unwrap();
+            assert_eq!(req, Request::ServiceReady { pid: 42 });
+            write_message(&mut write, &Response::Ok).await.unwrap();
+        });
+        ControlClient::new(&path).service_ready(42).await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unreachable_supervisor_names_the_socket() {
+        let err = ControlClient::new("/nonexistent/cv.sock")
+            .status()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cv.sock"), "{err}");
+    }
+}

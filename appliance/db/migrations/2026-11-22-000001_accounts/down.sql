@@ -1,0 +1,3 @@
+DROP TABLE setup_code;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,209 @@
+//! `GET /healthz`: the whole stack's health, for the supervisor's update check, load
+//! balancers and people with curl. Public: it names states, never secrets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use cv_control::ApplianceStatus;
+use serde::Serialize;
+
+use crate::state::AppState;
+
+/// How long the service's own database check may take before it counts as down.
+pub(crate) const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz));
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub(crate) struct Health {
+    /// "ok" when every component is up, else "unavailable".
+    pub status: &'static str,
+    pub version: String,
+    pub components: BTreeMap<String, ComponentHealth>,
+    /// Names of the components that are not up, sorted.
+    pub failing: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub(crate) struct ComponentHealth {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let status = state.status.get().await;
+    let database = check_database(&state).await;
+    let health = build(&state.version, status.as_deref().map_err(|_| ()), database);
+    let code = if health.failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(code)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(health)
+}
+
+/// `SELECT 1` on a pooled connection within [`DB_CHECK_TIMEOUT`]. The error is a fixed
+/// word: the endpoint is public and connection errors can name hosts and paths.
+async fn check_database(state: &AppState) -> Result<(), &'static str> {
+    use diesel_async::RunQueryDsl as _;
+    let check = async {
+        let mut conn = cv_db::connect(&state.pool).await.map_err(|e| {
+            tracing::debug!(error = %e, "health check: no database connection");
+            "unreachable"
+        })?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "health check: SELECT 1 failed");
+                "query failed"
+            })
+    };
+    match tokio::time::timeout(DB_CHECK_TIMEOUT, check).await {
+        Ok(result) => result,
+        Err(_) => Err("timeout"),
+    }
+}
+
+/// The health document from what the supervisor said (or `Err` if it could not be
+/// asked) and the service's own database check.
+pub(crate) fn build(
+    version: &str,
+    status: Result<&ApplianceStatus, ()>,
+    database: Result<(), &'static str>,
+) -> Health {
+    let mut components = BTreeMap::new();
+    match status {
+        Ok(status) => {
+            components.insert(
+                "supervisor".to_owned(),
+                ComponentHealth {
+                    state: "up",
+                    restarts: None,
+                    error: None,
+                },
+            );
+            for c in &status.components {
+                components.insert(
+                    c.name.clone(),
+                    ComponentHealth {
+                        state: c.state.as_str(),
+                        restarts: Some(c.restarts),
+                        error: None,
+                    },
+                );
+            }
+        }
+        Err(()) => {
+            components.insert(
+                "supervisor".to_owned(),
+                ComponentHealth {
+                    state: "down",
+                    restarts: None,
+                    error: Some("unreachable"),
+                },
+            );
+        }
+    }
+    components.insert(
+        "database".to_owned(),
+        match database {
+            Ok(()) => ComponentHealth {
+                state: "up",
+                restarts: None,
+                error: None,
+            },
+            Err(error) => ComponentHealth {
+                state: "down",
+                restarts: None,
+                error: Some(error),
+            },
+        },
+    );
+    let failing: Vec<String> = components
+        .iter()
+        .filter(|(_, c)| c.state != "up")
+        .map(|(name, _)| name.clone())
+        .collect();
+    Health {
+        status: if failing.is_empty() {
+            "ok"
+        } else {
+            "unavailable"
+        },
+        version: status.map_or_else(|()| version.to_owned(), |s| s.version.clone()),
+        components,
+        failing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cv_control::{ComponentState, ComponentStatus};
+    use time::macros::datetime;
+
+    fn status(vault: ComponentState) -> ApplianceStatus {
+        let component = |name: &str, state| ComponentStatus {
+            name: name.into(),
+            state,
+            since: datetime!(2026-01-01 0:00 UTC),
+            restarts: 1,
+            pid: None,
+            last_error: None,
+        };
+        ApplianceStatus {
+            version: "9.9.9".into(),
+            mode: "dev".into(),
+            started_at: datetime!(2026-01-01 0:00 UTC),
+            components: vec![
+                component("postgres", ComponentState::Up),
+                component("vault", vault),
+            ],
+            disk: None,
+        }
+    }
+
+    #[test]
+    fn all_up_is_ok() {
+        let s = status(ComponentState::Up);
+        let h = build("0", Ok(&s), Ok(()));
+        assert_eq!(h.status, "ok");
+        assert!(h.failing.is_empty());
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["version"], "9.9.9");
+        assert_eq!(json["components"]["supervisor"]["state"], "up");
+        assert_eq!(json["components"]["postgres"]["restarts"], 1);
+        assert_eq!(json["components"]["database"]["state"], "up");
+        assert!(json["components"]["database"].get("error").is_none());
+    }
+
+    #[test]
+    fn anything_down_is_listed() {
+        let s = status(ComponentState::Starting);
+        let h = build("0", Ok(&s), Err("timeout"));
+        assert_eq!(h.status, "unavailable");
+        assert_eq!(h.failing, ["database", "vault"]);
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["components"]["database"]["error"], "timeout");
+        assert_eq!(json["components"]["vault"]["state"], "starting");
+    }
+
+    #[test]
+    fn an_unreachable_supervisor_is_a_failure() {
+        let h = build("0.1.0", Err(()), Ok(()));
+        assert_eq!(h.failing, ["supervisor"]);
+        assert_eq!(h.version, "0.1.0");
+    }
+}

@@ -1,0 +1,431 @@
+//! The start page, first-time setup, login and logout.
+
+use std::str::FromStr as _;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use cv_crypto::password::dummy_hash;
+use cv_crypto::token::normalize_human_code;
+use cv_crypto::{Passphrase, hash_password, sha256, verify_password};
+use cv_db::models::{CreateUserError, SetupCode, owner_exists};
+use cv_db::{User, UserName};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::{FormError, peer_ip, render, see_other};
+use crate::error::WebError;
+use crate::session::{self, CurrentUser, Lookup, check_prelogin_csrf, prelogin_token};
+use crate::state::AppState;
+
+pub(super) fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/setup", web::get().to(setup_page))
+        .route("/setup", web::post().to(setup_submit))
+        .route("/login", web::get().to(login_page))
+        .route("/login", web::post().to(login_submit))
+        .route("/logout", web::post().to(logout));
+}
+
+/// `GET /`: setup while it is pending, else the dashboard or the login page.
+async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    {
+        let mut conn = state.conn().await?;
+        match SetupCode::is_pending(&mut conn).await {
+            Ok(true) => return Ok(see_other("/setup").finish()),
+            Ok(false) => {}
+            Err(e) => return Err(state.db_error(e).await),
+        }
+    }
+    Ok(match session::load(&req, &state).await? {
+        Lookup::Valid(_) => see_other("/dashboard").finish(),
+        Lookup::Expired => see_other("/login?expired=1")
+            .cookie(session::removal_cookie(session::SESSION_COOKIE))
+            .finish(),
+        Lookup::None => see_other("/login").finish(),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Setup
+
+#[derive(Debug, Template)]
+#[template(path = "setup.html")]
+pub(crate) struct SetupPage {
+    pub csrf: String,
+    /// The name typed last time, when the form is re-shown.
+    pub name: String,
+    pub error: Option<FormError>,
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    setup_code: String,
+    name: String,
+    passphrase: String,
+    passphrase_confirm: String,
+    csrf: String,
+}
+
+/// `GET /setup`: the form that creates the owner account, while there is none.
+async fn setup_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    if has_owner(&state).await? {
+        return Ok(see_other("/login").finish());
+    }
+    show_setup(&req, StatusCode::OK, String::new(), None)
+}
+
+fn show_setup(
+    req: &HttpRequest,
+    status: StatusCode,
+    name: String,
+    error: Option<&WebError>,
+) -> Result<HttpResponse, WebError> {
+    let (csrf, cookie) = prelogin_token(req);
+    let page = SetupPage {
+        csrf,
+        name,
+        error: error.map(FormError::of),
+    };
+    let mut resp = render(status, &page)?;
+    resp.add_cookie(&cookie)
+        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
+    Ok(resp)
+}
+
+/// `POST /setup`: redeems the setup code and creates the owner, then logs them in.
+async fn setup_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<SetupForm>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.into_inner();
+    check_prelogin_csrf(&req, &form.csrf)?;
+    let ip = peer_ip(&req);
+    if let Err(retry_after) = state.throttle().check_address(ip, Instant::now()) {
+        info!(%ip, "setup attempt throttled");
+        return Err(WebError::Throttled { retry_after });
+    }
+    if has_owner(&state).await? {
+        return Err(WebError::Conflict(
+            "This appliance already has an owner. Log in instead.".into(),
+        ));
+    }
+
+    let retry = |status, err: WebError| show_setup(&req, status, form.name.clone(), Some(&err));
+    let name = match UserName::from_str(&form.name) {
+        Ok(name) => name,
+        Err(e) => {
+            return retry(
+                StatusCode::BAD_REQUEST,
+                WebError::InvalidInput(capitalise(&e)),
+            );
+        }
+    };
+    if form.passphrase != form.passphrase_confirm {
+        let err = WebError::InvalidInput("The two passphrases do not match.".into());
+        return retry(StatusCode::BAD_REQUEST, err);
+    }
+    let passphrase = match Passphrase::new(form.passphrase.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            return retry(
+                StatusCode::BAD_REQUEST,
+                WebError::InvalidInput(capitalise(&e)),
+            );
+        }
+    };
+
+    // The supervisor stores sha256(normalize_human_code(code)).
+    let code_hash = sha256(normalize_human_code(&form.setup_code).as_bytes());
+    let password_hash = web::block(move || hash_password(&passphrase))
+        .await?
+        .map_err(|e| WebError::internal("hashing the owner's passphrase", e))?;
+    let redeemed = {
+        let mut conn = state.conn().await?;
+        SetupCode::redeem(&mut conn, code_hash, name, password_hash).await
+    };
+    match redeemed {
+        Ok(Some(user)) => {
+            info!(user = %user.name, %ip, "setup complete: owner account created");
+            let cookie = session::start(&state, user.id).await?;
+            Ok(see_other("/dashboard").cookie(cookie).finish())
+        }
+        Ok(None) => {
+            state.throttle().record_address_failure(ip, Instant::now());
+            warn!(%ip, "setup failed: wrong setup code");
+            retry(StatusCode::FORBIDDEN, WebError::SetupCodeInvalid)
+        }
+        Err(CreateUserError::OwnerExists) => Err(WebError::Conflict(
+            "This appliance already has an owner. Log in instead.".into(),
+        )),
+        Err(CreateUserError::NameTaken(name)) => Err(WebError::Conflict(format!(
+            "A user named {name} already exists."
+        ))),
+        Err(CreateUserError::Db(e)) => Err(state.db_error(e).await),
+    }
+}
+
+async fn has_owner(state: &AppState) -> Result<bool, WebError> {
+    let mut conn = state.conn().await?;
+    match owner_exists(&mut conn).await {
+        Ok(exists) => Ok(exists),
+        Err(e) => Err(state.db_error(e).await),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Login and logout
+
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage {
+    pub csrf: String,
+    pub name: String,
+    /// Why the person is here (expired session, just logged out).
+    pub notice: Option<&'static str>,
+    pub error: Option<FormError>,
+}
+
+pub(crate) const NOTICE_EXPIRED: &str = "Your session expired; please log in again.";
+pub(crate) const NOTICE_LOGGED_OUT: &str = "You are logged out.";
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    expired: Option<String>,
+    logged_out: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    passphrase: String,
+    csrf: String,
+}
+
+/// `GET /login` (`?expired=1`, `?logged_out=1` add a notice).
+async fn login_page(req: HttpRequest) -> Result<HttpResponse, WebError> {
+    // A malformed query string just means no notice.
+    let query = web::Query::<LoginQuery>::from_query(req.query_string()).ok();
+    let notice = query.and_then(|q| {
+        if q.expired.is_some() {
+            Some(NOTICE_EXPIRED)
+        } else if q.logged_out.is_some() {
+            Some(NOTICE_LOGGED_OUT)
+        } else {
+            None
+        }
+    });
+    show_login(&req, StatusCode::OK, String::new(), notice, None)
+}
+
+fn show_login(
+    req: &HttpRequest,
+    status: StatusCode,
+    name: String,
+    notice: Option<&'static str>,
+    error: Option<&WebError>,
+) -> Result<HttpResponse, WebError> {
+    let (csrf, cookie) = prelogin_token(req);
+    let page = LoginPage {
+        csrf,
+        name,
+        notice,
+        error: error.map(FormError::of),
+    };
+    let mut resp = render(status, &page)?;
+    resp.add_cookie(&cookie)
+        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
+    Ok(resp)
+}
+
+/// `POST /login`.
+///
+/// A wrong passphrase and an unknown name give the same answer, after the same work
+/// (an Argon2id verification against a dummy hash), so neither the page nor its timing
+/// tells which names exist.
+async fn login_submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, WebError> {
+    let LoginForm {
+        name: typed,
+        passphrase,
+        csrf,
+    } = form.into_inner();
+    check_prelogin_csrf(&req, &csrf)?;
+    let ip = peer_ip(&req);
+    if let Err(retry_after) = state.throttle().check(&typed, ip, Instant::now()) {
+        info!(%ip, "login throttled");
+        return Err(WebError::Throttled { retry_after });
+    }
+    match verify(&state, &typed, passphrase).await? {
+        Verified::Ok(user) => {
+            state.throttle().record_success(&typed);
+            let cookie = session::start(&state, user.id).await?;
+            info!(user = %user.name, %ip, "login ok");
+            Ok(see_other("/dashboard").cookie(cookie).finish())
+        }
+        failed => {
+            state.throttle().record_failure(&typed, ip, Instant::now());
+            match failed {
+                Verified::WrongPassphrase(name) => {
+                    info!(user = %name, %ip, "login failed: wrong passphrase");
+                }
+                // What was typed is not logged: people sometimes type their passphrase
+                // into the name field.
+                _ => info!(%ip, "login failed: no such account"),
+            }
+            show_login(
+                &req,
+                StatusCode::UNAUTHORIZED,
+                typed,
+                None,
+                Some(&WebError::LoginFailed),
+            )
+        }
+    }
+}
+
+/// What a login attempt turned out to be (only ever shown to people as one message).
+enum Verified {
+    Ok(User),
+    WrongPassphrase(UserName),
+    NoSuchAccount,
+}
+
+/// Checks `passphrase` against the account named `typed`; `Err` only for failures no
+/// person could cause.
+async fn verify(state: &AppState, typed: &str, passphrase: String) -> Result<Verified, WebError> {
+    let Ok(passphrase) = Passphrase::for_login(passphrase) else {
+        // Longer than any valid passphrase: cannot match, and hashing it would only
+        // burn CPU. Its length is no secret.
+        return Ok(Verified::NoSuchAccount);
+    };
+    let found = match UserName::from_str(typed) {
+        Ok(name) => {
+            let mut conn = state.conn().await?;
+            match User::find_for_login(&mut conn, &name).await {
+                Ok(found) => found,
+                Err(e) => return Err(state.db_error(e).await),
+            }
+        }
+        Err(_) => None,
+    };
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    // Argon2id takes ~0.1-0.3 s of CPU: off the async workers.
+    let verified = web::block(move || match stored.as_deref() {
+        Some(hash) => verify_password(&passphrase, hash),
+        None => verify_password(&passphrase, dummy_hash()),
+    })
+    .await?;
+    match (verified, user) {
+        (Ok(true), Some(user)) => Ok(Verified::Ok(user)),
+        (Ok(_), Some(user)) => Ok(Verified::WrongPassphrase(user.name)),
+        (Ok(_), None) => Ok(Verified::NoSuchAccount),
+        (Err(e), _) => Err(WebError::internal("verifying a passphrase", e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends the session and forgets the cookie.
+async fn logout(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<LogoutForm>,
+) -> Result<HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    session::end(&state, &user).await?;
+    info!(user = %user.user.name, "logged out");
+    Ok(see_other("/login?logged_out=1")
+        .cookie(session::removal_cookie(session::SESSION_COOKIE))
+        .finish())
+}
+
+/// "The passphrase must …" from an error message that starts in lower case.
+fn capitalise(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(page: &impl Template) -> String {
+        let html = page.render().unwrap();
+        assert!(!html.contains("style="), "inline style in {html}");
+        assert!(!html.contains("<script"), "script in {html}");
+        assert!(html.contains(r#"name="viewport""#));
+        html
+    }
+
+    #[test]
+    fn the_login_page_has_its_fields_and_messages() {
+        let html = rendered(&LoginPage {
+            csrf: "tok123".into(),
+            name: "<alice>".into(),
+            notice: Some(NOTICE_EXPIRED),
+            error: Some(FormError::of(&WebError::LoginFailed)),
+        });
+        assert!(html.contains(r#"name="csrf" value="tok123""#), "{html}");
+        for field in [
+            r#"name="name""#,
+            r#"name="passphrase""#,
+            r#"action="/login""#,
+        ] {
+            assert!(html.contains(field), "{field}");
+        }
+        assert!(
+            html.contains("&#60;alice&#62;") || html.contains("&lt;alice&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("Your session expired; please log in again"));
+        assert!(html.contains("Wrong user name or passphrase"));
+        assert!(html.contains("login_failed"));
+    }
+
+    #[test]
+    fn the_setup_page_has_its_fields() {
+        let html = rendered(&SetupPage {
+            csrf: "tok".into(),
+            name: String::new(),
+            error: Some(FormError::of(&WebError::SetupCodeInvalid)),
+        });
+        for field in [
+            r#"name="setup_code""#,
+            r#"name="name""#,
+            r#"name="passphrase""#,
+            r#"name="passphrase_confirm""#,
+            r#"name="csrf" value="tok""#,
+            r#"action="/setup""#,
+        ] {
+            assert!(html.contains(field), "{field} missing");
+        }
+        assert!(html.contains("That setup code is not right"));
+    }
+
+    #[test]
+    fn messages_are_capitalised() {
+        assert_eq!(
+            capitalise(&cv_crypto::PasswordError::TooShort),
+            "The passphrase must be at least 8 characters long."
+        );
+    }
+}

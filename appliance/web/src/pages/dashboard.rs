@@ -1,0 +1,285 @@
+//! The appliance dashboard: components, storage, certificate, account.
+
+use actix_web::web;
+use askama::Template;
+use askama_web::WebTemplate;
+use cv_control::{ApplianceStatus, ComponentState, ComponentStatus, DiskUsage};
+use cv_net::tls::CertInfo;
+use time::OffsetDateTime;
+
+use crate::error::WebError;
+use crate::format::{date, human_bytes, human_duration, percent};
+use crate::session::CurrentUser;
+use crate::state::AppState;
+
+pub(super) fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dashboard", web::get().to(dashboard));
+}
+
+/// Certificates expiring within this many days are highlighted. The local CA renews
+/// its server certificate 30 days before expiry, so a highlighted one means renewal is
+/// failing.
+const CERT_WARN_DAYS: i64 = 21;
+
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "dashboard.html")]
+pub(crate) struct DashboardPage {
+    pub user_name: String,
+    pub role: &'static str,
+    pub can_manage_users: bool,
+    pub csrf: String,
+    pub version: String,
+    pub mode: String,
+    /// Set when the supervisor could not be asked; the page says so instead of failing.
+    pub supervisor_error: Option<String>,
+    pub started: Option<String>,
+    pub components: Vec<ComponentView>,
+    /// `None`: not measured yet (or the supervisor is unreachable).
+    pub disk: Option<DiskView>,
+    pub cert: Option<CertView>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ComponentView {
+    pub name: String,
+    pub state: &'static str,
+    /// CSS modifier: `ok`, `busy` or `bad`.
+    pub tone: &'static str,
+    /// How long it has been in its current state.
+    pub for_how_long: String,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DiskView {
+    pub data_dir: String,
+    pub filesystem: String,
+    pub available: String,
+    pub used_percent: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CertView {
+    pub names: String,
+    pub issuer: String,
+    pub expires: String,
+    pub days_left: i64,
+    pub expiring_soon: bool,
+    pub fingerprint: String,
+}
+
+/// `GET /dashboard`.
+async fn dashboard(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<DashboardPage, WebError> {
+    let status = state.status.get().await;
+    let now = OffsetDateTime::now_utc();
+    let cert = state.tls.info().map(|info| cert_view(&info, now));
+    Ok(build(
+        &user,
+        &state.version,
+        &state.mode,
+        status.as_deref(),
+        cert,
+        now,
+    ))
+}
+
+fn build(
+    user: &CurrentUser,
+    version: &str,
+    mode: &str,
+    status: Result<&ApplianceStatus, &String>,
+    cert: Option<CertView>,
+    now: OffsetDateTime,
+) -> DashboardPage {
+    let (status, supervisor_error) = match status {
+        Ok(status) => (Some(status), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    DashboardPage {
+        user_name: user.user.name.to_string(),
+        role: user.user.role.as_str(),
+        can_manage_users: user.user.role.can_manage_users(),
+        csrf: user.csrf_token.clone(),
+        version: status.map_or_else(|| version.to_owned(), |s| s.version.clone()),
+        mode: status.map_or_else(|| mode.to_owned(), |s| s.mode.clone()),
+        supervisor_error,
+        started: status.map(|s| human_duration(now - s.started_at)),
+        components: status
+            .map(|s| {
+                s.components
+                    .iter()
+                    .map(|c| component_view(c, now))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        disk: status.and_then(|s| s.disk.as_ref()).map(disk_view),
+        cert,
+    }
+}
+
+pub(crate) fn component_view(c: &ComponentStatus, now: OffsetDateTime) -> ComponentView {
+    let tone = match c.state {
+        ComponentState::Up => "ok",
+        ComponentState::Starting | ComponentState::Migrating | ComponentState::Restarting => "busy",
+        ComponentState::Stopped | ComponentState::Failed => "bad",
+    };
+    ComponentView {
+        name: c.name.clone(),
+        state: c.state.as_str(),
+        tone,
+        for_how_long: human_duration(now - c.since),
+        restarts: c.restarts,
+        last_error: c.last_error.clone(),
+    }
+}
+
+pub(crate) fn disk_view(d: &DiskUsage) -> DiskView {
+    DiskView {
+        data_dir: human_bytes(d.data_dir_bytes),
+        filesystem: human_bytes(d.filesystem_bytes),
+        available: human_bytes(d.available_bytes),
+        used_percent: percent(
+            d.filesystem_bytes.saturating_sub(d.available_bytes),
+            d.filesystem_bytes,
+        ),
+    }
+}
+
+pub(crate) fn cert_view(info: &CertInfo, now: OffsetDateTime) -> CertView {
+    let days_left = (info.not_after - now).whole_days();
+    CertView {
+        names: info.names.join(", "),
+        issuer: info.issuer.clone(),
+        expires: date(info.not_after),
+        days_left,
+        expiring_soon: days_left < CERT_WARN_DAYS,
+        fingerprint: info.sha256_fingerprint.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cv_db::{Role, User, UserId, UserName};
+    use std::str::FromStr as _;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-05-01 12:00 UTC);
+
+    fn user(role: Role) -> CurrentUser {
+        CurrentUser::for_tests(
+            User {
+                id: UserId(uuid::Uuid::nil()),
+                name: UserName::from_str("alice").unwrap(),
+                role,
+                created_at: NOW,
+            },
+            "csrf-token-1".into(),
+        )
+    }
+
+    fn status() -> ApplianceStatus {
+        ApplianceStatus {
+            version: "1.2.3".into(),
+            mode: "dev".into(),
+            started_at: datetime!(2026-05-01 08:48 UTC),
+            components: vec![
+                ComponentStatus {
+                    name: "postgres".into(),
+                    state: ComponentState::Up,
+                    since: datetime!(2026-05-01 08:48 UTC),
+                    restarts: 2,
+                    pid: Some(42),
+                    last_error: Some("exited with status 1".into()),
+                },
+                ComponentStatus {
+                    name: "vault".into(),
+                    state: ComponentState::Restarting,
+                    since: datetime!(2026-05-01 11:59:30 UTC),
+                    restarts: 0,
+                    pid: None,
+                    last_error: None,
+                },
+            ],
+            disk: Some(DiskUsage {
+                data_dir_bytes: 5 * 1024 * 1024,
+                filesystem_bytes: 1000,
+                available_bytes: 250,
+            }),
+        }
+    }
+
+    fn cert() -> CertView {
+        cert_view(
+            &CertInfo {
+                subject: "CN=nas".into(),
+                issuer: "CN=Context Vault local CA (nas)".into(),
+                not_before: datetime!(2026-01-01 0:00 UTC),
+                not_after: datetime!(2026-05-11 13:00 UTC),
+                names: vec!["nas".into(), "nas.local".into()],
+                sha256_fingerprint: "AB:CD".into(),
+            },
+            NOW,
+        )
+    }
+
+    fn check(html: &str) {
+        assert!(!html.contains("style="), "inline style");
+        assert!(!html.contains("<script"), "script");
+    }
+
+    #[test]
+    fn the_dashboard_shows_components_disk_and_certificate() {
+        let status = status();
+        let page = build(&user(Role::Owner), "0", "x", Ok(&status), Some(cert()), NOW);
+        let html = page.render().unwrap();
+        check(&html);
+        for text in [
+            "postgres",
+            "3 h 12 min",
+            "exited with status 1",
+            "restarting",
+            "30 s",
+            "1.2.3",
+            "5.0 MiB",
+            "75%",
+            "nas, nas.local",
+            "2026-05-11",
+            "10 days",
+            "AB:CD",
+            "alice",
+            "owner",
+            r#"href="/trust""#,
+            r#"href="/users""#,
+            r#"action="/logout""#,
+            r#"name="csrf" value="csrf-token-1""#,
+        ] {
+            assert!(html.contains(text), "{text} missing");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_supervisor_is_shown_not_fatal() {
+        let err = "cannot reach the supervisor at /run/cv.sock".to_owned();
+        let page = build(&user(Role::Member), "0.1.0", "dev", Err(&err), None, NOW);
+        let html = page.render().unwrap();
+        check(&html);
+        assert!(html.contains("cannot reach the supervisor"));
+        assert!(html.contains("0.1.0"));
+        assert!(html.contains("not measured yet"));
+        assert!(
+            !html.contains(r#"href="/users""#),
+            "members do not manage users"
+        );
+    }
+
+    #[test]
+    fn expiring_certificates_are_flagged() {
+        assert_eq!(cert().days_left, 10);
+        assert!(cert().expiring_soon);
+    }
+}

@@ -1,0 +1,73 @@
+//! The HTML pages, one module per area, each registering its routes in `config`.
+//! Template structs live beside their handlers.
+
+mod auth;
+mod dashboard;
+mod trust;
+mod users;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use askama::Template;
+
+use crate::error::WebError;
+
+pub(crate) fn config(cfg: &mut web::ServiceConfig) {
+    auth::config(cfg);
+    dashboard::config(cfg);
+    users::config(cfg);
+    trust::config(cfg);
+}
+
+/// A form error shown above a re-displayed form: the message and its stable code, the
+/// same pair an error page shows.
+#[derive(Debug, Clone)]
+pub(crate) struct FormError {
+    pub message: String,
+    pub code: &'static str,
+}
+
+impl FormError {
+    pub fn of(err: &WebError) -> FormError {
+        FormError {
+            message: err.to_string(),
+            code: err.code(),
+        }
+    }
+}
+
+/// Renders `page` as an HTML response with `status`.
+pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpResponse, WebError> {
+    Ok(html(status).body(render_string(page)?))
+}
+
+pub(crate) fn render_string<T: Template>(page: &T) -> Result<String, WebError> {
+    page.render()
+        .map_err(|e| WebError::internal("rendering a page", e))
+}
+
+/// A response builder for an HTML page with `status`.
+pub(crate) fn html(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    builder.content_type("text/html; charset=utf-8");
+    builder
+}
+
+/// `303 See Other` to `location`: the answer to a successful form POST (so reloading
+/// the next page does not resubmit the form), and to pages that live elsewhere.
+pub(crate) fn see_other(location: &str) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::SeeOther();
+    builder.insert_header((header::LOCATION, location));
+    builder
+}
+
+/// The client's address as seen on the TCP connection (the service is never behind a
+/// proxy). IPv4-mapped IPv6 addresses are reduced to IPv4 so one client has one key.
+pub(crate) fn peer_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}

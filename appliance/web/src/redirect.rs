@@ -1,0 +1,195 @@
+//! The plain-HTTP app: sends every request to the same place over HTTPS.
+//!
+//! `308 Permanent Redirect` keeps the method and body (RFC 9110 §15.4.9), so even a
+//! form posted over plain HTTP by mistake arrives intact, encrypted. The HTTPS app's
+//! HSTS header then keeps browsers from trying plain HTTP again.
+
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpRequest, HttpResponse, web};
+
+use crate::app::security_headers;
+use crate::error::WebError;
+
+/// HTTP-01 challenges will be answered here once ACME lands; until then, not found.
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// The redirect app, for `HttpServer::new`.
+pub fn redirect_app(
+    https_port: u16,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(https_port))
+        .wrap(security_headers(DefaultHeaders::new()))
+        .default_service(web::to(redirect))
+}
+
+async fn redirect(req: HttpRequest, port: web::Data<u16>) -> Result<HttpResponse, WebError> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if req.uri().path().starts_with(ACME_CHALLENGE_PREFIX) {
+        return Err(WebError::NotFound);
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host());
+    let target = https_target(host, **port, path)
+        .ok_or_else(|| WebError::BadRequest("The request has no valid Host header.".into()))?;
+    Ok(HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, target))
+        .finish())
+}
+
+/// `https://<host without port>[:<port>]<path and query>`, with `:443` left out; `None`
+/// when `host` is missing or not a plausible host name or IP literal (it ends up in a
+/// `Location` header, so nothing else may pass).
+pub fn https_target(host: Option<&str>, https_port: u16, path_and_query: &str) -> Option<String> {
+    let name = host_without_port(host?)?;
+    let path = if path_and_query.starts_with('/') {
+        path_and_query
+    } else {
+        "/"
+    };
+    Some(if https_port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{https_port}{path}")
+    })
+}
+
+/// The host part of a `Host` header: a DNS name, an IPv4 address, or a bracketed IPv6
+/// literal, with an optional numeric port removed.
+fn host_without_port(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        // [v6]:port or [v6]
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        if !(rest.is_empty() || valid_port(rest.strip_prefix(':')?)) {
+            return None;
+        }
+        let inner = &host[1..end];
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
+        &host[..=end]
+    } else {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        };
+        if port.is_some_and(|p| !valid_port(p)) {
+            return None;
+        }
+        let plausible = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !name.starts_with(['-', '.']);
+        if !plausible {
+            return None;
+        }
+        name
+    };
+    Some(name)
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test as web_test;
+
+    #[test]
+    fn targets_keep_path_and_query_and_drop_the_default_port() {
+        assert_eq!(
+            https_target(Some("nas.local:8080"), 8443, "/login?x=1").as_deref(),
+            Some("https://nas.local:8443/login?x=1")
+        );
+        assert_eq!(
+            https_target(Some("nas.local"), 443, "/").as_deref(),
+            Some("https://nas.local/")
+        );
+        assert_eq!(
+            https_target(Some("192.168.1.20:80"), 443, "/a").as_deref(),
+            Some("https://192.168.1.20/a")
+        );
+        assert_eq!(
+            https_target(Some("[fd00::1]:8080"), 8443, "/").as_deref(),
+            Some("https://[fd00::1]:8443/")
+        );
+        assert_eq!(
+            https_target(Some("[::1]"), 443, "*").as_deref(),
+            Some("https://[::1]/")
+        );
+    }
+
+    #[test]
+    fn bad_hosts_are_refused() {
+        for bad in [
+            "",
+            ":8080",
+            "evil.example/path",
+            "a b",
+            "nas:port",
+            "[::1",
+            "[nothex]:80",
+            "[::1]x",
+            "-nas",
+            "nas.local:123456",
+            "user@nas",
+        ] {
+            assert_eq!(https_target(Some(bad), 443, "/"), None, "{bad:?}");
+        }
+        assert_eq!(https_target(None, 443, "/"), None);
+    }
+
+    #[actix_web::test]
+    async fn the_app_redirects_with_308() {
+        let app = web_test::init_service(redirect_app(8443)).await;
+        let req = web_test::TestRequest::post()
+            .uri("/setup?a=b")
+            .insert_header((header::HOST, "nas.local:8080"))
+            .to_request();
+        let resp = web_test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 308);
+        assert_eq!(
+            resp.headers().get(header::LOCATION).unwrap(),
+            "https://nas.local:8443/setup?a=b"
+        );
+        assert_eq!(resp.headers().get("x-frame-options").unwrap(), "DENY");
+        assert!(
+            resp.headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .is_none()
+        );
+    }
+
+    #[actix_web::test]
+    async fn acme_challenges_and_missing_hosts_are_not_redirected() {
+        let app = web_test::init_service(redirect_app(443)).await;
+        let req = web_test::TestRequest::get()
+            .uri("/.well-known/acme-challenge/abc")
+            .insert_header((header::HOST, "nas.local"))
+            .to_request();
+        assert_eq!(
+            web_test::call_service(&app, req).await.status().as_u16(),
+            404
+        );
+        let req = web_test::TestRequest::get().uri("/").to_request();
+        assert_eq!(
+            web_test::call_service(&app, req).await.status().as_u16(),
+            400
+        );
+    }
+}

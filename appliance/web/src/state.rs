@@ -1,0 +1,102 @@
+//! What every request handler shares.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use cv_control::{ApplianceStatus, ControlClient};
+use cv_db::{DbConn, DbError, DbPool};
+use cv_net::tls::PkiPaths;
+
+use crate::error::WebError;
+use crate::session::SessionPolicy;
+use crate::throttle::Throttle;
+use crate::tls::CertResolver;
+
+/// State shared by the workers of the HTTPS app (behind `web::Data`).
+pub(crate) struct AppState {
+    pub pool: DbPool,
+    pub status: StatusCache,
+    pub pki: PkiPaths,
+    pub tls: Arc<CertResolver>,
+    pub throttle: Mutex<Throttle>,
+    pub sessions: SessionPolicy,
+    /// From the handoff, for when the supervisor cannot be asked.
+    pub version: String,
+    pub mode: String,
+}
+
+impl AppState {
+    /// A pooled connection, or the 503 "starting or recovering" error naming what the
+    /// supervisor says PostgreSQL is doing.
+    pub async fn conn(&self) -> Result<DbConn, WebError> {
+        match cv_db::connect(&self.pool).await {
+            Ok(conn) => Ok(conn),
+            Err(e) => Err(self.db_error(e).await),
+        }
+    }
+
+    /// Maps a database error, asking the supervisor for PostgreSQL's state when the
+    /// database is unavailable.
+    pub async fn db_error(&self, e: DbError) -> WebError {
+        match e {
+            DbError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                let postgres = self
+                    .status
+                    .get()
+                    .await
+                    .ok()
+                    .and_then(|s| s.component("postgres").map(|c| c.state.as_str()));
+                WebError::DatabaseUnavailable { postgres }
+            }
+            other => WebError::from(other),
+        }
+    }
+
+    pub fn throttle(&self) -> MutexGuard<'_, Throttle> {
+        // A panic while holding the lock cannot leave the counters inconsistent in a
+        // way that matters; keep using them.
+        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How long a supervisor status answer is reused: a load test on `/healthz` or the
+/// dashboard then costs the control socket at most one exchange a second.
+pub(crate) const STATUS_TTL: Duration = Duration::from_secs(1);
+
+/// The supervisor's last answer (or failure to answer), reused for [`STATUS_TTL`].
+pub(crate) struct StatusCache {
+    client: ControlClient,
+    /// An async mutex held across the exchange, so concurrent requests wait for one
+    /// answer instead of all asking at once.
+    slot: tokio::sync::Mutex<Option<(Instant, StatusAnswer)>>,
+}
+
+/// The status, or why the supervisor could not be asked.
+type StatusAnswer = Result<Arc<ApplianceStatus>, String>;
+
+impl StatusCache {
+    pub fn new(client: ControlClient) -> Self {
+        StatusCache {
+            client,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The appliance status, or why the supervisor could not be asked (for people who
+    /// are logged in; never secret, but it names the socket path).
+    pub async fn get(&self) -> StatusAnswer {
+        let mut slot = self.slot.lock().await;
+        if let Some((at, answer)) = slot.as_ref()
+            && at.elapsed() < STATUS_TTL
+        {
+            return answer.clone();
+        }
+        let answer = self.client.status().await.map(Arc::new).map_err(|e| {
+            tracing::warn!(error = %e, "cannot get the appliance status from the supervisor");
+            e.to_string()
+        });
+        *slot = Some((Instant::now(), answer.clone()));
+        answer
+    }
+}

@@ -1,0 +1,290 @@
+//! Setup, login, sessions, household members, over real HTTPS.
+
+use crate::support::*;
+
+#[tokio::test]
+async fn setup_needs_the_printed_code_then_creates_the_owner() {
+    let app = appliance().await;
+    let client = app.client();
+
+    let resp = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/setup");
+
+    let csrf = csrf_for(&app, &client, "/setup").await;
+    let form = |code: &str, pass2: &str| {
+        vec![
+            ("setup_code".to_owned(), code.to_owned()),
+            ("name".to_owned(), "Olivia".to_owned()),
+            ("passphrase".to_owned(), OWNER_PASS.to_owned()),
+            ("passphrase_confirm".to_owned(), pass2.to_owned()),
+            ("csrf".to_owned(), csrf.clone()),
+        ]
+    };
+
+    let wrong = client
+        .post(app.url("/setup"))
+        .form(&form("AAAA-BBBB-CCCC", OWNER_PASS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    assert!(wrong.text().await.unwrap().contains("setup code"));
+
+    let code = app.setup_code();
+    let mismatch = client
+        .post(app.url("/setup"))
+        .form(&form(&code, "something else entirely"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+
+    // Typed sloppily: lower case, spaces instead of dashes.
+    let sloppy = code.to_lowercase().replace('-', " ");
+    let ok = client
+        .post(app.url("/setup"))
+        .form(&form(&sloppy, OWNER_PASS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303, "{}", ok.text().await.unwrap());
+    assert_eq!(location(&ok), "/dashboard");
+
+    let dash = client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(dash.status(), 200);
+    let html = dash.text().await.unwrap();
+    assert!(
+        html.contains("olivia"),
+        "the dashboard names the signed-in user"
+    );
+    assert!(html.contains("postgres") || html.contains("PostgreSQL"));
+
+    // Setup is closed now, even with the right code.
+    let again = app.client();
+    let resp = again.get(app.url("/setup")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let csrf = csrf_for(&app, &again, "/login").await;
+    let resp = again
+        .post(app.url("/setup"))
+        .form(&[
+            ("setup_code", code.as_str()),
+            ("name", "mallory"),
+            ("passphrase", "mallory's passphrase"),
+            ("passphrase_confirm", "mallory's passphrase"),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert_ne!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn login_logout_and_the_session_cookie() {
+    let app = appliance_with_owner().await;
+    let client = app.client();
+    let resp = login(&app, &client, OWNER, OWNER_PASS).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/dashboard");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-cv_session="))
+        .expect("a session cookie");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "cookie lacks {attr}: {cookie}");
+    }
+
+    let dash = client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(dash.status(), 200);
+    let csrf = csrf_in(&dash.text().await.unwrap());
+    let out = client
+        .post(app.url("/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(after.status(), 303);
+    assert!(location(&after).starts_with("/login"));
+}
+
+#[tokio::test]
+async fn owner_adds_household_members_and_members_cannot() {
+    let app = appliance_with_owner().await;
+    let owner = owner_client(&app).await;
+    let csrf = csrf_for(&app, &owner, "/users").await;
+    let add = |name: &'static str, role: &'static str| {
+        owner
+            .post(app.url("/users"))
+            .form(&[
+                ("name", name),
+                ("passphrase", "member passphrase 1"),
+                ("role", role),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+    };
+    let resp = add("max", "member").await.unwrap();
+    assert!(
+        resp.status() == 303 || resp.status() == 200,
+        "{}",
+        resp.status()
+    );
+    let dup = add("max", "member").await.unwrap();
+    assert_eq!(dup.status(), 409);
+    let bad_role = add("eve", "owner").await.unwrap();
+    assert_eq!(bad_role.status(), 400);
+    let list = owner
+        .get(app.url("/users"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("max"));
+
+    let member = app.client();
+    assert_eq!(
+        login(&app, &member, "max", "member passphrase 1")
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(
+        member.get(app.url("/users")).send().await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        member
+            .get(app.url("/dashboard"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn plain_http_only_redirects_and_pages_carry_security_headers() {
+    let app = appliance_with_owner().await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = plain
+        .get(format!("http://localhost:{}/dashboard?x=1", app.http_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(
+        location(&resp),
+        format!("https://localhost:{}/dashboard?x=1", app.https_port)
+    );
+
+    let resp = app.client().get(app.url("/login")).send().await.unwrap();
+    let h = resp.headers();
+    let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(h.get("strict-transport-security").is_some());
+    assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+    assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
+    let html = resp.text().await.unwrap();
+    assert!(!html.contains("<script"), "pages work without JavaScript");
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no external assets"
+    );
+}
+
+#[tokio::test]
+async fn healthz_and_the_ca_download() {
+    let app = appliance().await;
+    let (status, body) = app.health().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["components"]["postgres"]["state"], "up", "{body}");
+    assert_eq!(body["components"]["vault"]["state"], "up", "{body}");
+
+    let client = app.client();
+    let der = client.get(app.url("/ca.crt")).send().await.unwrap();
+    assert_eq!(der.status(), 200);
+    assert_eq!(der.headers()["content-type"], "application/x-x509-ca-cert");
+    let der = der.bytes().await.unwrap();
+    let pem = client
+        .get(app.url("/ca.pem"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&pem[..], &app.ca_pem()[..]);
+    let info = cv_net::tls::cert_info_from_pem(&pem).unwrap();
+    assert!(
+        info.subject.contains("Context Vault local CA"),
+        "{}",
+        info.subject
+    );
+    assert!(
+        der.len() > 200 && der[0] == 0x30,
+        "DER starts with a SEQUENCE"
+    );
+
+    let trust = client
+        .get(app.url("/trust"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        trust.contains(&info.sha256_fingerprint),
+        "the trust page shows the CA fingerprint"
+    );
+    assert!(trust.contains("iOS") && trust.contains("Android"));
+}
+
+#[tokio::test]
+async fn the_admin_cli_explains_its_errors() {
+    let app = appliance_with_owner().await;
+    let out = app.create_user(OWNER, "another passphrase", false);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let out = app.create_user("bad name!", "another passphrase", false);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid user name"));
+
+    let out = app.create_user("shorty", "short", false);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8 characters"));
+
+    let out = app.create_user("admin2", "admin passphrase 2", true);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin"));
+
+    let elsewhere = cv_testkit::shared_tempdir();
+    let pass = elsewhere.path().join("p");
+    std::fs::write(&pass, "a good passphrase\n").unwrap();
+    let out = std::process::Command::new(exe())
+        .args(["admin", "--data-dir"])
+        .arg(elsewhere.path())
+        .args(["create-user", "nobody", "--passphrase-file"])
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is contextvault running"));
+}

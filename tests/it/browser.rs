@@ -1,0 +1,170 @@
+//! End to end in a real browser: headless Chromium, trusting the appliance's local CA,
+//! walks through first-run setup, the dashboard, logout and login on a phone-sized
+//! screen. The other tests speak HTTP directly; this one proves that the pages, their
+//! forms, cookies and redirects work in a browser, and that the layout fits a phone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cv_testkit::browser::Browser;
+
+use crate::support::*;
+
+/// An iPhone 12–15's viewport in CSS pixels.
+const PHONE_WIDTH: u32 = 390;
+const PHONE_HEIGHT: u32 = 844;
+
+/// How long a form submission may take to land on the next page (setup and login hash
+/// the passphrase with Argon2id, which takes a while on a loaded test machine).
+const NAVIGATION: Duration = Duration::from_secs(30);
+
+/// A blank or failed screenshot of a page with text and form fields is a few KB; a real
+/// one is well above this.
+const MIN_SCREENSHOT_BYTES: usize = 10 * 1024;
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Screenshots are kept after the run, for a person to look at.
+fn artifact(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-artifacts")
+        .join(name)
+}
+
+/// The path of a URL (`/dashboard` of `https://localhost:1234/dashboard?x`).
+fn path_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.path().to_owned())
+        .unwrap_or_default()
+}
+
+async fn wait_for_path(browser: &Browser, path: &str) {
+    browser
+        .wait_for_url(|url| path_of(url) == path, NAVIGATION)
+        .await;
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    let path = artifact(name);
+    browser.screenshot(&path).await;
+    let png = std::fs::read(&path).unwrap();
+    assert!(
+        png.starts_with(PNG_SIGNATURE),
+        "{} is not a PNG",
+        path.display()
+    );
+    assert!(
+        png.len() > MIN_SCREENSHOT_BYTES,
+        "{} is only {} bytes: the page looks blank",
+        path.display(),
+        png.len()
+    );
+    println!("screenshot: {}", path.display());
+}
+
+/// Horizontal scrolling on a phone means something is wider than the screen.
+async fn assert_fits_phone(browser: &Browser) {
+    let width = browser
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .as_u64()
+        .unwrap();
+    if width <= u64::from(PHONE_WIDTH) {
+        return;
+    }
+    // Name the culprits: the elements whose right edge is past the screen's.
+    let viewport = browser.execute("return window.innerWidth", vec![]).await;
+    let wide = browser
+        .execute(
+            "return [...document.body.querySelectorAll('*')]
+                .filter(e => e.getBoundingClientRect().right > arguments[0])
+                .slice(0, 10)
+                .map(e => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '')
+                    + ' right=' + Math.round(e.getBoundingClientRect().right))",
+            vec![PHONE_WIDTH.into()],
+        )
+        .await;
+    panic!(
+        "{} is {width} CSS px wide on a {PHONE_WIDTH} px screen (it scrolls sideways; \
+         window.innerWidth {viewport}); too wide: {wide}",
+        browser.current_url().await
+    );
+}
+
+/// The submit buttons of the setup, login and logout forms (by the form's action, since
+/// a page may hold more than one form).
+const SETUP_SUBMIT: &str = "form[action='/setup'] [type=submit]";
+const LOGIN_SUBMIT: &str = "form[action='/login'] [type=submit]";
+const LOGOUT: &str = "form[action='/logout'] [type=submit]";
+
+async fn log_out(browser: &Browser) {
+    browser.click(LOGOUT).await;
+    wait_for_path(browser, "/login").await;
+}
+
+async fn assert_dashboard(browser: &Browser) {
+    let text = browser.text("body").await;
+    assert!(
+        text.contains(OWNER),
+        "the dashboard names the signed-in user:\n{text}"
+    );
+    assert!(
+        text.to_lowercase().contains("postgres"),
+        "the dashboard shows the database's state:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
+    if let Err(reason) = Browser::availability() {
+        // The README's test script installs the browser and sets this, so there a
+        // missing browser is a failure rather than a silent skip.
+        if std::env::var("CV_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("CV_REQUIRE_BROWSER=1 but {reason}");
+        }
+        println!("skipped: {reason}");
+        return;
+    }
+    let app = appliance().await;
+    let browser = Browser::start(&app.ca_pem(), PHONE_WIDTH, PHONE_HEIGHT).await;
+
+    // A fresh appliance sends everyone to first-run setup.
+    browser.goto(&app.url("/")).await;
+    wait_for_path(&browser, "/setup").await;
+    assert_fits_phone(&browser).await;
+    browser
+        .type_into("input[name=setup_code]", &app.setup_code())
+        .await;
+    browser.type_into("input[name=name]", OWNER).await;
+    browser
+        .type_into("input[name=passphrase]", OWNER_PASS)
+        .await;
+    browser
+        .type_into("input[name=passphrase_confirm]", OWNER_PASS)
+        .await;
+    browser.click(SETUP_SUBMIT).await;
+
+    wait_for_path(&browser, "/dashboard").await;
+    assert_dashboard(&browser).await;
+    screenshot(&browser, "dashboard-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    log_out(&browser).await;
+    screenshot(&browser, "login-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    browser.type_into("input[name=name]", OWNER).await;
+    browser
+        .type_into("input[name=passphrase]", OWNER_PASS)
+        .await;
+    browser.click(LOGIN_SUBMIT).await;
+    wait_for_path(&browser, "/dashboard").await;
+    assert_dashboard(&browser).await;
+
+    // After logout the session is gone: the dashboard sends the browser to login.
+    log_out(&browser).await;
+    browser.goto(&app.url("/dashboard")).await;
+    wait_for_path(&browser, "/login").await;
+
+    browser.quit().await;
+}

@@ -1,0 +1,12 @@
+//! Integration and end-to-end tests: the real `contextvault` binary, the PostgreSQL it
+//! starts, real HTTPS with the appliance's own CA, and headless Chromium. Each test gets
+//! its own data directory, cluster and ports, so they run in parallel.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod accounts;
+mod bad_input;
+mod browser;
+mod config_cli;
+mod migrations;
+mod supervision;
+mod support;

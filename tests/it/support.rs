@@ -1,0 +1,82 @@
+//! Shared steps of the tests.
+
+use std::path::PathBuf;
+
+use cv_testkit::TestAppliance;
+
+pub const OWNER: &str = "olivia";
+pub const OWNER_PASS: &str = "correct horse battery staple";
+
+/// The binary cargo built for these tests.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_contextvault"))
+}
+
+pub async fn appliance() -> TestAppliance {
+    TestAppliance::start(&exe()).await
+}
+
+/// An appliance with an owner account created by the admin CLI.
+pub async fn appliance_with_owner() -> TestAppliance {
+    let app = appliance().await;
+    let out = app.create_user(OWNER, OWNER_PASS, false);
+    assert!(
+        out.status.success(),
+        "create-user failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app
+}
+
+/// The value of the hidden `csrf` field in a page.
+pub fn csrf_in(html: &str) -> String {
+    let re = regex::Regex::new(r#"name="csrf"\s+value="([^"]+)""#).unwrap();
+    let re2 = regex::Regex::new(r#"value="([^"]+)"\s+name="csrf""#).unwrap();
+    re.captures(html)
+        .or_else(|| re2.captures(html))
+        .unwrap_or_else(|| panic!("no csrf field in page:\n{html}"))[1]
+        .to_owned()
+}
+
+/// GETs `path` and returns the csrf token of its form.
+pub async fn csrf_for(app: &TestAppliance, client: &reqwest::Client, path: &str) -> String {
+    let resp = client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    csrf_in(&resp.text().await.unwrap())
+}
+
+/// Logs in through the form; returns the response to the POST.
+pub async fn login(
+    app: &TestAppliance,
+    client: &reqwest::Client,
+    name: &str,
+    pass: &str,
+) -> reqwest::Response {
+    let csrf = csrf_for(app, client, "/login").await;
+    client
+        .post(app.url("/login"))
+        .form(&[("name", name), ("passphrase", pass), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs in as the owner and checks it worked.
+pub async fn owner_client(app: &TestAppliance) -> reqwest::Client {
+    let client = app.client();
+    let resp = login(app, &client, OWNER, OWNER_PASS).await;
+    assert_eq!(
+        resp.status(),
+        303,
+        "login failed: {}",
+        resp.text().await.unwrap()
+    );
+    client
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
