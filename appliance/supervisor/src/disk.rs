@@ -9,12 +9,24 @@ use std::time::Duration;
 
 use cv_control::DiskUsage;
 
+use crate::board::Component;
 use crate::{Context, Stop, TaskResult};
 
 /// Walking a large data directory costs I/O; once a minute is plenty for a dashboard.
 const INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn measure(ctx: Arc<Context>, mut stop: Stop) -> TaskResult {
+    // The first measurement waits (a little) for PostgreSQL, so that a fresh cluster's
+    // files are counted rather than an empty directory for the first minute.
+    for _ in 0..30 {
+        if ctx.board.state(Component::Postgres).is_up() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.requested() => return Ok(()),
+        }
+    }
     loop {
         let root = ctx.layout.root().to_owned();
         match tokio::task::spawn_blocking(move || usage(&root)).await {
