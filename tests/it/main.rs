@@ -10,3 +10,4 @@ mod config_cli;
 mod migrations;
 mod supervision;
 mod support;
+mod unit_file;

@@ -179,3 +179,64 @@ async fn the_http_serving_process_is_not_root() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), "contextvault");
 }
+
+/// `contextvault run --config` as systemd starts it: JSON logs, and the notify protocol
+/// spoken on `NOTIFY_SOCKET` (READY=1 once everything is up, watchdog pings, STOPPING=1).
+#[tokio::test]
+async fn appliance_mode_logs_json_and_speaks_the_systemd_notify_protocol() {
+    let dir = cv_testkit::shared_tempdir();
+    let socket_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let launch = cv_testkit::Launch::Appliance {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+            // 2 s: the supervisor must ping every second.
+            ("WATCHDOG_USEC".into(), "2000000".into()),
+        ],
+    };
+    let mut app = cv_testkit::TestAppliance::launch(&exe(), launch).await;
+
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = std::time::Instant::now();
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "notifications so far: {seen:?}"
+        );
+        let n = notify.recv(&mut buf).unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+
+    let log = app.log();
+    let line = log
+        .iter()
+        .find(|l| l.contains("supervisor starting"))
+        .expect("a start line");
+    let json: serde_json::Value =
+        serde_json::from_str(line).expect("appliance logs are JSON lines");
+    assert_eq!(json["mode"], "appliance");
+    // The service (another process, another user) logs JSON too.
+    let service_line = log
+        .iter()
+        .find(|l| l.contains("serving HTTPS"))
+        .expect("the service's start line");
+    let json: serde_json::Value =
+        serde_json::from_str(service_line).expect("service logs are JSON lines");
+    assert_eq!(json["target"], "cv_web");
+
+    assert!(app.stop(Duration::from_secs(60)).success());
+    let mut stopping = false;
+    notify
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    while let Ok(n) = notify.recv(&mut buf) {
+        stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(stopping, "no STOPPING=1 at shutdown");
+}

@@ -48,10 +48,22 @@ fn ensure_users() {
     });
 }
 
-/// A running appliance in dev mode.
+/// How the appliance is started.
+#[derive(Debug, Clone, Default)]
+pub enum Launch {
+    /// `contextvault dev --data-dir … --https-port … --http-port …`
+    #[default]
+    Dev,
+    /// `contextvault run --config FILE`, with a config written for the test, and extra
+    /// environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    Appliance { env: Vec<(String, String)> },
+}
+
+/// A running appliance.
 #[derive(Debug)]
 pub struct TestAppliance {
     child: Option<Child>,
+    launch: Launch,
     pub dir: tempfile::TempDir,
     pub data_dir: PathBuf,
     pub https_port: u16,
@@ -63,11 +75,17 @@ pub struct TestAppliance {
 impl TestAppliance {
     /// Starts `exe dev` and waits until `/healthz` answers 200.
     pub async fn start(exe: &Path) -> TestAppliance {
+        Self::launch(exe, Launch::Dev).await
+    }
+
+    /// Starts the appliance as described by `launch` and waits until it is healthy.
+    pub async fn launch(exe: &Path, launch: Launch) -> TestAppliance {
         ensure_users();
         let dir = shared_tempdir();
         let data_dir = dir.path().join("var");
         let mut app = TestAppliance {
             child: None,
+            launch,
             data_dir,
             dir,
             https_port: free_port(),
@@ -89,15 +107,38 @@ impl TestAppliance {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(&self.exe)
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--https-port")
-            .arg(self.https_port.to_string())
-            .arg("--http-port")
-            .arg(self.http_port.to_string())
-            .env("RUST_LOG", "info")
+        let mut cmd = Command::new(&self.exe);
+        match &self.launch {
+            Launch::Dev => {
+                cmd.arg("dev")
+                    .arg("--data-dir")
+                    .arg(&self.data_dir)
+                    .arg("--https-port")
+                    .arg(self.https_port.to_string())
+                    .arg("--http-port")
+                    .arg(self.http_port.to_string())
+                    .env("RUST_LOG", "info");
+            }
+            Launch::Appliance { env } => {
+                let config = self.dir.path().join("config.toml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"127.0.0.1\"]\nhttps_port = {}\nhttp_port = {}\n",
+                        self.data_dir.display(),
+                        self.https_port,
+                        self.http_port
+                    ),
+                )
+                .unwrap();
+                cmd.arg("run")
+                    .arg("--config")
+                    .arg(&config)
+                    .env_remove("RUST_LOG");
+                cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            }
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
