@@ -140,14 +140,7 @@ async fn owner_adds_household_members_and_members_cannot() {
     assert_eq!(dup.status(), 409);
     let bad_role = add("eve", "owner").await.unwrap();
     assert_eq!(bad_role.status(), 400);
-    let list = owner
-        .get(app.url("/users"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = text_of(&app, &owner, "/users").await;
     assert!(list.contains("max"));
 
     let member = app.client();
@@ -157,19 +150,8 @@ async fn owner_adds_household_members_and_members_cannot() {
             .status(),
         303
     );
-    assert_eq!(
-        member.get(app.url("/users")).send().await.unwrap().status(),
-        403
-    );
-    assert_eq!(
-        member
-            .get(app.url("/dashboard"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &member, "/users").await, 403);
+    assert_eq!(status_of(&app, &member, "/dashboard").await, 200);
 }
 
 #[tokio::test]
@@ -241,14 +223,7 @@ async fn healthz_and_the_ca_download() {
         "DER starts with a SEQUENCE"
     );
 
-    let trust = client
-        .get(app.url("/trust"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let trust = text_of(&app, &client, "/trust").await;
     assert!(
         trust.contains(&info.sha256_fingerprint),
         "the trust page shows the CA fingerprint"

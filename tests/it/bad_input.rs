@@ -87,15 +87,7 @@ async fn missing_or_forged_csrf_tokens_are_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
-    assert_eq!(
-        owner
-            .get(app.url("/dashboard"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &owner, "/dashboard").await, 200);
 
     // A cross-site POST (foreign Origin) is refused even with a valid token.
     let csrf = csrf_for(&app, &owner, "/dashboard").await;
@@ -141,14 +133,7 @@ async fn an_expired_session_sends_the_person_back_to_login() {
     assert_eq!(resp.status(), 303);
     let to = location(&resp);
     assert_eq!(to, "/login?expired=1");
-    let page = owner
-        .get(app.url(&to))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&app, &owner, &to).await;
     assert!(page.contains("expired"));
 }
 

@@ -16,15 +16,7 @@ fn sigkill(pid: u32) {
 async fn a_killed_postgres_is_restarted_and_pages_recover() {
     let app = appliance_with_owner().await;
     let owner = owner_client(&app).await;
-    assert_eq!(
-        owner
-            .get(app.url("/dashboard"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&app, &owner, "/dashboard").await, 200);
     let old = app.postgres_pid();
     sigkill(old);
 

@@ -80,3 +80,26 @@ pub fn location(resp: &reqwest::Response) -> String {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default()
 }
+
+/// The status of `GET path`.
+pub async fn status_of(app: &TestAppliance, client: &reqwest::Client, path: &str) -> u16 {
+    client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The body of `GET path`.
+pub async fn text_of(app: &TestAppliance, client: &reqwest::Client, path: &str) -> String {
+    client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
