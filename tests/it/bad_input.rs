@@ -190,3 +190,33 @@ async fn oversized_and_malformed_forms_get_4xx() {
     let resp = client.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn wrong_methods_get_405_and_head_works_like_get() {
+    let app = appliance().await;
+    let client = app.client();
+    let head = client.head(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty(), "HEAD has no body");
+    assert_eq!(
+        client
+            .head(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for (method, path) in [
+        (reqwest::Method::POST, "/healthz"),
+        (reqwest::Method::DELETE, "/login"),
+        (reqwest::Method::PUT, "/dashboard"),
+    ] {
+        let resp = client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+    }
+}

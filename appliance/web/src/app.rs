@@ -67,8 +67,14 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(not_found));
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, WebError> {
-    Err(WebError::NotFound)
+/// Nothing matched: 405 when the path exists for another method (a POST to a page),
+/// 404 otherwise.
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, WebError> {
+    if req.resource_map().has_resource(req.path()) {
+        Err(WebError::MethodNotAllowed)
+    } else {
+        Err(WebError::NotFound)
+    }
 }
 
 /// Middleware (for `wrap_fn`): refuses POSTs from another origin before any handler
@@ -85,6 +91,13 @@ where
         >,
     B: MessageBody + 'static,
 {
+    // HEAD is GET without the body (RFC 9110 §9.3.2): uptime monitors and `curl -I`
+    // use it. Routed as GET; the body is dropped below.
+    let mut req = req;
+    let is_head = req.method() == Method::HEAD;
+    if is_head {
+        req.head_mut().method = Method::GET;
+    }
     let wants_json = wants_json(&req);
     let foreign_post = req.method() == Method::POST && {
         let origin = req
@@ -103,10 +116,13 @@ where
         Ok(service.call(req))
     };
     async move {
-        let res = match outcome {
+        let mut res = match outcome {
             Err(refused) => refused,
             Ok(fut) => fut.await?.map_into_boxed_body(),
         };
+        if is_head {
+            res = res.map_body(|_, _| BoxBody::new(()));
+        }
         if !wants_json {
             return Ok(res);
         }

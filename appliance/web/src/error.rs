@@ -71,6 +71,8 @@ pub enum WebError {
     Forbidden(String),
     #[error("There is nothing at this address.")]
     NotFound,
+    #[error("This address does not accept that kind of request.")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     /// PostgreSQL is starting, migrating or restarting. `postgres` is its state as the
@@ -107,6 +109,7 @@ impl WebError {
             WebError::SessionExpired { .. } => "session_expired",
             WebError::Forbidden(_) => "forbidden",
             WebError::NotFound => "not_found",
+            WebError::MethodNotAllowed => "method_not_allowed",
             WebError::Conflict(_) => "conflict",
             WebError::DatabaseUnavailable { .. } => "database_unavailable",
             WebError::Internal => "internal",
@@ -129,6 +132,7 @@ impl WebError {
             WebError::SessionExpired { .. } => "Session expired",
             WebError::Forbidden(_) => "Not allowed",
             WebError::NotFound => "Not found",
+            WebError::MethodNotAllowed => "Method not allowed",
             WebError::Conflict(_) => "Conflict",
             WebError::DatabaseUnavailable { .. } => "Starting or recovering",
             WebError::Internal => "Something went wrong",
@@ -232,6 +236,7 @@ impl ResponseError for WebError {
                 StatusCode::BAD_REQUEST
             }
             WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -354,6 +359,7 @@ mod tests {
             ),
             (WebError::Forbidden("no".into()), 403, "forbidden"),
             (WebError::NotFound, 404, "not_found"),
+            (WebError::MethodNotAllowed, 405, "method_not_allowed"),
             (WebError::Conflict("dup".into()), 409, "conflict"),
             (
                 WebError::DatabaseUnavailable { postgres: None },
