@@ -54,16 +54,19 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Crockford's base32 alphabet (<https://www.crockford.com/base32.html>): digits and
+/// letters without I, L, O and U, so nothing reads ambiguously.
+pub(crate) const CROCKFORD_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 /// A human-typable one-time code: groups of 4 characters from Crockford's base32
 /// alphabet (no I, L, O, U, so nothing reads ambiguously), e.g. `7KQ2-M9XD-4HTA`.
 /// Three groups carry 60 bits; with login throttling that is far beyond guessing.
 pub fn human_code(groups: usize) -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let mut rng = rand::rng();
     (0..groups)
         .map(|_| {
             (0..4)
-                .map(|_| ALPHABET[(rng.next_u32() % 32) as usize] as char)
+                .map(|_| CROCKFORD_ALPHABET[(rng.next_u32() % 32) as usize] as char)
                 .collect::<String>()
         })
         .collect::<Vec<_>>()
