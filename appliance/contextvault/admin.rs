@@ -15,8 +15,9 @@ use zeroize::Zeroize;
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Create an account. The first account created on a box with no owner becomes its
-    /// owner (and closes the web setup).
+    /// Create an account and its vault, and print the vault's recovery key (once). The
+    /// first account created on a box with no owner becomes its owner (and closes the
+    /// web setup).
     CreateUser {
         name: String,
         /// A file holding the passphrase (one line; a trailing newline is ignored).
@@ -61,9 +62,14 @@ async fn create_user(
     let pass = Passphrase::new(text.trim_end_matches(['\n', '\r']).to_owned());
     text.zeroize();
     let pass = pass.context("the passphrase in the file is not acceptable")?;
-    let hash = tokio::task::spawn_blocking(move || cv_crypto::hash_password(&pass))
-        .await
-        .context("hashing the passphrase failed")??;
+    // Argon2id twice (the login hash and the vault's key-encryption key): off the runtime.
+    let (hash, bundle, recovery) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let hash = cv_crypto::hash_password(&pass)?;
+        let (bundle, _vault, recovery) = cv_crypto::vault::create_vault(&pass)?;
+        Ok((hash, bundle, recovery))
+    })
+    .await
+    .context("hashing the passphrase failed")??;
 
     let layout = DataLayout::new(data_dir);
     let socket_dir = layout.postgres_socket_dir();
@@ -83,15 +89,20 @@ async fn create_user(
     } else {
         Role::Member
     };
-    let user = match User::create(&mut conn, &name, &hash, role).await {
-        Ok(user) => user,
-        Err(CreateUserError::NameTaken(name)) => bail!("a user named `{name}` already exists"),
-        Err(e) => return Err(e.into()),
-    };
+    let user =
+        match User::create_with_vault(&mut conn, &name, &hash, role, &bundle.to_bytes()).await {
+            Ok(user) => user,
+            Err(CreateUserError::NameTaken(name)) => bail!("a user named `{name}` already exists"),
+            Err(e) => return Err(e.into()),
+        };
     if role == Role::Owner {
         // The box has an owner now: the setup code must no longer work.
         SetupCode::clear(&mut conn).await?;
     }
     println!("created {} `{}` ({})", user.role, user.name, user.id);
+    println!(
+        "recovery key (shown only now; it opens the vault if the passphrase is lost):\n  {}",
+        recovery.to_display().as_str()
+    );
     Ok(ExitCode::SUCCESS)
 }

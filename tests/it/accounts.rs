@@ -48,8 +48,17 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ok.status(), 303, "{}", ok.text().await.unwrap());
-    assert_eq!(location(&ok), "/dashboard");
+    // The answer shows the new vault's recovery key, once, and leads to the dashboard.
+    assert_eq!(ok.status(), 200);
+    let page = ok.text().await.unwrap();
+    let key = recovery_key_in(&page);
+    assert!(page.contains(r#"href="/dashboard""#));
+    let bundle = stored_bundle(&app).await;
+    let recovery = cv_crypto::vault::RecoveryKey::parse(&key).unwrap();
+    assert!(
+        bundle.unlock_with_recovery(&recovery).is_ok(),
+        "the key shown is the one that opens the stored vault"
+    );
 
     let dash = client.get(app.url("/dashboard")).send().await.unwrap();
     assert_eq!(dash.status(), 200);
@@ -59,6 +68,10 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
         "the dashboard names the signed-in user"
     );
     assert!(html.contains("postgres") || html.contains("PostgreSQL"));
+    assert!(
+        html.contains("unlocked"),
+        "setup leaves the new vault unlocked"
+    );
 
     // Setup is closed now, even with the right code.
     let again = app.client();

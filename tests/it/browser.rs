@@ -112,6 +112,10 @@ async fn assert_dashboard(browser: &Browser) {
         text.to_lowercase().contains("postgres"),
         "the dashboard shows the database's state:\n{text}"
     );
+    assert!(
+        text.contains("unlocked"),
+        "logging in unlocks the vault:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -144,6 +148,17 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         .await;
     browser.click(SETUP_SUBMIT).await;
 
+    // Setup shows the vault's recovery key once (the URL is still /setup: the page is
+    // the answer to the form), then leads on to the dashboard.
+    let key = browser.text(".recovery-key").await;
+    assert_eq!(
+        key.split('-').count(),
+        14,
+        "a recovery key of 14 groups: {key}"
+    );
+    screenshot(&browser, "recovery-key-phone.png").await;
+    assert_fits_phone(&browser).await;
+    browser.click("a[href='/dashboard']").await;
     wait_for_path(&browser, "/dashboard").await;
     assert_dashboard(&browser).await;
     screenshot(&browser, "dashboard-phone.png").await;

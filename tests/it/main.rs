@@ -11,3 +11,4 @@ mod migrations;
 mod supervision;
 mod support;
 mod unit_file;
+mod vault;

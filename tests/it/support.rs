@@ -103,3 +103,37 @@ pub async fn text_of(app: &TestAppliance, client: &reqwest::Client, path: &str) 
         .await
         .unwrap()
 }
+
+/// The recovery key shown on a page (14 groups of 4 characters).
+pub fn recovery_key_in(html: &str) -> String {
+    let re = regex::Regex::new(r"\b[0-9A-Z]{4}(?:-[0-9A-Z]{4}){13}\b").unwrap();
+    re.find(html)
+        .unwrap_or_else(|| panic!("no recovery key in page:\n{html}"))
+        .as_str()
+        .to_owned()
+}
+
+/// The owner's (the only) stored vault key bundle, read from the appliance's database.
+pub async fn stored_bundle(app: &TestAppliance) -> cv_crypto::vault::KeyBundle {
+    bundle_of(app, OWNER).await
+}
+
+/// The stored vault key bundle of account `name`.
+pub async fn bundle_of(app: &TestAppliance, name: &str) -> cv_crypto::vault::KeyBundle {
+    use diesel::QueryableByName;
+    use diesel_async::RunQueryDsl as _;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        bundle: Vec<u8>,
+    }
+    let mut conn = cv_db::connect_once(&app.database_url()).await.unwrap();
+    let row: Row = diesel::sql_query(
+        "SELECT bundle FROM vault_keys JOIN users ON users.id = vault_keys.user_id WHERE users.name = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    cv_crypto::vault::KeyBundle::from_bytes(&row.bundle).unwrap()
+}

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::DbError;
-use crate::schema::{sessions, setup_code, users};
+use crate::schema::{sessions, setup_code, users, vault_keys};
 
 /// A user's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -232,6 +232,63 @@ impl User {
     }
 }
 
+impl User {
+    /// Inserts an account and its wrapped vault keys in one transaction: there is never
+    /// an account without a vault.
+    pub async fn create_with_vault(
+        conn: &mut AsyncPgConnection,
+        name: &UserName,
+        password_hash: &str,
+        role: Role,
+        bundle: &[u8],
+    ) -> Result<User, CreateUserError> {
+        let (name, password_hash, bundle) =
+            (name.clone(), password_hash.to_owned(), bundle.to_vec());
+        conn.transaction::<_, CreateUserError, _>(async move |conn: &mut AsyncPgConnection| {
+            let user = User::create(conn, &name, &password_hash, role).await?;
+            VaultKeys::insert(conn, user.id, &bundle).await?;
+            Ok(user)
+        })
+        .await
+    }
+}
+
+/// An account's wrapped vault keys (`cv_crypto::vault::KeyBundle` bytes).
+#[derive(Debug)]
+pub struct VaultKeys;
+
+impl VaultKeys {
+    pub async fn insert(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        bundle: &[u8],
+    ) -> Result<(), DbError> {
+        diesel::insert_into(vault_keys::table)
+            .values((
+                vault_keys::user_id.eq(user.0),
+                vault_keys::bundle.eq(bundle),
+            ))
+            .execute(conn)
+            .await
+            .map_err(DbError::query("storing vault keys"))?;
+        Ok(())
+    }
+
+    /// The bundle, or `None` for an account made before accounts had vaults.
+    pub async fn get(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        vault_keys::table
+            .filter(vault_keys::user_id.eq(user.0))
+            .select(vault_keys::bundle)
+            .first(conn)
+            .await
+            .optional()
+            .map_err(DbError::query("reading vault keys"))
+    }
+}
+
 /// The one-time code that lets the first visitor create the owner account.
 #[derive(Debug)]
 pub struct SetupCode;
@@ -283,6 +340,7 @@ impl SetupCode {
         code_hash: [u8; 32],
         name: UserName,
         password_hash: String,
+        bundle: Vec<u8>,
     ) -> Result<Option<User>, CreateUserError> {
         conn.transaction::<_, CreateUserError, _>(async move |conn: &mut AsyncPgConnection| {
             let deleted =
@@ -293,9 +351,9 @@ impl SetupCode {
             if deleted == 0 {
                 return Ok(None);
             }
-            User::create(conn, &name, &password_hash, Role::Owner)
-                .await
-                .map(Some)
+            let user = User::create(conn, &name, &password_hash, Role::Owner).await?;
+            VaultKeys::insert(conn, user.id, &bundle).await?;
+            Ok(Some(user))
         })
         .await
     }

@@ -30,6 +30,15 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(sessions -> users (user_id));
+diesel::table! {
+    vault_keys (user_id) {
+        user_id -> Uuid,
+        bundle -> Bytea,
+        updated_at -> Timestamptz,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, setup_code, users,);
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(vault_keys -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(sessions, setup_code, users, vault_keys,);

@@ -48,6 +48,8 @@ pub enum WebError {
     CsrfInvalid,
     #[error("Wrong user name or passphrase")]
     LoginFailed,
+    #[error("Wrong passphrase: the vault stays locked.")]
+    UnlockFailed,
     #[error(
         "Too many failed attempts. For your safety, try again in {}.",
         describe_wait(*retry_after)
@@ -101,6 +103,7 @@ impl WebError {
         match self {
             WebError::CsrfInvalid => "csrf_invalid",
             WebError::LoginFailed => "login_failed",
+            WebError::UnlockFailed => "unlock_failed",
             WebError::Throttled { .. } => "throttled",
             WebError::SetupCodeInvalid => "setup_code_invalid",
             WebError::FormTooLarge => "form_too_large",
@@ -123,6 +126,7 @@ impl WebError {
         match self {
             WebError::CsrfInvalid => "Form expired",
             WebError::LoginFailed => "Login failed",
+            WebError::UnlockFailed => "Vault still locked",
             WebError::Throttled { .. } => "Too many attempts",
             WebError::SetupCodeInvalid => "Wrong setup code",
             WebError::FormTooLarge => "Form too large",
@@ -222,7 +226,7 @@ impl ResponseError for WebError {
             WebError::CsrfInvalid | WebError::SetupCodeInvalid | WebError::Forbidden(_) => {
                 StatusCode::FORBIDDEN
             }
-            WebError::LoginFailed => StatusCode::UNAUTHORIZED,
+            WebError::LoginFailed | WebError::UnlockFailed => StatusCode::UNAUTHORIZED,
             WebError::LoginRequired { redirect } | WebError::SessionExpired { redirect } => {
                 if *redirect {
                     StatusCode::SEE_OTHER
@@ -327,6 +331,7 @@ mod tests {
         let cases = [
             (WebError::CsrfInvalid, 403, "csrf_invalid"),
             (WebError::LoginFailed, 401, "login_failed"),
+            (WebError::UnlockFailed, 401, "unlock_failed"),
             (
                 WebError::Throttled {
                     retry_after: Duration::from_secs(90),

@@ -23,6 +23,7 @@ mod assets;
 pub mod error;
 mod format;
 mod health;
+mod keyring;
 mod pages;
 pub mod redirect;
 pub mod session;
@@ -114,6 +115,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         pki,
         tls: resolver.clone(),
         throttle: std::sync::Mutex::new(throttle::Throttle::default()),
+        keyring: keyring::Keyring::default(),
         sessions: SessionPolicy::from_secs(
             handoff.session_idle_timeout_secs,
             handoff.session_absolute_timeout_secs,

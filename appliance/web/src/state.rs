@@ -8,6 +8,7 @@ use cv_db::{DbConn, DbError, DbPool};
 use cv_net::tls::PkiPaths;
 
 use crate::error::WebError;
+use crate::keyring::Keyring;
 use crate::session::SessionPolicy;
 use crate::throttle::Throttle;
 use crate::tls::CertResolver;
@@ -19,6 +20,8 @@ pub(crate) struct AppState {
     pub pki: PkiPaths,
     pub tls: Arc<CertResolver>,
     pub throttle: Mutex<Throttle>,
+    /// Unlocked vaults (RAM only).
+    pub keyring: Keyring,
     pub sessions: SessionPolicy,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,

@@ -12,8 +12,10 @@ use cv_crypto::{Passphrase, hash_password, sha256, verify_password};
 use cv_db::models::{CreateUserError, SetupCode, owner_exists};
 use cv_db::{User, UserName};
 use serde::Deserialize;
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use super::vault::{Opened, RecoveryPage, new_vault, show_recovery};
 use super::{FormError, peer_ip, render, see_other};
 use crate::error::WebError;
 use crate::session::{self, CurrentUser, Lookup, check_prelogin_csrf, prelogin_token};
@@ -142,18 +144,26 @@ async fn setup_submit(
 
     // The supervisor stores sha256(normalize_human_code(code)).
     let code_hash = sha256(normalize_human_code(&form.setup_code).as_bytes());
-    let password_hash = web::block(move || hash_password(&passphrase))
+    let for_hash = passphrase.clone();
+    let password_hash = web::block(move || hash_password(&for_hash))
         .await?
         .map_err(|e| WebError::internal("hashing the owner's passphrase", e))?;
+    let (bundle, vault, recovery) = new_vault(passphrase).await?;
     let redeemed = {
         let mut conn = state.conn().await?;
-        SetupCode::redeem(&mut conn, code_hash, name, password_hash).await
+        SetupCode::redeem(&mut conn, code_hash, name, password_hash, bundle.to_bytes()).await
     };
     match redeemed {
         Ok(Some(user)) => {
             info!(user = %user.name, %ip, "setup complete: owner account created");
+            state
+                .keyring
+                .unlock(user.id, vault, OffsetDateTime::now_utc());
             let cookie = session::start(&state, user.id).await?;
-            Ok(see_other("/dashboard").cookie(cookie).finish())
+            show_recovery(
+                &RecoveryPage::new(&recovery, None, "/dashboard"),
+                Some(cookie),
+            )
         }
         Ok(None) => {
             state.throttle().record_address_failure(ip, Instant::now());
@@ -265,11 +275,18 @@ async fn login_submit(
         return Err(WebError::Throttled { retry_after });
     }
     match verify(&state, &typed, passphrase).await? {
-        Verified::Ok(user) => {
+        Verified::Ok(user, passphrase) => {
             state.throttle().record_success(&typed);
+            let opened = super::vault::open_at_login(&state, &user, passphrase).await?;
             let cookie = session::start(&state, user.id).await?;
-            info!(user = %user.name, %ip, "login ok");
-            Ok(see_other("/dashboard").cookie(cookie).finish())
+            info!(user = %user.name, %ip, "login ok; vault unlocked");
+            match opened {
+                Opened::Unlocked => Ok(see_other("/dashboard").cookie(cookie).finish()),
+                Opened::Created(recovery) => show_recovery(
+                    &RecoveryPage::new(&recovery, None, "/dashboard"),
+                    Some(cookie),
+                ),
+            }
         }
         failed => {
             state.throttle().record_failure(&typed, ip, Instant::now());
@@ -294,7 +311,8 @@ async fn login_submit(
 
 /// What a login attempt turned out to be (only ever shown to people as one message).
 enum Verified {
-    Ok(User),
+    /// The passphrase comes back: it unlocks the vault next.
+    Ok(User, Passphrase),
     WrongPassphrase(UserName),
     NoSuchAccount,
 }
@@ -322,13 +340,14 @@ async fn verify(state: &AppState, typed: &str, passphrase: String) -> Result<Ver
         None => (None, None),
     };
     // Argon2id takes ~0.1-0.3 s of CPU: off the async workers.
+    let candidate = passphrase.clone();
     let verified = web::block(move || match stored.as_deref() {
-        Some(hash) => verify_password(&passphrase, hash),
-        None => verify_password(&passphrase, dummy_hash()),
+        Some(hash) => verify_password(&candidate, hash),
+        None => verify_password(&candidate, dummy_hash()),
     })
     .await?;
     match (verified, user) {
-        (Ok(true), Some(user)) => Ok(Verified::Ok(user)),
+        (Ok(true), Some(user)) => Ok(Verified::Ok(user, passphrase)),
         (Ok(_), Some(user)) => Ok(Verified::WrongPassphrase(user.name)),
         (Ok(_), None) => Ok(Verified::NoSuchAccount),
         (Err(e), _) => Err(WebError::internal("verifying a passphrase", e)),
@@ -348,6 +367,8 @@ async fn logout(
 ) -> Result<HttpResponse, WebError> {
     user.check_csrf(&form.csrf)?;
     session::end(&state, &user).await?;
+    // Logging out locks the vault (on every device: the keys are per account).
+    state.keyring.lock(user.user.id);
     info!(user = %user.user.name, "logged out");
     Ok(see_other("/login?logged_out=1")
         .cookie(session::removal_cookie(session::SESSION_COOKIE))

@@ -37,6 +37,8 @@ pub(crate) struct DashboardPage {
     /// `None`: not measured yet (or the supervisor is unreachable).
     pub disk: Option<DiskView>,
     pub cert: Option<CertView>,
+    /// When the person's vault was unlocked; `None`: locked.
+    pub vault_unlocked_for: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,14 +79,20 @@ async fn dashboard(
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
     let cert = state.tls.info().map(|info| cert_view(&info, now));
-    Ok(build(
+    let unlocked = state
+        .keyring
+        .get(user.user.id)
+        .map(|u| human_duration(now - u.since));
+    let mut page = build(
         &user,
         &state.version,
         &state.mode,
         status.as_deref(),
         cert,
         now,
-    ))
+    );
+    page.vault_unlocked_for = unlocked;
+    Ok(page)
 }
 
 fn build(
@@ -118,6 +126,7 @@ fn build(
             .unwrap_or_default(),
         disk: status.and_then(|s| s.disk.as_ref()).map(disk_view),
         cert,
+        vault_unlocked_for: None,
     }
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod dashboard;
 mod trust;
 mod users;
+mod vault;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -20,6 +21,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     dashboard::config(cfg);
     users::config(cfg);
     trust::config(cfg);
+    vault::config(cfg);
 }
 
 /// A form error shown above a re-displayed form: the message and its stable code, the

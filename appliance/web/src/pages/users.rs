@@ -11,7 +11,8 @@ use cv_db::{Role, User, UserName};
 use serde::Deserialize;
 use tracing::info;
 
-use super::{FormError, render, see_other};
+use super::vault::{RecoveryPage, new_vault, show_recovery};
+use super::{FormError, render};
 use crate::error::WebError;
 use crate::format::date;
 use crate::session::CurrentUser;
@@ -177,17 +178,25 @@ async fn add(
             return invalid(StatusCode::BAD_REQUEST, err).await;
         }
     };
-    let hash = web::block(move || hash_password(&passphrase))
+    let for_hash = passphrase.clone();
+    let hash = web::block(move || hash_password(&for_hash))
         .await?
         .map_err(|e| WebError::internal("hashing a new member's passphrase", e))?;
+    // The member's own vault; it stays locked until they log in.
+    let (bundle, _locked_again_on_drop, recovery) = new_vault(passphrase).await?;
     let created = {
         let mut conn = state.conn().await?;
-        User::create(&mut conn, &name, &hash, role).await
+        User::create_with_vault(&mut conn, &name, &hash, role, &bundle.to_bytes()).await
     };
     match created {
         Ok(new) => {
             info!(by = %user.user.name, user = %new.name, role = %new.role, "account added");
-            Ok(see_other(&format!("/users?added={}", new.name)).finish())
+            let page = RecoveryPage::new(
+                &recovery,
+                Some(new.name.to_string()),
+                &format!("/users?added={}", new.name),
+            );
+            show_recovery(&page, None)
         }
         Err(CreateUserError::NameTaken(name)) => {
             let err = WebError::Conflict(format!(

@@ -1,0 +1,198 @@
+//! The person's vault: unlocking at login, "Lock now", unlocking again, and the
+//! recovery key page shown once when a vault is created.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use cv_crypto::Passphrase;
+use cv_crypto::vault::{KeyBundle, RecoveryKey, VaultCryptoError, create_vault};
+use cv_db::User;
+use cv_db::models::VaultKeys;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::{peer_ip, render, see_other};
+use crate::error::WebError;
+use crate::session::CurrentUser;
+use crate::state::AppState;
+
+pub(super) fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/vault/lock", web::post().to(lock))
+        .route("/vault/unlock", web::post().to(unlock));
+}
+
+/// Shown once, right after a vault is created; never stored, never shown again.
+#[derive(Debug, Template)]
+#[template(path = "recovery.html")]
+pub(crate) struct RecoveryPage {
+    pub recovery_key: String,
+    /// Set when an admin created the vault for someone else.
+    pub for_name: Option<String>,
+    /// Where "continue" leads.
+    pub next: String,
+}
+
+impl RecoveryPage {
+    pub fn new(key: &RecoveryKey, for_name: Option<String>, next: &str) -> RecoveryPage {
+        RecoveryPage {
+            recovery_key: key.to_display().to_string(),
+            for_name,
+            next: next.to_owned(),
+        }
+    }
+}
+
+/// Creates a vault for a new account, off the async workers (Argon2id): the bundle to
+/// store, the vault unlocked, and the recovery key to show once.
+pub(crate) async fn new_vault(
+    passphrase: Passphrase,
+) -> Result<(KeyBundle, cv_crypto::vault::UnlockedVault, RecoveryKey), WebError> {
+    web::block(move || create_vault(&passphrase))
+        .await?
+        .map_err(|e| WebError::internal("creating a vault", e))
+}
+
+/// What logging in did to the vault.
+pub(crate) enum Opened {
+    Unlocked,
+    /// The account predates vaults: one was created now; its recovery key must be shown.
+    Created(RecoveryKey),
+}
+
+/// Unlocks `user`'s vault with the passphrase they just logged in with. An account
+/// without a vault (made before accounts had them) gets one now.
+pub(crate) async fn open_at_login(
+    state: &AppState,
+    user: &User,
+    passphrase: Passphrase,
+) -> Result<Opened, WebError> {
+    let stored = {
+        let mut conn = state.conn().await?;
+        match VaultKeys::get(&mut conn, user.id).await {
+            Ok(stored) => stored,
+            Err(e) => return Err(state.db_error(e).await),
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    match stored {
+        Some(bytes) => match unlock_bundle(bytes, passphrase).await? {
+            Ok(vault) => {
+                state.keyring.unlock(user.id, vault, now);
+                Ok(Opened::Unlocked)
+            }
+            // The passphrase matched the account's hash but not its vault: the two
+            // were changed apart. Logging in would leave a vault that never opens.
+            Err(e) => Err(WebError::internal(
+                "the vault does not open with the account's passphrase",
+                e,
+            )),
+        },
+        None => {
+            let (bundle, vault, recovery) = new_vault(passphrase).await?;
+            let mut conn = state.conn().await?;
+            if let Err(e) = VaultKeys::insert(&mut conn, user.id, &bundle.to_bytes()).await {
+                return Err(state.db_error(e).await);
+            }
+            state.keyring.unlock(user.id, vault, now);
+            info!(user = %user.name, "created a vault for an account that had none");
+            Ok(Opened::Created(recovery))
+        }
+    }
+}
+
+/// Parses and unlocks a stored bundle off the async workers.
+async fn unlock_bundle(
+    bytes: Vec<u8>,
+    passphrase: Passphrase,
+) -> Result<Result<cv_crypto::vault::UnlockedVault, VaultCryptoError>, WebError> {
+    Ok(web::block(move || KeyBundle::from_bytes(&bytes)?.unlock(&passphrase)).await?)
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /vault/lock`: "Lock now". The session stays; the keys go.
+async fn lock(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    if state.keyring.lock(user.user.id) {
+        info!(user = %user.user.name, "vault locked");
+    }
+    Ok(see_other("/dashboard").finish())
+}
+
+#[derive(Deserialize)]
+struct UnlockForm {
+    passphrase: String,
+    csrf: String,
+}
+
+/// `POST /vault/unlock`: opens a locked vault again without logging out. Throttled
+/// like logins: it is a passphrase oracle too.
+async fn unlock(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<UnlockForm>,
+) -> Result<HttpResponse, WebError> {
+    let UnlockForm { passphrase, csrf } = form.into_inner();
+    user.check_csrf(&csrf)?;
+    let name = user.user.name.as_str();
+    let ip = peer_ip(&req);
+    if let Err(retry_after) = state.throttle().check(name, ip, Instant::now()) {
+        return Err(WebError::Throttled { retry_after });
+    }
+    let Ok(passphrase) = Passphrase::for_login(passphrase) else {
+        return Err(WebError::UnlockFailed);
+    };
+    let stored = {
+        let mut conn = state.conn().await?;
+        match VaultKeys::get(&mut conn, user.user.id).await {
+            Ok(stored) => stored,
+            Err(e) => return Err(state.db_error(e).await),
+        }
+    };
+    let Some(bytes) = stored else {
+        // Only accounts from before vaults existed; logging in again creates theirs.
+        return Err(WebError::InvalidInput(
+            "This account has no vault yet: log out and in again to create it.".into(),
+        ));
+    };
+    match unlock_bundle(bytes, passphrase).await? {
+        Ok(vault) => {
+            state.throttle().record_success(name);
+            state
+                .keyring
+                .unlock(user.user.id, vault, OffsetDateTime::now_utc());
+            info!(user = %name, %ip, "vault unlocked");
+            Ok(see_other("/dashboard").finish())
+        }
+        Err(VaultCryptoError::WrongPassphrase) => {
+            state.throttle().record_failure(name, ip, Instant::now());
+            warn!(user = %name, %ip, "unlock failed: wrong passphrase");
+            Err(WebError::UnlockFailed)
+        }
+        Err(e) => Err(WebError::internal("unlocking a vault", e)),
+    }
+}
+
+/// Renders the recovery key page (status 200) with `cookie` set, if any.
+pub(crate) fn show_recovery(
+    page: &RecoveryPage,
+    cookie: Option<actix_web::cookie::Cookie<'static>>,
+) -> Result<HttpResponse, WebError> {
+    let mut resp = render(StatusCode::OK, page)?;
+    if let Some(cookie) = cookie {
+        resp.add_cookie(&cookie)
+            .map_err(|e| WebError::internal("setting the session cookie", e))?;
+    }
+    Ok(resp)
+}
