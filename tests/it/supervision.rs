@@ -188,6 +188,7 @@ async fn appliance_mode_logs_json_and_speaks_the_systemd_notify_protocol() {
             // 2 s: the supervisor must ping every second.
             ("WATCHDOG_USEC".into(), "2000000".into()),
         ],
+        extra: String::new(),
     };
     let mut app = cv_testkit::TestAppliance::launch(&exe(), launch).await;
 

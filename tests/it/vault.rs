@@ -161,3 +161,21 @@ async fn a_member_added_by_the_owner_gets_a_vault_of_their_own() {
     );
     assert!(is_unlocked(&dashboard(&app, &member).await));
 }
+
+#[tokio::test]
+async fn an_idle_vault_locks_itself_while_the_login_lasts() {
+    let launch = cv_testkit::Launch::Appliance {
+        env: vec![],
+        extra: "[sessions]\nvault_lock_minutes = 1\n".into(),
+    };
+    let app = cv_testkit::TestAppliance::launch(&exe(), launch).await;
+    assert!(app.create_user(OWNER, OWNER_PASS, false).status.success());
+    let owner = owner_client(&app).await;
+    assert!(is_unlocked(&dashboard(&app, &owner).await));
+    // Use within the minute keeps it open...
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert!(is_unlocked(&dashboard(&app, &owner).await));
+    // ...a minute without any request locks it; the login itself lasts.
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    assert!(is_locked(&dashboard(&app, &owner).await));
+}

@@ -113,6 +113,9 @@ pub struct Sessions {
     pub idle_timeout: Duration,
     /// 1 to 365 days.
     pub absolute_timeout: Duration,
+    /// An unlocked vault with no request for this long locks (its keys leave memory),
+    /// even while the login lasts. 1 minute to 30 days.
+    pub vault_lock: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +253,10 @@ impl Config {
             (
                 "sessions.absolute_timeout_days",
                 (self.sessions.absolute_timeout.as_secs() / SECONDS_PER_DAY).to_string(),
+            ),
+            (
+                "sessions.vault_lock_minutes",
+                (self.sessions.vault_lock.as_secs() / 60).to_string(),
             ),
             ("log.format", self.log.format.to_string()),
             ("log.level", self.log.level.clone()),

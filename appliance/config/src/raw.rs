@@ -84,6 +84,7 @@ pub(crate) struct RawService {
 pub(crate) struct RawSessions {
     pub idle_timeout_minutes: Option<i64>,
     pub absolute_timeout_days: Option<i64>,
+    pub vault_lock_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

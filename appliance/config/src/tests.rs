@@ -71,6 +71,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
             sessions: Sessions {
                 idle_timeout: Duration::from_secs(720 * 60),
                 absolute_timeout: Duration::from_secs(30 * 24 * 60 * 60),
+                vault_lock: Duration::from_secs(30 * 60),
             },
             log: Log {
                 format: LogFormat::Json,
@@ -486,6 +487,8 @@ fn session_timeouts_are_bounded() {
         "from 1 to 365",
     );
     assert_invalid(&days(366), "sessions.absolute_timeout_days", 5, "is 366");
+    let lock = |minutes: i64| with(&format!("[sessions]\nvault_lock_minutes = {minutes}\n"));
+    assert_invalid(&lock(0), "sessions.vault_lock_minutes", 5, "is 0");
     assert!(parse(&idle(1)).is_ok());
     assert!(parse(&idle(43_200)).is_ok());
     assert!(parse(&days(365)).is_ok());

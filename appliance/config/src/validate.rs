@@ -29,6 +29,10 @@ const DEFAULT_SERVICE_USER: &str = "contextvault";
 /// Twelve hours: a working day on one login.
 const DEFAULT_IDLE_MINUTES: i64 = 720;
 const DEFAULT_ABSOLUTE_DAYS: i64 = 30;
+/// An unlocked vault left alone for half an hour locks: long enough for a working
+/// session with pauses, short enough that a phone left on a table does not keep the
+/// keys in memory all evening.
+const DEFAULT_VAULT_LOCK_MINUTES: i64 = 30;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -340,8 +344,14 @@ fn sessions(c: &mut Checker<'_>, raw: RawSessions) -> Option<Sessions> {
         "sessions.absolute_timeout_days",
         in_range(absolute, 1, MAX_ABSOLUTE_DAYS, "days"),
     );
+    let vault_lock = raw.vault_lock_minutes.unwrap_or(DEFAULT_VAULT_LOCK_MINUTES);
+    let vault_lock = c.take(
+        "sessions.vault_lock_minutes",
+        in_range(vault_lock, 1, MAX_IDLE_MINUTES, "minutes (30 days)"),
+    );
     let idle_timeout = Duration::from_secs(idle? * 60);
     let absolute_timeout = Duration::from_secs(absolute? * SECONDS_PER_DAY);
+    let vault_lock = Duration::from_secs(vault_lock? * 60);
     if idle_timeout > absolute_timeout {
         c.invalid(
             "sessions.idle_timeout_minutes",
@@ -357,6 +367,7 @@ fn sessions(c: &mut Checker<'_>, raw: RawSessions) -> Option<Sessions> {
     Some(Sessions {
         idle_timeout,
         absolute_timeout,
+        vault_lock,
     })
 }
 

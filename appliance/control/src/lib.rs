@@ -156,6 +156,8 @@ pub struct ServiceHandoff {
     /// Session lifetimes, in seconds.
     pub session_idle_timeout_secs: u64,
     pub session_absolute_timeout_secs: u64,
+    /// An unlocked vault idle this long locks, in seconds.
+    pub vault_lock_secs: u64,
     /// "json" or "text".
     pub log_format: String,
     /// A tracing EnvFilter directive.

@@ -107,6 +107,7 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
         https_port: ctx.config.network.https_port,
         session_idle_timeout_secs: ctx.config.sessions.idle_timeout.as_secs(),
         session_absolute_timeout_secs: ctx.config.sessions.absolute_timeout.as_secs(),
+        vault_lock_secs: ctx.config.sessions.vault_lock.as_secs(),
         log_format: ctx.config.log.format.to_string(),
         log_level: ctx.config.log.level.clone(),
     };

@@ -56,7 +56,11 @@ pub enum Launch {
     Dev,
     /// `contextvault run --config FILE`, with a config written for the test, and extra
     /// environment variables (e.g. systemd's `NOTIFY_SOCKET`).
-    Appliance { env: Vec<(String, String)> },
+    /// `extra` is appended to the config (whole TOML tables).
+    Appliance {
+        env: Vec<(String, String)>,
+        extra: String,
+    },
 }
 
 /// A running appliance.
@@ -119,12 +123,12 @@ impl TestAppliance {
                     .arg(self.http_port.to_string())
                     .env("RUST_LOG", "info");
             }
-            Launch::Appliance { env } => {
+            Launch::Appliance { env, extra } => {
                 let config = self.dir.path().join("config.toml");
                 std::fs::write(
                     &config,
                     format!(
-                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"127.0.0.1\"]\nhttps_port = {}\nhttp_port = {}\n",
+                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"127.0.0.1\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}",
                         self.data_dir.display(),
                         self.https_port,
                         self.http_port

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cv_crypto::vault::UnlockedVault;
 use cv_db::UserId;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// One unlocked vault and when it was opened.
 #[derive(Clone)]
@@ -22,10 +22,16 @@ pub(crate) struct Unlocked {
     pub since: OffsetDateTime,
 }
 
+struct Entry {
+    unlocked: Unlocked,
+    last_used: OffsetDateTime,
+}
+
 /// The unlocked vaults, by account.
-#[derive(Default)]
 pub(crate) struct Keyring {
-    vaults: Mutex<HashMap<UserId, Unlocked>>,
+    vaults: Mutex<HashMap<UserId, Entry>>,
+    /// Idle time after which a vault locks by itself.
+    idle_lock: Duration,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -36,16 +42,27 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Unlocked>> {
+    pub fn new(idle_lock: Duration) -> Keyring {
+        Keyring {
+            vaults: Mutex::new(HashMap::new()),
+            idle_lock,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Entry>> {
         self.vaults.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn unlock(&self, user: UserId, vault: UnlockedVault, now: OffsetDateTime) {
+        let unlocked = Unlocked {
+            vault: Arc::new(vault),
+            since: now,
+        };
         self.map().insert(
             user,
-            Unlocked {
-                vault: Arc::new(vault),
-                since: now,
+            Entry {
+                unlocked,
+                last_used: now,
             },
         );
     }
@@ -55,7 +72,79 @@ impl Keyring {
         self.map().remove(&user).is_some()
     }
 
-    pub fn get(&self, user: UserId) -> Option<Unlocked> {
-        self.map().get(&user).cloned()
+    /// The account's unlocked vault, counting this as use; `None` when locked, or when
+    /// it sat idle too long (it is locked now).
+    pub fn get(&self, user: UserId, now: OffsetDateTime) -> Option<Unlocked> {
+        let mut map = self.map();
+        let idle_lock = self.idle_lock;
+        let entry = map.get_mut(&user)?;
+        if now - entry.last_used >= idle_lock {
+            map.remove(&user);
+            tracing::info!(%user, "vault locked after being idle");
+            return None;
+        }
+        entry.last_used = now.max(entry.last_used);
+        Some(entry.unlocked.clone())
+    }
+
+    /// Locks every vault idle for too long; returns how many.
+    pub fn lock_idle(&self, now: OffsetDateTime) -> usize {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, e| now - e.last_used < self.idle_lock);
+        before - map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault() -> UnlockedVault {
+        static BUNDLE: std::sync::OnceLock<(cv_crypto::vault::KeyBundle, cv_crypto::Passphrase)> =
+            std::sync::OnceLock::new();
+        let (bundle, pass) = BUNDLE.get_or_init(|| {
+            let pass = cv_crypto::Passphrase::new("keyring test passphrase".into()).unwrap();
+            let (bundle, _, _) = cv_crypto::vault::create_vault(&pass).unwrap();
+            (bundle, pass)
+        });
+        bundle.unlock(pass).unwrap()
+    }
+
+    fn user(n: u128) -> UserId {
+        UserId(uuid::Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn use_keeps_a_vault_open_and_idleness_locks_it() {
+        let ring = Keyring::new(Duration::minutes(30));
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        ring.unlock(user(1), vault(), t0);
+        assert!(ring.get(user(1), t0 + Duration::minutes(29)).is_some());
+        // Used at 29 min: still open at 58.
+        assert!(ring.get(user(1), t0 + Duration::minutes(58)).is_some());
+        assert!(ring.get(user(1), t0 + Duration::minutes(88)).is_none());
+        // Locked for good: no later access revives it.
+        assert!(ring.get(user(1), t0 + Duration::minutes(89)).is_none());
+    }
+
+    #[test]
+    fn the_sweep_locks_only_idle_vaults() {
+        let ring = Keyring::new(Duration::minutes(30));
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        ring.unlock(user(1), vault(), t0);
+        ring.unlock(user(2), vault(), t0 + Duration::minutes(20));
+        assert_eq!(ring.lock_idle(t0 + Duration::minutes(31)), 1);
+        assert!(ring.get(user(1), t0 + Duration::minutes(31)).is_none());
+        assert!(ring.get(user(2), t0 + Duration::minutes(31)).is_some());
+        assert!(ring.lock(user(2)));
+        assert!(!ring.lock(user(2)));
+    }
+
+    #[test]
+    fn debug_shows_no_keys() {
+        let ring = Keyring::new(Duration::minutes(1));
+        ring.unlock(user(1), vault(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(format!("{ring:?}"), "Keyring(1 unlocked)");
     }
 }

@@ -115,7 +115,9 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         pki,
         tls: resolver.clone(),
         throttle: std::sync::Mutex::new(throttle::Throttle::default()),
-        keyring: keyring::Keyring::default(),
+        keyring: keyring::Keyring::new(time::Duration::seconds(
+            i64::try_from(handoff.vault_lock_secs).unwrap_or(i64::MAX),
+        )),
         sessions: SessionPolicy::from_secs(
             handoff.session_idle_timeout_secs,
             handoff.session_absolute_timeout_secs,
@@ -163,6 +165,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
     let stop = tasks::spawn_shutdown_on_signal(vec![https.handle(), http.handle()])?;
     tasks::spawn_cert_reload(resolver)?;
     tasks::spawn_session_sweep(state.clone());
+    tasks::spawn_vault_lock(state.clone());
 
     // The sockets were listening before we started (the supervisor bound them), so
     // connections queue in the backlog until the workers accept: ready means ready.
@@ -245,6 +248,21 @@ mod tasks {
             }
         });
         Ok(())
+    }
+
+    /// Task `vault-lock`: once a minute, locks the vaults nobody used for the configured
+    /// idle time, so their keys leave memory even when no request comes.
+    pub(super) fn spawn_vault_lock(state: web::Data<AppState>) {
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let locked = state.keyring.lock_idle(time::OffsetDateTime::now_utc());
+                if locked > 0 {
+                    info!(task = "vault-lock", locked, "locked idle vaults");
+                }
+            }
+        });
     }
 
     /// Task `session-sweep`: deletes expired sessions every

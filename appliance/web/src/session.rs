@@ -165,6 +165,9 @@ pub(crate) async fn load(req: &HttpRequest, state: &AppState) -> Result<Lookup, 
             return Err(state.db_error(e).await);
         }
     }
+    // Any signed-in request is use of the vault: it keeps an unlocked vault from the
+    // idle lock (and locks one that sat idle too long).
+    let _ = state.keyring.get(record.user.id, now);
     Ok(Lookup::Valid(CurrentUser {
         user: record.user,
         csrf_token: record.csrf_token,

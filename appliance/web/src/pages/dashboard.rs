@@ -81,7 +81,7 @@ async fn dashboard(
     let cert = state.tls.info().map(|info| cert_view(&info, now));
     let unlocked = state
         .keyring
-        .get(user.user.id)
+        .get(user.user.id, now)
         .map(|u| human_duration(now - u.since));
     let mut page = build(
         &user,
