@@ -179,3 +179,122 @@ async fn an_idle_vault_locks_itself_while_the_login_lasts() {
     tokio::time::sleep(Duration::from_secs(62)).await;
     assert!(is_locked(&dashboard(&app, &owner).await));
 }
+
+#[tokio::test]
+async fn changing_the_passphrase_rewraps_the_vault_and_keeps_the_recovery_key() {
+    let app = appliance().await;
+    let out = app.create_user(OWNER, OWNER_PASS, false);
+    let recovery = recovery_key_in(&String::from_utf8_lossy(&out.stdout));
+    let owner = owner_client(&app).await;
+    let csrf = csrf_for(&app, &owner, "/account").await;
+    let change = |current: &'static str, new: &'static str, again: &'static str| {
+        owner
+            .post(app.url("/account/passphrase"))
+            .form(&[
+                ("current", current),
+                ("passphrase", new),
+                ("passphrase_confirm", again),
+                ("csrf", csrf.as_str()),
+            ])
+            .send()
+    };
+    const NEW: &str = "a brand new passphrase";
+    assert_eq!(
+        change("wrong current one", NEW, NEW)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        change(OWNER_PASS, NEW, "something else")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        change(OWNER_PASS, "short", "short").await.unwrap().status(),
+        400
+    );
+    let ok = change(OWNER_PASS, NEW, NEW).await.unwrap();
+    assert_eq!(ok.status(), 303);
+    assert_eq!(location(&ok), "/account?changed=1");
+    assert!(is_unlocked(&dashboard(&app, &owner).await));
+
+    let fresh = app.client();
+    assert_eq!(login(&app, &fresh, OWNER, OWNER_PASS).await.status(), 401);
+    assert_eq!(login(&app, &fresh, OWNER, NEW).await.status(), 303);
+    let bundle = stored_bundle(&app).await;
+    let new = cv_crypto::Passphrase::for_login(NEW.into()).unwrap();
+    assert!(bundle.unlock(&new).is_ok());
+    let key = cv_crypto::vault::RecoveryKey::parse(&recovery).unwrap();
+    assert!(
+        bundle.unlock_with_recovery(&key).is_ok(),
+        "the recovery key still opens it"
+    );
+}
+
+#[tokio::test]
+async fn the_recovery_key_sets_a_new_passphrase_and_ends_every_session() {
+    let app = appliance().await;
+    let out = app.create_user(OWNER, OWNER_PASS, false);
+    let recovery = recovery_key_in(&String::from_utf8_lossy(&out.stdout));
+    let out = app.create_user("max", "max's passphrase", false);
+    let someone_elses = recovery_key_in(&String::from_utf8_lossy(&out.stdout));
+    let old_session = owner_client(&app).await;
+
+    let client = app.client();
+    let csrf = csrf_for(&app, &client, "/recover").await;
+    let recover = |key: String| {
+        client
+            .post(app.url("/recover"))
+            .form(&[
+                ("name", OWNER.to_owned()),
+                ("recovery_key", key),
+                ("passphrase", "recovered passphrase".to_owned()),
+                ("passphrase_confirm", "recovered passphrase".to_owned()),
+                ("csrf", csrf.clone()),
+            ])
+            .send()
+    };
+    // A typo is caught by the key's checksum and said so.
+    let mut typo = recovery.clone();
+    typo.replace_range(0..1, if typo.starts_with('A') { "B" } else { "A" });
+    let resp = recover(typo).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("not a valid recovery key")
+    );
+    // A valid key of another vault is simply wrong.
+    let resp = recover(someone_elses).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Wrong user name or recovery key")
+    );
+
+    // Typed in lower case with spaces: still the key.
+    let resp = recover(recovery.to_lowercase().replace('-', " "))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/dashboard");
+    assert!(is_unlocked(&dashboard(&app, &client).await));
+
+    let resp = old_session.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "every earlier session ended");
+    let fresh = app.client();
+    assert_eq!(login(&app, &fresh, OWNER, OWNER_PASS).await.status(), 401);
+    assert_eq!(
+        login(&app, &fresh, OWNER, "recovered passphrase")
+            .await
+            .status(),
+        303
+    );
+}

@@ -42,6 +42,16 @@ pub enum DbError {
     Migration(String),
 }
 
+/// For transactions: an error of BEGIN/COMMIT itself.
+impl From<diesel::result::Error> for DbError {
+    fn from(source: diesel::result::Error) -> Self {
+        DbError::Query {
+            context: "in a transaction",
+            source,
+        }
+    }
+}
+
 impl DbError {
     pub fn query(context: &'static str) -> impl FnOnce(diesel::result::Error) -> DbError {
         move |source| DbError::Query { context, source }

@@ -158,7 +158,7 @@ pub enum CreateUserError {
 
 impl From<diesel::result::Error> for CreateUserError {
     fn from(e: diesel::result::Error) -> Self {
-        CreateUserError::Db(DbError::query("in a user transaction")(e))
+        CreateUserError::Db(e.into())
     }
 }
 
@@ -248,6 +248,42 @@ impl User {
             let user = User::create(conn, &name, &password_hash, role).await?;
             VaultKeys::insert(conn, user.id, &bundle).await?;
             Ok(user)
+        })
+        .await
+    }
+}
+
+impl User {
+    /// Replaces the account's password hash and its re-wrapped vault keys together: the
+    /// passphrase that logs in is always the one that unlocks.
+    pub async fn set_passphrase(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        password_hash: &str,
+        bundle: &[u8],
+    ) -> Result<(), DbError> {
+        let (password_hash, bundle) = (password_hash.to_owned(), bundle.to_vec());
+        conn.transaction::<_, DbError, _>(async move |conn: &mut AsyncPgConnection| {
+            diesel::update(users::table.filter(users::id.eq(user.0)))
+                .set(users::password_hash.eq(&password_hash))
+                .execute(conn)
+                .await
+                .map_err(DbError::query("changing a passphrase"))?;
+            diesel::insert_into(vault_keys::table)
+                .values((
+                    vault_keys::user_id.eq(user.0),
+                    vault_keys::bundle.eq(&bundle),
+                ))
+                .on_conflict(vault_keys::user_id)
+                .do_update()
+                .set((
+                    vault_keys::bundle.eq(&bundle),
+                    vault_keys::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await
+                .map_err(DbError::query("re-wrapping vault keys"))?;
+            Ok(())
         })
         .await
     }
@@ -469,6 +505,18 @@ impl SessionRecord {
             .await
             .map_err(DbError::query("ending a session"))?;
         Ok(())
+    }
+
+    /// Ends every session of `user` (after a recovery: whoever had the old passphrase
+    /// is logged out everywhere).
+    pub async fn delete_for_user(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+    ) -> Result<usize, DbError> {
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user.0)))
+            .execute(conn)
+            .await
+            .map_err(DbError::query("ending a user's sessions"))
     }
 
     /// Removes every session that expired before `now`; returns how many.

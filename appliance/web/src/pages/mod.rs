@@ -1,6 +1,7 @@
 //! The HTML pages, one module per area, each registering its routes in `config`.
 //! Template structs live beside their handlers.
 
+mod account;
 mod auth;
 mod dashboard;
 mod trust;
@@ -17,6 +18,7 @@ use askama::Template;
 use crate::error::WebError;
 
 pub(crate) fn config(cfg: &mut web::ServiceConfig) {
+    account::config(cfg);
     auth::config(cfg);
     dashboard::config(cfg);
     users::config(cfg);
