@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod config_cli;
 mod migrations;
+mod notes;
 mod supervision;
 mod support;
 mod unit_file;

@@ -137,3 +137,35 @@ pub async fn bundle_of(app: &TestAppliance, name: &str) -> cv_crypto::vault::Key
     .unwrap();
     cv_crypto::vault::KeyBundle::from_bytes(&row.bundle).unwrap()
 }
+
+/// `pg_dump` of the appliance's whole database, as text: what a stolen disk or a
+/// careless backup would reveal.
+pub fn pg_dump(app: &TestAppliance) -> String {
+    let out = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+        .arg("--host")
+        .arg(app.layout().postgres_socket_dir())
+        .args(["--username", "postgres", "--no-password", cv_db::DATABASE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Posts a note through the capture form.
+pub async fn capture_note(
+    app: &TestAppliance,
+    client: &reqwest::Client,
+    text: &str,
+) -> reqwest::Response {
+    let csrf = csrf_for(app, client, "/notes").await;
+    client
+        .post(app.url("/notes"))
+        .form(&[("text", text), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}

@@ -2,6 +2,27 @@
 // migrations; `tests/it/migrations.rs` compares it with the live database's columns.
 
 diesel::table! {
+    item_versions (item_id, version) {
+        item_id -> Uuid,
+        version -> Int4,
+        content -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    items (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        data_key -> Bytea,
+        data_key_sealed -> Bool,
+        version -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sessions (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -38,7 +59,16 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(item_versions -> items (item_id));
+diesel::joinable!(items -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(vault_keys -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(sessions, setup_code, users, vault_keys,);
+diesel::allow_tables_to_appear_in_same_query!(
+    item_versions,
+    items,
+    sessions,
+    setup_code,
+    users,
+    vault_keys,
+);

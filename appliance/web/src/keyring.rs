@@ -16,8 +16,6 @@ use time::{Duration, OffsetDateTime};
 /// One unlocked vault and when it was opened.
 #[derive(Clone)]
 pub(crate) struct Unlocked {
-    /// Held so the vault stays open; nothing reads the keys until the vault stores items.
-    #[allow(dead_code)]
     pub vault: Arc<UnlockedVault>,
     pub since: OffsetDateTime,
 }

@@ -170,9 +170,11 @@ async fn store_new_passphrase(
     if let Err(e) = User::set_passphrase(&mut conn, user, &hash, &rewrapped.to_bytes()).await {
         return Err(state.db_error(e).await);
     }
+    drop(conn);
     state
         .keyring
         .unlock(user, unlocked, OffsetDateTime::now_utc());
+    super::vault::rewrap_captures(state, user).await;
     Ok(())
 }
 
@@ -353,7 +355,9 @@ mod tests {
         let html = rendered(&RecoverPage {
             csrf: "tok".into(),
             name: "<olivia>".into(),
-            error: Some(FormError::of(&WebError::InvalidInput(RECOVERY_FAILED.into()))),
+            error: Some(FormError::of(&WebError::InvalidInput(
+                RECOVERY_FAILED.into(),
+            ))),
         });
         for field in [
             r#"action="/recover""#,

@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod dashboard;
+mod notes;
 mod trust;
 mod users;
 mod vault;
@@ -21,6 +22,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     account::config(cfg);
     auth::config(cfg);
     dashboard::config(cfg);
+    notes::config(cfg);
     users::config(cfg);
     trust::config(cfg);
     vault::config(cfg);

@@ -81,6 +81,7 @@ pub(crate) async fn open_at_login(
         Some(bytes) => match unlock_bundle(bytes, passphrase).await? {
             Ok(vault) => {
                 state.keyring.unlock(user.id, vault, now);
+                rewrap_captures(state, user.id).await;
                 Ok(Opened::Unlocked)
             }
             // The passphrase matched the account's hash but not its vault: the two
@@ -100,6 +101,24 @@ pub(crate) async fn open_at_login(
             info!(user = %user.name, "created a vault for an account that had none");
             Ok(Opened::Created(recovery))
         }
+    }
+}
+
+/// After an unlock: re-wraps under the vault key every note captured while the vault
+/// was locked. Failures are logged, not shown: the notes stay readable (sealed keys open
+/// with the unlocked vault) and the next unlock tries again.
+pub(crate) async fn rewrap_captures(state: &AppState, user: cv_db::UserId) {
+    let Some(unlocked) = state.keyring.get(user, OffsetDateTime::now_utc()) else {
+        return;
+    };
+    let mut conn = match state.conn().await {
+        Ok(conn) => conn,
+        Err(_) => return,
+    };
+    match cv_vault::rewrap_sealed(&mut conn, user, &unlocked.vault).await {
+        Ok(0) => {}
+        Ok(n) => info!(%user, rewrapped = n, "re-wrapped notes captured while locked"),
+        Err(e) => warn!(%user, error = %e, "re-wrapping notes captured while locked failed"),
     }
 }
 
@@ -172,6 +191,7 @@ async fn unlock(
             state
                 .keyring
                 .unlock(user.user.id, vault, OffsetDateTime::now_utc());
+            rewrap_captures(&state, user.user.id).await;
             info!(user = %name, %ip, "vault unlocked");
             Ok(see_other("/dashboard").finish())
         }

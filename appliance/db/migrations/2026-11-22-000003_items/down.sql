@@ -1,0 +1,2 @@
+DROP TABLE item_versions;
+DROP TABLE items;
