@@ -176,6 +176,22 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     wait_for_path(&browser, "/dashboard").await;
     assert_dashboard(&browser).await;
 
+    // Capture a note from the phone; it is listed, decrypted, right away.
+    browser.click("nav a[href='/notes']").await;
+    wait_for_path(&browser, "/notes").await;
+    browser
+        .type_into(
+            "textarea[name=text]",
+            "Call the plumber about the kitchen tap",
+        )
+        .await;
+    browser.click("form[action='/notes'] [type=submit]").await;
+    wait_for_path(&browser, "/notes").await;
+    let notes = browser.text(".notes").await;
+    assert!(notes.contains("Call the plumber"), "{notes}");
+    screenshot(&browser, "notes-phone.png").await;
+    assert_fits_phone(&browser).await;
+
     // After logout the session is gone: the dashboard sends the browser to login.
     log_out(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
