@@ -10,15 +10,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use cv_crypto::vault::{KeyBundle, RecoveryKey, UnlockedVault, VaultCryptoError};
 use cv_crypto::{Passphrase, hash_password};
-use cv_db::models::VaultKeys;
 use cv_db::{SessionRecord, User, UserId, UserName};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::{FormError, peer_ip, render, see_other};
+use super::vault::stored_bundle;
+use super::{FormError, peer_ip, render, render_prelogin, see_other};
 use crate::error::WebError;
-use crate::session::{self, CurrentUser, check_prelogin_csrf, prelogin_token};
+use crate::session::{self, CurrentUser, check_prelogin_csrf};
 use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
@@ -114,7 +114,7 @@ async fn change_passphrase(
             Some(&WebError::UnlockFailed),
         );
     };
-    let bundle = load_bundle(&state, user.user.id).await?;
+    let bundle = stored_bundle(&state, user.user.id).await?;
     // The current passphrase must open the vault: that is the check, and it yields the
     // vault key to re-wrap.
     let unlocked = web::block({
@@ -178,22 +178,6 @@ async fn store_new_passphrase(
     Ok(())
 }
 
-async fn load_bundle(state: &AppState, user: UserId) -> Result<KeyBundle, WebError> {
-    let stored = {
-        let mut conn = state.conn().await?;
-        match VaultKeys::get(&mut conn, user).await {
-            Ok(stored) => stored,
-            Err(e) => return Err(state.db_error(e).await),
-        }
-    };
-    let Some(bytes) = stored else {
-        return Err(WebError::InvalidInput(
-            "This account has no vault yet: log out and in again to create it.".into(),
-        ));
-    };
-    KeyBundle::from_bytes(&bytes).map_err(|e| WebError::internal("reading a stored vault", e))
-}
-
 // ---------------------------------------------------------------------------------
 // Recovery
 
@@ -228,18 +212,11 @@ fn show_recover(
     name: String,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
-    let (csrf, cookie) = prelogin_token(req);
-    let mut resp = render(
-        status,
-        &RecoverPage {
-            csrf,
-            name,
-            error: error.map(FormError::of),
-        },
-    )?;
-    resp.add_cookie(&cookie)
-        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
-    Ok(resp)
+    render_prelogin(req, status, |csrf| RecoverPage {
+        csrf,
+        name,
+        error: error.map(FormError::of),
+    })
 }
 
 /// `POST /recover`: the recovery key opens the vault; a new passphrase is set, every
@@ -293,7 +270,7 @@ async fn recover(
     let Some((user, _)) = found else {
         return failed(&state);
     };
-    let bundle = load_bundle(&state, user.id).await?;
+    let bundle = stored_bundle(&state, user.id).await?;
     let unlocked = web::block({
         let bundle = bundle.clone();
         move || bundle.unlock_with_recovery(&key)

@@ -16,9 +16,9 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use super::vault::{Opened, RecoveryPage, new_vault, show_recovery};
-use super::{FormError, peer_ip, render, see_other};
+use super::{FormError, peer_ip, render_prelogin, see_other};
 use crate::error::WebError;
-use crate::session::{self, CurrentUser, Lookup, check_prelogin_csrf, prelogin_token};
+use crate::session::{self, CurrentUser, Lookup, check_prelogin_csrf};
 use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
@@ -87,16 +87,11 @@ fn show_setup(
     name: String,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
-    let (csrf, cookie) = prelogin_token(req);
-    let page = SetupPage {
+    render_prelogin(req, status, |csrf| SetupPage {
         csrf,
         name,
         error: error.map(FormError::of),
-    };
-    let mut resp = render(status, &page)?;
-    resp.add_cookie(&cookie)
-        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
-    Ok(resp)
+    })
 }
 
 /// `POST /setup`: redeems the setup code and creates the owner, then logs them in.
@@ -240,17 +235,12 @@ fn show_login(
     notice: Option<&'static str>,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
-    let (csrf, cookie) = prelogin_token(req);
-    let page = LoginPage {
+    render_prelogin(req, status, |csrf| LoginPage {
         csrf,
         name,
         notice,
         error: error.map(FormError::of),
-    };
-    let mut resp = render(status, &page)?;
-    resp.add_cookie(&cookie)
-        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
-    Ok(resp)
+    })
 }
 
 /// `POST /login`.

@@ -50,6 +50,20 @@ pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Result<HttpRe
     Ok(html(status).body(render_string(page)?))
 }
 
+/// Renders a page holding a pre-login form: the page gets the double-submit CSRF
+/// token, the response the matching cookie.
+pub(crate) fn render_prelogin<T: Template>(
+    req: &HttpRequest,
+    status: StatusCode,
+    page: impl FnOnce(String) -> T,
+) -> Result<HttpResponse, WebError> {
+    let (csrf, cookie) = crate::session::prelogin_token(req);
+    let mut resp = render(status, &page(csrf))?;
+    resp.add_cookie(&cookie)
+        .map_err(|e| WebError::internal("setting the CSRF cookie", e))?;
+    Ok(resp)
+}
+
 pub(crate) fn render_string<T: Template>(page: &T) -> Result<String, WebError> {
     page.render()
         .map_err(|e| WebError::internal("rendering a page", e))

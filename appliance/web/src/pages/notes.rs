@@ -3,8 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use cv_crypto::vault::KeyBundle;
-use cv_db::models::VaultKeys;
 use cv_vault::{Access, VaultError};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -143,17 +141,9 @@ async fn capture(
             .await
         }
         None => {
-            let bundle = match VaultKeys::get(&mut conn, owner).await {
-                Ok(Some(bytes)) => KeyBundle::from_bytes(&bytes)
-                    .map_err(|e| WebError::internal("reading a stored vault", e))?,
-                Ok(None) => {
-                    return Err(WebError::InvalidInput(
-                        "This account has no vault yet: log out and in again to create it.".into(),
-                    ));
-                }
-                Err(e) => return Err(state.db_error(e).await),
-            };
-            let public = bundle.capture_public();
+            let public = super::vault::stored_bundle(&state, owner)
+                .await?
+                .capture_public();
             cv_vault::capture(&mut conn, owner, Access::Locked(&public), &form.text).await
         }
     };

@@ -122,6 +122,27 @@ pub(crate) async fn rewrap_captures(state: &AppState, user: cv_db::UserId) {
     }
 }
 
+/// The account's stored key bundle. Only accounts from before vaults existed have none;
+/// logging in again creates theirs.
+pub(crate) async fn stored_bundle(
+    state: &AppState,
+    user: cv_db::UserId,
+) -> Result<KeyBundle, WebError> {
+    let stored = {
+        let mut conn = state.conn().await?;
+        match VaultKeys::get(&mut conn, user).await {
+            Ok(stored) => stored,
+            Err(e) => return Err(state.db_error(e).await),
+        }
+    };
+    let Some(bytes) = stored else {
+        return Err(WebError::InvalidInput(
+            "This account has no vault yet: log out and in again to create it.".into(),
+        ));
+    };
+    KeyBundle::from_bytes(&bytes).map_err(|e| WebError::internal("reading a stored vault", e))
+}
+
 /// Parses and unlocks a stored bundle off the async workers.
 async fn unlock_bundle(
     bytes: Vec<u8>,
@@ -172,20 +193,9 @@ async fn unlock(
     let Ok(passphrase) = Passphrase::for_login(passphrase) else {
         return Err(WebError::UnlockFailed);
     };
-    let stored = {
-        let mut conn = state.conn().await?;
-        match VaultKeys::get(&mut conn, user.user.id).await {
-            Ok(stored) => stored,
-            Err(e) => return Err(state.db_error(e).await),
-        }
-    };
-    let Some(bytes) = stored else {
-        // Only accounts from before vaults existed; logging in again creates theirs.
-        return Err(WebError::InvalidInput(
-            "This account has no vault yet: log out and in again to create it.".into(),
-        ));
-    };
-    match unlock_bundle(bytes, passphrase).await? {
+    let bundle = stored_bundle(&state, user.user.id).await?;
+    let unlocked = web::block(move || bundle.unlock(&passphrase)).await?;
+    match unlocked {
         Ok(vault) => {
             state.throttle().record_success(name);
             state
