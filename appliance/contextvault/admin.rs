@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use cv_crypto::Passphrase;
 use cv_db::models::{CreateUserError, Role, SetupCode, User, UserName, owner_exists};
+use cv_db::tokens::Scope;
 use cv_storage::DataLayout;
 use zeroize::Zeroize;
 
@@ -27,7 +28,30 @@ pub enum AdminCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Create a bearer token for the API and print it (once). A `capture` token can add
+    /// to the vault even while it is locked, and read nothing.
+    CreateToken {
+        #[arg(long)]
+        user: String,
+        /// capture, read or full.
+        #[arg(long)]
+        scope: String,
+        /// A label to recognise (and revoke) it by, e.g. "iphone-shortcut".
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// Revoke a user's token by its label.
+    RevokeToken {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+    },
 }
+
+/// Bearer tokens start with this, so a leaked one is recognisable (secret scanners,
+/// logs) and is never mistaken for a passphrase.
+pub const TOKEN_PREFIX: &str = "cvt_";
 
 pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -41,6 +65,10 @@ pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
                 passphrase_file,
                 admin,
             } => create_user(data_dir, &name, &passphrase_file, admin).await,
+            AdminCommand::CreateToken { user, scope, name } => {
+                create_token(data_dir, &user, &scope, &name).await
+            }
+            AdminCommand::RevokeToken { user, name } => revoke_token(data_dir, &user, &name).await,
         }
     })
 }
@@ -104,5 +132,70 @@ async fn create_user(
         "recovery key (shown only now; it opens the vault if the passphrase is lost):\n  {}",
         recovery.to_display().as_str()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A connection to the running appliance's database, as the service role.
+async fn connect(data_dir: &Path) -> anyhow::Result<diesel_async::AsyncPgConnection> {
+    let socket_dir = DataLayout::new(data_dir).postgres_socket_dir();
+    let url =
+        cv_storage::postgres::connection_string(&socket_dir, cv_db::SERVICE_ROLE, cv_db::DATABASE);
+    cv_db::connect_once(&url).await.with_context(|| {
+        format!(
+            "cannot reach the appliance's database in {}: is contextvault running with --data-dir {}?",
+            socket_dir.display(),
+            data_dir.display()
+        )
+    })
+}
+
+async fn find_user(conn: &mut diesel_async::AsyncPgConnection, name: &str) -> anyhow::Result<User> {
+    let name = UserName::from_str(name).with_context(|| format!("invalid user name {name:?}"))?;
+    match User::find_for_login(conn, &name).await? {
+        Some((user, _)) => Ok(user),
+        None => bail!("there is no user named `{name}`"),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn create_token(
+    data_dir: &Path,
+    user: &str,
+    scope: &str,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let scope = Scope::from_str(scope).with_context(|| format!("invalid scope {scope:?}"))?;
+    let label = name.trim();
+    if label.is_empty() || label.chars().count() > 64 {
+        bail!("a token name is 1 to 64 characters");
+    }
+    let mut conn = connect(data_dir).await?;
+    let user = find_user(&mut conn, user).await?;
+    let secret = cv_crypto::SecretToken::generate();
+    let token = zeroize::Zeroizing::new(format!("{TOKEN_PREFIX}{}", secret.expose()));
+    cv_db::tokens::create(
+        &mut conn,
+        user.id,
+        label,
+        scope,
+        &cv_crypto::sha256(token.as_bytes()),
+    )
+    .await?;
+    println!(
+        "created {scope} token `{label}` for `{}` (shown only now):\n  {}",
+        user.name,
+        token.as_str()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+async fn revoke_token(data_dir: &Path, user: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let mut conn = connect(data_dir).await?;
+    let user = find_user(&mut conn, user).await?;
+    match cv_db::tokens::revoke_by_name(&mut conn, user.id, name).await? {
+        0 => bail!("`{}` has no active token named `{name}`", user.name),
+        n => println!("revoked {n} token(s) named `{name}` of `{}`", user.name),
+    }
     Ok(ExitCode::SUCCESS)
 }

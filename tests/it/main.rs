@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod accounts;
+mod api;
 mod bad_input;
 mod browser;
 mod config_cli;

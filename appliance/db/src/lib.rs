@@ -7,6 +7,7 @@
 pub mod items;
 pub mod models;
 pub mod schema;
+pub mod tokens;
 
 use std::time::Duration;
 

@@ -2,6 +2,19 @@
 // migrations; `tests/it/migrations.rs` compares it with the live database's columns.
 
 diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        scope -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     item_versions (item_id, version) {
         item_id -> Uuid,
         version -> Int4,
@@ -59,12 +72,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(vault_keys -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
     item_versions,
     items,
     sessions,

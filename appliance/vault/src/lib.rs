@@ -24,6 +24,10 @@ use zeroize::Zeroizing;
 /// The longest text one capture may hold: 16 KiB, the web form limit. A note, not a
 /// document (documents arrive as files).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// At most this many tags on one item.
+pub const MAX_TAGS: usize = 32;
+/// The longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -31,6 +35,8 @@ pub enum VaultError {
     Empty,
     #[error("the note is longer than {MAX_TEXT_BYTES} bytes")]
     TooLong,
+    #[error("{0}")]
+    InvalidTags(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("encryption failed for item {item}: {reason}")]
@@ -44,10 +50,40 @@ pub enum Access<'a> {
     Locked(&'a CapturePublicKey),
 }
 
-/// The plaintext of an item version.
+/// The plaintext of an item version. Tags live here, encrypted: their names are as
+/// private as the text.
 #[derive(Serialize, Deserialize)]
 struct Content {
     text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
+}
+
+/// Trims, checks and de-duplicates tags: at most [`MAX_TAGS`], each 1 to
+/// [`MAX_TAG_CHARS`] characters without control characters.
+pub fn clean_tags(tags: &[String]) -> Result<Vec<String>, VaultError> {
+    if tags.len() > MAX_TAGS {
+        return Err(VaultError::InvalidTags(format!(
+            "at most {MAX_TAGS} tags, not {}",
+            tags.len()
+        )));
+    }
+    let mut clean: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.trim();
+        if tag.is_empty()
+            || tag.chars().count() > MAX_TAG_CHARS
+            || tag.chars().any(char::is_control)
+        {
+            return Err(VaultError::InvalidTags(format!(
+                "a tag is 1 to {MAX_TAG_CHARS} characters without control characters"
+            )));
+        }
+        if !clean.iter().any(|t| t == tag) {
+            clean.push(tag.to_owned());
+        }
+    }
+    Ok(clean)
 }
 
 /// An item as its owner sees it.
@@ -56,8 +92,9 @@ pub struct ItemView {
     pub id: ItemId,
     pub version: i32,
     pub created_at: OffsetDateTime,
-    /// The text, or why it cannot be shown.
+    /// The text and tags, or why they cannot be shown.
     pub text: Result<Zeroizing<String>, Unreadable>,
+    pub tags: Vec<String>,
 }
 
 /// Why an item's content cannot be shown.
@@ -83,7 +120,9 @@ pub async fn capture(
     owner: UserId,
     access: Access<'_>,
     text: &str,
+    tags: &[String],
 ) -> Result<ItemId, VaultError> {
+    let tags = clean_tags(tags)?;
     let text = text.trim();
     if text.is_empty() {
         return Err(VaultError::Empty);
@@ -97,6 +136,7 @@ pub async fn capture(
     let plaintext = Zeroizing::new(
         serde_json::to_vec(&Content {
             text: text.to_owned(),
+            tags,
         })
         .map_err(|e| VaultError::Crypto {
             item: id.0,
@@ -119,6 +159,7 @@ pub async fn capture(
 /// Decrypts one stored item for its owner.
 pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
     let binding = binding(item.id, item.version, item.owner);
+    let mut tags = Vec::new();
     let text = (|| {
         let key = match &item.key {
             StoredKey::Wrapped(k) => vault.unwrap_data_key(k, &binding.data_key_binding()),
@@ -130,6 +171,7 @@ pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
             decrypt_content(&key, &binding, &item.content).map_err(|_| Unreadable::Tampered)?;
         let content: Content =
             serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Tampered)?;
+        tags = content.tags;
         Ok(Zeroizing::new(content.text))
     })();
     if text.is_err() {
@@ -140,6 +182,7 @@ pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
         version: item.version,
         created_at: item.created_at,
         text,
+        tags,
     }
 }
 

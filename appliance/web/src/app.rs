@@ -64,6 +64,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     crate::assets::config(cfg);
     crate::health::config(cfg);
     crate::pages::config(cfg);
+    crate::api::config(cfg);
     cfg.default_service(web::to(not_found));
 }
 
@@ -149,9 +150,10 @@ fn request_host(req: &ServiceRequest) -> &str {
         .unwrap_or("")
 }
 
-/// Whether errors should be JSON: `/healthz`, or an `Accept` header naming JSON.
+/// Whether errors should be JSON: `/healthz`, the API, or an `Accept` header naming JSON.
 fn wants_json(req: &ServiceRequest) -> bool {
     req.path() == "/healthz"
+        || req.path().starts_with("/api/")
         || req
             .headers()
             .get(header::ACCEPT)

@@ -73,6 +73,12 @@ pub enum WebError {
     Forbidden(String),
     #[error("There is nothing at this address.")]
     NotFound,
+    #[error("This request needs a valid API token: Authorization: Bearer cvt_…")]
+    TokenInvalid,
+    #[error("This API token was revoked.")]
+    TokenRevoked,
+    #[error("The request body is larger than {limit_kib} KiB.")]
+    BodyTooLarge { limit_kib: usize },
     #[error("This address does not accept that kind of request.")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -112,6 +118,9 @@ impl WebError {
             WebError::SessionExpired { .. } => "session_expired",
             WebError::Forbidden(_) => "forbidden",
             WebError::NotFound => "not_found",
+            WebError::TokenInvalid => "token_invalid",
+            WebError::TokenRevoked => "token_revoked",
+            WebError::BodyTooLarge { .. } => "body_too_large",
             WebError::MethodNotAllowed => "method_not_allowed",
             WebError::Conflict(_) => "conflict",
             WebError::DatabaseUnavailable { .. } => "database_unavailable",
@@ -136,6 +145,8 @@ impl WebError {
             WebError::SessionExpired { .. } => "Session expired",
             WebError::Forbidden(_) => "Not allowed",
             WebError::NotFound => "Not found",
+            WebError::TokenInvalid | WebError::TokenRevoked => "Token refused",
+            WebError::BodyTooLarge { .. } => "Request too large",
             WebError::MethodNotAllowed => "Method not allowed",
             WebError::Conflict(_) => "Conflict",
             WebError::DatabaseUnavailable { .. } => "Starting or recovering",
@@ -240,6 +251,8 @@ impl ResponseError for WebError {
                 StatusCode::BAD_REQUEST
             }
             WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::TokenInvalid | WebError::TokenRevoked => StatusCode::UNAUTHORIZED,
+            WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -364,6 +377,13 @@ mod tests {
             ),
             (WebError::Forbidden("no".into()), 403, "forbidden"),
             (WebError::NotFound, 404, "not_found"),
+            (WebError::TokenInvalid, 401, "token_invalid"),
+            (WebError::TokenRevoked, 401, "token_revoked"),
+            (
+                WebError::BodyTooLarge { limit_kib: 64 },
+                413,
+                "body_too_large",
+            ),
             (WebError::MethodNotAllowed, 405, "method_not_allowed"),
             (WebError::Conflict("dup".into()), 409, "conflict"),
             (

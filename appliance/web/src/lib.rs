@@ -18,6 +18,7 @@
 
 // A failing `unwrap` in a test is the test failing, with its location: the right tool.
 
+pub mod api;
 pub mod app;
 mod assets;
 pub mod error;

@@ -9,6 +9,8 @@ mod trust;
 mod users;
 mod vault;
 
+pub(crate) use vault::stored_bundle;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::http::StatusCode;

@@ -108,6 +108,7 @@ fn vault_error(e: VaultError) -> WebError {
             "A note can be at most {} KiB.",
             cv_vault::MAX_TEXT_BYTES / 1024
         )),
+        VaultError::InvalidTags(why) => WebError::InvalidInput(format!("Tags: {why}.")),
         e @ VaultError::Crypto { .. } => WebError::internal("encrypting a note", e),
     }
 }
@@ -137,6 +138,7 @@ async fn capture(
                 owner,
                 Access::Unlocked(&unlocked.vault),
                 &form.text,
+                &[],
             )
             .await
         }
@@ -144,7 +146,7 @@ async fn capture(
             let public = super::vault::stored_bundle(&state, owner)
                 .await?
                 .capture_public();
-            cv_vault::capture(&mut conn, owner, Access::Locked(&public), &form.text).await
+            cv_vault::capture(&mut conn, owner, Access::Locked(&public), &form.text, &[]).await
         }
     };
     drop(conn);
@@ -153,7 +155,7 @@ async fn capture(
             info!(user = %user.user.name, sealed = unlocked.is_none(), "note captured");
             Ok(see_other("/notes?captured=1").finish())
         }
-        Err(e @ (VaultError::Empty | VaultError::TooLong)) => {
+        Err(e @ (VaultError::Empty | VaultError::TooLong | VaultError::InvalidTags(_))) => {
             show(
                 &state,
                 &user,
