@@ -51,11 +51,7 @@ async fn post(
 }
 
 fn items_in_dump(dump: &str) -> usize {
-    dump.lines()
-        .skip_while(|l| !l.starts_with("COPY public.items "))
-        .skip(1)
-        .take_while(|l| *l != "\\.")
-        .count()
+    dump_rows(dump, "items").len()
 }
 
 #[tokio::test]

@@ -169,3 +169,14 @@ pub async fn capture_note(
         .await
         .unwrap()
 }
+
+/// The data rows of `table` in a `pg_dump`, each split into its tab-separated columns.
+pub fn dump_rows<'a>(dump: &'a str, table: &str) -> Vec<Vec<&'a str>> {
+    let header = format!("COPY public.{table} ");
+    dump.lines()
+        .skip_while(|l| !l.starts_with(&header))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .map(|l| l.split('\t').collect())
+        .collect()
+}

@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use cv_crypto::sha256;
 use cv_db::tokens::{self, TokenRecord};
-use cv_vault::{Access, VaultError};
+use cv_vault::VaultError;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -125,31 +125,10 @@ async fn capture(
         )));
     }
     let CaptureRequest { text, tags } = body.into_inner();
-    let owner = token.user.id;
-    let unlocked = state.keyring.get(owner, OffsetDateTime::now_utc());
-    let result = match &unlocked {
-        Some(unlocked) => {
-            let mut conn = state.conn().await?;
-            cv_vault::capture(
-                &mut conn,
-                owner,
-                Access::Unlocked(&unlocked.vault),
-                &text,
-                &tags,
-            )
-            .await
-        }
-        None => {
-            let public = crate::pages::stored_bundle(&state, owner)
-                .await?
-                .capture_public();
-            let mut conn = state.conn().await?;
-            cv_vault::capture(&mut conn, owner, Access::Locked(&public), &text, &tags).await
-        }
-    };
+    let result = crate::pages::capture_into(&state, token.user.id, &text, &tags).await?;
     match result {
-        Ok(id) => {
-            info!(user = %token.user.name, token = %token.name, sealed = unlocked.is_none(), "captured through the API");
+        Ok((id, sealed)) => {
+            info!(user = %token.user.name, token = %token.name, sealed, "captured through the API");
             Ok(HttpResponse::Created().json(Created {
                 id: id.0.to_string(),
             }))

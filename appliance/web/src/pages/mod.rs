@@ -9,7 +9,7 @@ mod trust;
 mod users;
 mod vault;
 
-pub(crate) use vault::stored_bundle;
+pub(crate) use vault::capture_into;
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use cv_vault::{Access, VaultError};
+use cv_vault::VaultError;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::info;
@@ -128,31 +128,10 @@ async fn capture(
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    let owner = user.user.id;
-    let unlocked = state.keyring.get(owner, OffsetDateTime::now_utc());
-    let mut conn = state.conn().await?;
-    let result = match &unlocked {
-        Some(unlocked) => {
-            cv_vault::capture(
-                &mut conn,
-                owner,
-                Access::Unlocked(&unlocked.vault),
-                &form.text,
-                &[],
-            )
-            .await
-        }
-        None => {
-            let public = super::vault::stored_bundle(&state, owner)
-                .await?
-                .capture_public();
-            cv_vault::capture(&mut conn, owner, Access::Locked(&public), &form.text, &[]).await
-        }
-    };
-    drop(conn);
+    let result = super::vault::capture_into(&state, user.user.id, &form.text, &[]).await?;
     match result {
-        Ok(_) => {
-            info!(user = %user.user.name, sealed = unlocked.is_none(), "note captured");
+        Ok((_, sealed)) => {
+            info!(user = %user.user.name, sealed, "note captured");
             Ok(see_other("/notes?captured=1").finish())
         }
         Err(e @ (VaultError::Empty | VaultError::TooLong | VaultError::InvalidTags(_))) => {

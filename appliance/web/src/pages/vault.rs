@@ -143,6 +143,41 @@ pub(crate) async fn stored_bundle(
     KeyBundle::from_bytes(&bytes).map_err(|e| WebError::internal("reading a stored vault", e))
 }
 
+/// Captures into `owner`'s vault, from a form or the API: the note's key is wrapped by
+/// the vault key when it is unlocked, sealed to the capture key otherwise. Returns the
+/// new item's id and whether it was sealed; the inner error is the capture's own
+/// (empty, too long, bad tags, database), for the caller to word.
+pub(crate) async fn capture_into(
+    state: &AppState,
+    owner: cv_db::UserId,
+    text: &str,
+    tags: &[String],
+) -> Result<Result<(cv_db::items::ItemId, bool), cv_vault::VaultError>, WebError> {
+    use cv_vault::Access;
+    let result = match state.keyring.get(owner, OffsetDateTime::now_utc()) {
+        Some(unlocked) => {
+            let mut conn = state.conn().await?;
+            cv_vault::capture(
+                &mut conn,
+                owner,
+                Access::Unlocked(&unlocked.vault),
+                text,
+                tags,
+            )
+            .await
+            .map(|id| (id, false))
+        }
+        None => {
+            let public = stored_bundle(state, owner).await?.capture_public();
+            let mut conn = state.conn().await?;
+            cv_vault::capture(&mut conn, owner, Access::Locked(&public), text, tags)
+                .await
+                .map(|id| (id, true))
+        }
+    };
+    Ok(result)
+}
+
 /// Parses and unlocks a stored bundle off the async workers.
 async fn unlock_bundle(
     bytes: Vec<u8>,
