@@ -197,10 +197,14 @@ async fn plain_http_only_redirects_and_pages_carry_security_headers() {
     assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
     let html = resp.text().await.unwrap();
     assert!(!html.contains("<script"), "pages work without JavaScript");
-    assert!(
-        !html.contains("http://") || !html.contains("src=\"http"),
-        "no external assets"
-    );
+    // Everything the page loads comes from the appliance: no absolute URL in any
+    // src or href (stylesheet, icon, links to other sites' assets).
+    for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(
+            !html.contains(attr),
+            "external reference {attr:?} in the page"
+        );
+    }
 }
 
 #[tokio::test]
