@@ -49,10 +49,6 @@ pub enum AdminCommand {
     },
 }
 
-/// Bearer tokens start with this, so a leaked one is recognisable (secret scanners,
-/// logs) and is never mistaken for a passphrase.
-pub const TOKEN_PREFIX: &str = "cvt_";
-
 pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -165,20 +161,17 @@ async fn create_token(
     name: &str,
 ) -> anyhow::Result<ExitCode> {
     let scope = Scope::from_str(scope).with_context(|| format!("invalid scope {scope:?}"))?;
-    let label = name.trim();
-    if label.is_empty() || label.chars().count() > 64 {
-        bail!("a token name is 1 to 64 characters");
-    }
+    let label = cv_db::tokens::check_name(name).map_err(anyhow::Error::msg)?;
     let mut conn = connect(data_dir).await?;
     let user = find_user(&mut conn, user).await?;
-    let secret = cv_crypto::SecretToken::generate();
-    let token = zeroize::Zeroizing::new(format!("{TOKEN_PREFIX}{}", secret.expose()));
-    cv_db::tokens::create(
+    let (token, digest) = cv_crypto::mint_api_token();
+    cv_db::tokens::create(&mut conn, user.id, label, scope, &digest).await?;
+    cv_db::audit::record(
         &mut conn,
         user.id,
-        label,
-        scope,
-        &cv_crypto::sha256(token.as_bytes()),
+        cv_db::audit::Event::TokenCreated,
+        &format!("{label} ({scope}), from the command line"),
+        None,
     )
     .await?;
     println!(
@@ -195,7 +188,17 @@ async fn revoke_token(data_dir: &Path, user: &str, name: &str) -> anyhow::Result
     let user = find_user(&mut conn, user).await?;
     match cv_db::tokens::revoke_by_name(&mut conn, user.id, name).await? {
         0 => bail!("`{}` has no active token named `{name}`", user.name),
-        n => println!("revoked {n} token(s) named `{name}` of `{}`", user.name),
+        n => {
+            cv_db::audit::record(
+                &mut conn,
+                user.id,
+                cv_db::audit::Event::TokenRevoked,
+                &format!("{name}, from the command line"),
+                None,
+            )
+            .await?;
+            println!("revoked {n} token(s) named `{name}` of `{}`", user.name);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,12 @@
 
 use crate::support::*;
 
-fn create_token(app: &cv_testkit::TestAppliance, user: &str, scope: &str, name: &str) -> String {
+pub fn create_token(
+    app: &cv_testkit::TestAppliance,
+    user: &str,
+    scope: &str,
+    name: &str,
+) -> String {
     let out = std::process::Command::new(exe())
         .args(["admin", "--data-dir"])
         .arg(&app.data_dir)

@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod browser;
 mod config_cli;
+mod items;
 mod migrations;
 mod notes;
 mod supervision;

@@ -111,7 +111,10 @@ async fn bad_notes_are_refused_and_nothing_is_stored() {
         assert!(resp.text().await.unwrap().contains("write something"));
     }
     let resp = capture_note(&app, &owner, &"x".repeat(17 * 1024)).await;
-    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("at most 16 KiB"));
+    let resp = capture_note(&app, &owner, &"x".repeat(70 * 1024)).await;
+    assert_eq!(resp.status(), 413, "over the 64 KiB form limit");
     let csrf = csrf_for(&app, &owner, "/notes").await;
     let forged = owner
         .post(app.url("/notes"))

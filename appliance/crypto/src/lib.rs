@@ -8,7 +8,9 @@ pub mod token;
 pub mod vault;
 
 pub use password::{Passphrase, PasswordError, hash_password, verify_password};
-pub use token::{SecretToken, constant_time_eq, sha256};
+pub use token::{
+    API_SESSION_PREFIX, API_TOKEN_PREFIX, SecretToken, constant_time_eq, mint_api_token, sha256,
+};
 pub use vault::{
     CapturePublicKey, DataKey, DataKeyBinding, ItemBinding, KeyBundle, RecoveryKey, UnlockedVault,
     VaultCryptoError, create_vault, decrypt_content, encrypt_content, seal_data_key,

@@ -44,6 +44,20 @@ impl SecretToken {
     }
 }
 
+/// API tokens start with this, so a leaked one is recognisable (secret scanners, logs)
+/// and is never mistaken for a passphrase.
+pub const API_TOKEN_PREFIX: &str = "cvt_";
+/// Session tokens handed out by the JSON API's login start with this.
+pub const API_SESSION_PREFIX: &str = "cvs_";
+
+/// A new API token: the text shown once to its owner (`cvt_…`), and the digest stored.
+pub fn mint_api_token() -> (zeroize::Zeroizing<String>, [u8; 32]) {
+    let secret = SecretToken::generate();
+    let text = zeroize::Zeroizing::new(format!("{API_TOKEN_PREFIX}{}", secret.expose()));
+    let digest = sha256(text.as_bytes());
+    (text, digest)
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }

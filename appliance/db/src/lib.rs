@@ -4,6 +4,7 @@
 //! what was being done. The web layer maps `DbError::Unavailable` to a 503 "starting or
 //! recovering" page and anything else to a 500 that is logged with its context.
 
+pub mod audit;
 pub mod items;
 pub mod models;
 pub mod schema;

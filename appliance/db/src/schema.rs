@@ -15,6 +15,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_events (id) {
+        id -> Int8,
+        user_id -> Uuid,
+        at -> Timestamptz,
+        event -> Text,
+        detail -> Text,
+        client -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     item_versions (item_id, version) {
         item_id -> Uuid,
         version -> Int4,
@@ -32,6 +43,8 @@ diesel::table! {
         version -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        pinned -> Bool,
+        archived -> Bool,
     }
 }
 
@@ -73,6 +86,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(audit_events -> users (user_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -80,6 +94,7 @@ diesel::joinable!(vault_keys -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
+    audit_events,
     item_versions,
     items,
     sessions,

@@ -75,6 +75,91 @@ pub struct TokenRecord {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// Checks a token's name (a label for its owner): 1 to 64 characters, no control
+/// characters. Returns it trimmed.
+pub fn check_name(name: &str) -> Result<&str, &'static str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        Err("a token name is 1 to 64 characters, without control characters")
+    } else {
+        Ok(name)
+    }
+}
+
+/// A token as its owner's token list shows it.
+#[derive(Debug, Clone)]
+pub struct TokenSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+type SummaryRow = (
+    Uuid,
+    String,
+    String,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+    Option<OffsetDateTime>,
+);
+
+/// The user's tokens, newest first (revoked ones too: their history is useful).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> Result<Vec<TokenSummary>, DbError> {
+    let rows: Vec<SummaryRow> = api_tokens::table
+        .filter(api_tokens::user_id.eq(user.0))
+        .order(api_tokens::created_at.desc())
+        .select((
+            api_tokens::id,
+            api_tokens::name,
+            api_tokens::scope,
+            api_tokens::created_at,
+            api_tokens::last_used_at,
+            api_tokens::revoked_at,
+        ))
+        .load(conn)
+        .await
+        .map_err(DbError::query("listing tokens"))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, name, scope, created_at, last_used_at, revoked_at)| TokenSummary {
+                id,
+                name,
+                scope,
+                created_at,
+                last_used_at,
+                revoked_at,
+            },
+        )
+        .collect())
+}
+
+/// Revokes one of the user's tokens by id; returns its name if it was active.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: Uuid,
+) -> Result<Option<String>, DbError> {
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(user.0))
+            .filter(api_tokens::id.eq(id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(diesel::dsl::now))
+    .returning(api_tokens::name)
+    .get_result(conn)
+    .await
+    .optional()
+    .map_err(DbError::query("revoking a token"))
+}
+
 /// Stores a new token's digest; returns its id.
 pub async fn create(
     conn: &mut AsyncPgConnection,

@@ -18,8 +18,8 @@ use cv_db::items::{self, ItemId, StoredItem, StoredKey};
 use cv_db::{DbError, UserId};
 use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use zeroize::Zeroizing;
+use time::{Date, OffsetDateTime};
+use zeroize::{Zeroize, Zeroizing};
 
 /// The longest text one capture may hold: 16 KiB, the web form limit. A note, not a
 /// document (documents arrive as files).
@@ -37,6 +37,16 @@ pub enum VaultError {
     TooLong,
     #[error("{0}")]
     InvalidTags(String),
+    #[error("no such item")]
+    NotFound,
+    /// The item changed since it was read (another device, another tab).
+    #[error("the item changed since it was opened (it is at version {current} now)")]
+    Stale { current: i32 },
+    /// The item failed its integrity check and cannot be changed.
+    #[error("the item failed its integrity check")]
+    Tampered,
+    #[error("{0}")]
+    Import(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("encryption failed for item {item}: {reason}")]
@@ -50,13 +60,140 @@ pub enum Access<'a> {
     Locked(&'a CapturePublicKey),
 }
 
-/// The plaintext of an item version. Tags live here, encrypted: their names are as
-/// private as the text.
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Open,
+    Doing,
+    Done,
+}
+
+/// How much a task matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+macro_rules! word_enum {
+    ($ty:ty, $what:literal, $($variant:ident = $word:literal),+) => {
+        impl $ty {
+            pub const ALL: &[$ty] = &[$(<$ty>::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$ty>::$variant => $word),+ }
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($word => Ok(<$ty>::$variant),)+
+                    other => Err(format!(
+                        concat!("`{}` is not a ", $what, " (one of: {})"),
+                        other.chars().take(40).collect::<String>(),
+                        [$($word),+].join(", ")
+                    )),
+                }
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+word_enum!(
+    TaskStatus,
+    "task status",
+    Open = "open",
+    Doing = "doing",
+    Done = "done"
+);
+word_enum!(
+    Priority,
+    "priority",
+    Low = "low",
+    Normal = "normal",
+    High = "high"
+);
+
+/// What makes an item a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub status: TaskStatus,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default, with = "iso_date")]
+    pub due: Option<Date>,
+}
+
+impl Task {
+    /// A new open task with normal priority and no due date.
+    pub fn open() -> Task {
+        Task {
+            status: TaskStatus::Open,
+            priority: Priority::Normal,
+            due: None,
+        }
+    }
+}
+
+/// Dates as `YYYY-MM-DD`.
+pub mod iso_date {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::Date;
+    use time::macros::format_description;
+
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        format_description!("[year]-[month]-[day]");
+
+    pub fn format(date: Date) -> String {
+        date.format(FORMAT).unwrap_or_default()
+    }
+
+    /// Parses `YYYY-MM-DD`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Date> {
+        Date::parse(s.trim(), FORMAT).ok()
+    }
+
+    pub fn serialize<S: Serializer>(date: &Option<Date>, s: S) -> Result<S::Ok, S::Error> {
+        match date {
+            Some(d) => s.serialize_str(&format(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => parse(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("a due date is YYYY-MM-DD")),
+        }
+    }
+}
+
+/// The plaintext of an item version. Tags and task state live here, encrypted: their
+/// names and dates are as private as the text.
 #[derive(Serialize, Deserialize)]
 struct Content {
     text: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<Task>,
+}
+
+impl Drop for Content {
+    fn drop(&mut self) {
+        self.text.zeroize();
+    }
 }
 
 /// Trims, checks and de-duplicates tags: at most [`MAX_TAGS`], each 1 to
@@ -92,9 +229,23 @@ pub struct ItemView {
     pub id: ItemId,
     pub version: i32,
     pub created_at: OffsetDateTime,
-    /// The text and tags, or why they cannot be shown.
+    pub updated_at: OffsetDateTime,
+    pub pinned: bool,
+    pub archived: bool,
+    /// The text, or why it cannot be shown.
     pub text: Result<Zeroizing<String>, Unreadable>,
     pub tags: Vec<String>,
+    pub task: Option<Task>,
+}
+
+/// One version of an item, decrypted.
+#[derive(Debug)]
+pub struct VersionView {
+    pub version: i32,
+    pub created_at: OffsetDateTime,
+    pub text: Result<Zeroizing<String>, Unreadable>,
+    pub tags: Vec<String>,
+    pub task: Option<Task>,
 }
 
 /// Why an item's content cannot be shown.
@@ -114,15 +265,8 @@ fn binding(item: ItemId, version: i32, owner: UserId) -> ItemBinding {
     }
 }
 
-/// Encrypts and stores a new note; returns its id. Works locked or unlocked.
-pub async fn capture(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    access: Access<'_>,
-    text: &str,
-    tags: &[String],
-) -> Result<ItemId, VaultError> {
-    let tags = clean_tags(tags)?;
+/// Checks the text of a capture or an edit; returns it trimmed.
+fn clean_text(text: &str) -> Result<&str, VaultError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(VaultError::Empty);
@@ -130,63 +274,125 @@ pub async fn capture(
     if text.len() > MAX_TEXT_BYTES {
         return Err(VaultError::TooLong);
     }
-    let id = ItemId(uuid::Uuid::new_v4());
-    let binding = binding(id, 1, owner);
-    let key = DataKey::generate();
+    Ok(text)
+}
+
+/// Serializes and encrypts one version.
+fn seal_content(
+    key: &DataKey,
+    id: ItemId,
+    version: i32,
+    owner: UserId,
+    text: &str,
+    tags: Vec<String>,
+    task: Option<Task>,
+) -> Result<Vec<u8>, VaultError> {
     let plaintext = Zeroizing::new(
         serde_json::to_vec(&Content {
             text: text.to_owned(),
             tags,
+            task,
         })
         .map_err(|e| VaultError::Crypto {
             item: id.0,
             reason: e.to_string(),
         })?,
     );
-    let content = encrypt_content(&key, &binding, &plaintext);
+    Ok(encrypt_content(
+        key,
+        &binding(id, version, owner),
+        &plaintext,
+    ))
+}
+
+/// Encrypts and stores a new note (or task); returns its id. Works locked or unlocked.
+pub async fn capture(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    access: Access<'_>,
+    text: &str,
+    tags: &[String],
+) -> Result<ItemId, VaultError> {
+    create(conn, owner, access, text, tags, None).await
+}
+
+/// Encrypts and stores a new item, a task when `task` is set; returns its id.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    access: Access<'_>,
+    text: &str,
+    tags: &[String],
+    task: Option<Task>,
+) -> Result<ItemId, VaultError> {
+    let tags = clean_tags(tags)?;
+    let text = clean_text(text)?;
+    let id = ItemId(uuid::Uuid::new_v4());
+    let key = DataKey::generate();
+    let content = seal_content(&key, id, 1, owner, text, tags, task)?;
+    let key_binding = binding(id, 1, owner).data_key_binding();
     let stored = match access {
-        Access::Unlocked(vault) => {
-            StoredKey::Wrapped(vault.wrap_data_key(&key, &binding.data_key_binding()))
-        }
-        Access::Locked(public) => {
-            StoredKey::Sealed(seal_data_key(public, &key, &binding.data_key_binding()))
-        }
+        Access::Unlocked(vault) => StoredKey::Wrapped(vault.wrap_data_key(&key, &key_binding)),
+        Access::Locked(public) => StoredKey::Sealed(seal_data_key(public, &key, &key_binding)),
     };
     items::insert(conn, id, owner, &stored, &content).await?;
     Ok(id)
 }
 
+/// The item's data key, unwrapped (or unsealed, before re-wrapping ran).
+fn data_key(item: &StoredItem, vault: &UnlockedVault) -> Result<DataKey, Unreadable> {
+    // The key is bound to the item and owner, not to a version: it serves them all.
+    let key_binding = binding(item.id, 1, item.owner).data_key_binding();
+    match &item.key {
+        StoredKey::Wrapped(k) => vault.unwrap_data_key(k, &key_binding),
+        StoredKey::Sealed(k) => vault.open_sealed_data_key(k, &key_binding),
+    }
+    .map_err(|_| Unreadable::Tampered)
+}
+
+fn open_content(
+    key: &DataKey,
+    id: ItemId,
+    version: i32,
+    owner: UserId,
+    ciphertext: &[u8],
+) -> Result<Content, Unreadable> {
+    let plaintext = Zeroizing::new(
+        decrypt_content(key, &binding(id, version, owner), ciphertext)
+            .map_err(|_| Unreadable::Tampered)?,
+    );
+    serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Tampered)
+}
+
 /// Decrypts one stored item for its owner.
 pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
-    let binding = binding(item.id, item.version, item.owner);
-    let mut tags = Vec::new();
-    let text = (|| {
-        let key = match &item.key {
-            StoredKey::Wrapped(k) => vault.unwrap_data_key(k, &binding.data_key_binding()),
-            // Readable now (the vault is open), even before re-wrapping ran.
-            StoredKey::Sealed(k) => vault.open_sealed_data_key(k, &binding.data_key_binding()),
-        }
-        .map_err(|_| Unreadable::Tampered)?;
-        let plaintext =
-            decrypt_content(&key, &binding, &item.content).map_err(|_| Unreadable::Tampered)?;
-        let content: Content =
-            serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Tampered)?;
-        tags = content.tags;
-        Ok(Zeroizing::new(content.text))
-    })();
-    if text.is_err() {
+    let content = data_key(item, vault)
+        .and_then(|key| open_content(&key, item.id, item.version, item.owner, &item.content));
+    if content.is_err() {
         tracing::warn!(item = %item.id.0, "an item failed its integrity check");
     }
+    let (text, tags, task) = match content {
+        Ok(mut c) => (
+            Ok(Zeroizing::new(std::mem::take(&mut c.text))),
+            std::mem::take(&mut c.tags),
+            c.task.take(),
+        ),
+        Err(e) => (Err(e), Vec::new(), None),
+    };
     ItemView {
         id: item.id,
         version: item.version,
         created_at: item.created_at,
+        updated_at: item.updated_at,
+        pinned: item.pinned,
+        archived: item.archived,
         text,
         tags,
+        task,
     }
 }
 
-/// The owner's newest items, decrypted.
+/// The owner's newest items (not archived; pinned first), decrypted.
 pub async fn newest(
     conn: &mut AsyncPgConnection,
     owner: UserId,
@@ -198,6 +404,135 @@ pub async fn newest(
         .iter()
         .map(|item| open(item, vault))
         .collect())
+}
+
+/// One of the owner's items, decrypted.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    vault: &UnlockedVault,
+    id: ItemId,
+) -> Result<ItemView, VaultError> {
+    let item = items::get(conn, owner, id)
+        .await?
+        .ok_or(VaultError::NotFound)?;
+    Ok(open(&item, vault))
+}
+
+/// A page of the owner's items in id order, still encrypted: for walking a whole
+/// vault in bounded memory (decrypt each with [`open`]).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    after: Option<ItemId>,
+    limit: i64,
+) -> Result<Vec<StoredItem>, VaultError> {
+    Ok(items::page(conn, owner, after, limit).await?)
+}
+
+/// What an edit sets: the whole new content of the item.
+#[derive(Debug)]
+pub struct Edit<'a> {
+    pub text: &'a str,
+    pub tags: &'a [String],
+    pub task: Option<Task>,
+}
+
+/// Stores a new version of the owner's item (every earlier version is kept), if
+/// `base` is still its current version. Returns the new version number.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    vault: &UnlockedVault,
+    id: ItemId,
+    base: i32,
+    edit: Edit<'_>,
+) -> Result<i32, VaultError> {
+    let tags = clean_tags(edit.tags)?;
+    let text = clean_text(edit.text)?;
+    let item = items::get(conn, owner, id)
+        .await?
+        .ok_or(VaultError::NotFound)?;
+    if item.version != base {
+        return Err(VaultError::Stale {
+            current: item.version,
+        });
+    }
+    let key = data_key(&item, vault).map_err(|_| VaultError::Tampered)?;
+    let content = seal_content(&key, id, base + 1, owner, text, tags, edit.task)?;
+    match items::add_version(conn, owner, id, base, &content).await? {
+        items::AddVersion::Added => Ok(base + 1),
+        items::AddVersion::Missing => Err(VaultError::NotFound),
+        items::AddVersion::Stale(current) => Err(VaultError::Stale { current }),
+    }
+}
+
+/// Every version of the owner's item, oldest first, decrypted.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    vault: &UnlockedVault,
+    id: ItemId,
+) -> Result<(ItemView, Vec<VersionView>), VaultError> {
+    let item = items::get(conn, owner, id)
+        .await?
+        .ok_or(VaultError::NotFound)?;
+    let stored = items::versions(conn, owner, id).await?;
+    let key = data_key(&item, vault);
+    let versions = stored
+        .iter()
+        .map(|v| {
+            let content = key
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|key| open_content(key, id, v.version, owner, &v.content));
+            let (text, tags, task) = match content {
+                Ok(mut c) => (
+                    Ok(Zeroizing::new(std::mem::take(&mut c.text))),
+                    std::mem::take(&mut c.tags),
+                    c.task.take(),
+                ),
+                Err(e) => (Err(e), Vec::new(), None),
+            };
+            VersionView {
+                version: v.version,
+                created_at: v.created_at,
+                text,
+                tags,
+                task,
+            }
+        })
+        .collect();
+    Ok((open(&item, vault), versions))
+}
+
+/// Pins or unpins, archives or restores the owner's item.
+pub async fn set_flags(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: ItemId,
+    pinned: bool,
+    archived: bool,
+) -> Result<(), VaultError> {
+    if items::set_flags(conn, owner, id, pinned, archived).await? {
+        Ok(())
+    } else {
+        Err(VaultError::NotFound)
+    }
+}
+
+/// Deletes the owner's item: every version and its data key, so the ciphertext left in
+/// database snapshots and backups can no longer be opened once they expire.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: ItemId,
+) -> Result<(), VaultError> {
+    if items::delete(conn, owner, id).await? {
+        Ok(())
+    } else {
+        Err(VaultError::NotFound)
+    }
 }
 
 /// Re-wraps, under the vault key, every data key sealed while the vault was locked.

@@ -5,7 +5,8 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use cv_crypto::sha256;
+use cv_crypto::{API_SESSION_PREFIX, SecretToken, sha256};
+use cv_db::audit::Event;
 use cv_db::tokens::{self, TokenRecord};
 use cv_vault::VaultError;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use time::OffsetDateTime;
 use tracing::info;
 
 use crate::error::WebError;
+use crate::session::{self, Lookup};
 use crate::state::AppState;
 
 /// The largest JSON body: a note (16 KiB) plus tags, with room for JSON escaping.
@@ -29,7 +31,13 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
                     .content_type_required(true)
                     .error_handler(json_error),
             )
-            .route("/capture", web::post().to(capture)),
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .route("/capture", web::post().to(capture))
+            .route("/login", web::post().to(login))
+            .route("/lock", web::post().to(lock))
+            .route("/items/{id}", web::get().to(get_item))
+            .route("/vault", web::get().to(vault_status))
+            .route("/openapi.json", web::get().to(openapi)),
     );
 }
 
@@ -48,13 +56,44 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
     .into()
 }
 
-/// The token a request carries, checked: known, not revoked. Scopes are checked by
-/// each handler.
-pub(crate) struct BearerToken(pub TokenRecord);
+/// Who is calling the API: an API token (`cvt_…`, with its scope) or a session from
+/// `POST /api/v1/login` (`cvs_…`, which may do everything its account may).
+pub(crate) struct ApiCaller {
+    pub user: cv_db::User,
+    pub scope: tokens::Scope,
+    pub via: Via,
+}
 
-impl FromRequest for BearerToken {
+/// How an [`ApiCaller`] authenticated.
+pub(crate) enum Via {
+    Token(TokenRecord),
+    Session,
+}
+
+impl ApiCaller {
+    /// A name for logs: the token's label, or "session".
+    pub fn label(&self) -> &str {
+        match &self.via {
+            Via::Token(t) => &t.name,
+            Via::Session => "session",
+        }
+    }
+
+    fn require_read(&self) -> Result<(), WebError> {
+        if self.scope.may_read() {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden(format!(
+                "A {} token cannot read the vault; use a read or full token, or log in.",
+                self.scope
+            )))
+        }
+    }
+}
+
+impl FromRequest for ApiCaller {
     type Error = WebError;
-    type Future = Pin<Box<dyn Future<Output = Result<BearerToken, WebError>>>>;
+    type Future = Pin<Box<dyn Future<Output = Result<ApiCaller, WebError>>>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let req = req.clone();
@@ -70,6 +109,17 @@ impl FromRequest for BearerToken {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or(WebError::TokenInvalid)?;
+            if let Some(session) = presented.strip_prefix(API_SESSION_PREFIX) {
+                return match session::lookup(state, &SecretToken::from_client(session)).await? {
+                    Lookup::Valid(user) => Ok(ApiCaller {
+                        user: user.user,
+                        scope: tokens::Scope::Full,
+                        via: Via::Session,
+                    }),
+                    Lookup::Expired => Err(WebError::SessionExpired { redirect: false }),
+                    Lookup::None => Err(WebError::TokenInvalid),
+                };
+            }
             let digest = sha256(presented.as_bytes());
             let mut conn = state.conn().await?;
             let record = match tokens::find(&mut conn, &digest).await {
@@ -83,15 +133,29 @@ impl FromRequest for BearerToken {
             }
             let now = OffsetDateTime::now_utc();
             // Recording use at most once a minute keeps a burst of captures from
-            // writing the same row on every request.
+            // writing the same rows on every request.
             if record
                 .last_used_at
                 .is_none_or(|t| now - t >= time::Duration::minutes(1))
-                && let Err(e) = tokens::touch(&mut conn, record.id, now).await
             {
-                return Err(state.db_error(e).await);
+                if let Err(e) = tokens::touch(&mut conn, record.id, now).await {
+                    return Err(state.db_error(e).await);
+                }
+                drop(conn);
+                state
+                    .audit(
+                        record.user.id,
+                        Event::TokenUsed,
+                        &record.name,
+                        Some(crate::pages::peer_ip(&req)),
+                    )
+                    .await;
             }
-            Ok(BearerToken(record))
+            Ok(ApiCaller {
+                user: record.user.clone(),
+                scope: record.scope,
+                via: Via::Token(record),
+            })
         })
     }
 }
@@ -113,22 +177,21 @@ struct Created {
 /// Works while the vault is locked: the note's key is then sealed to the owner's
 /// capture key, so the box stores what it cannot read.
 async fn capture(
-    token: BearerToken,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     body: web::Json<CaptureRequest>,
 ) -> Result<HttpResponse, WebError> {
-    let BearerToken(token) = token;
-    if !token.scope.may_capture() {
+    if !caller.scope.may_capture() {
         return Err(WebError::Forbidden(format!(
             "A {} token cannot capture; use a capture or full token.",
-            token.scope
+            caller.scope
         )));
     }
     let CaptureRequest { text, tags } = body.into_inner();
-    let result = crate::pages::capture_into(&state, token.user.id, &text, &tags).await?;
+    let result = crate::pages::capture_into(&state, caller.user.id, &text, &tags).await?;
     match result {
         Ok((id, sealed)) => {
-            info!(user = %token.user.name, token = %token.name, sealed, "captured through the API");
+            info!(user = %caller.user.name, token = %caller.label(), sealed, "captured through the API");
             Ok(HttpResponse::Created().json(Created {
                 id: id.0.to_string(),
             }))
@@ -139,6 +202,178 @@ async fn capture(
         }),
         Err(VaultError::InvalidTags(why)) => Err(WebError::BadRequest(format!("`tags`: {why}."))),
         Err(VaultError::Db(e)) => Err(state.db_error(e).await),
-        Err(e @ VaultError::Crypto { .. }) => Err(WebError::internal("encrypting a capture", e)),
+        Err(e) => Err(WebError::from(e)),
     }
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    WebError::BadRequest(format!("The query string is not valid: {err}.")).into()
+}
+
+/// The OpenAPI 3.1 description of this API (`api/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../api/openapi.json");
+
+/// `GET /api/v1/openapi.json`: the API's description, for anyone (it holds no data).
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    user: String,
+    passphrase: String,
+}
+
+#[derive(Serialize)]
+struct LoginResponse {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    user: String,
+}
+
+/// `POST /api/v1/login {"user", "passphrase"}` → `{"token": "cvs_…"}`: a session token
+/// (idle and absolute timeouts as for the web) whose login unlocked the vault.
+/// Throttled like the login page.
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, WebError> {
+    use crate::pages::auth::{Verified, verify};
+    let LoginRequest {
+        user: typed,
+        passphrase,
+    } = body.into_inner();
+    let ip = crate::pages::peer_ip(&req);
+    if let Err(retry_after) = state
+        .throttle()
+        .check(&typed, ip, std::time::Instant::now())
+    {
+        return Err(WebError::Throttled { retry_after });
+    }
+    match verify(&state, &typed, passphrase).await? {
+        Verified::Ok(user, passphrase) => {
+            state.throttle().record_success(&typed);
+            if crate::pages::has_vault(&state, user.id).await? {
+                crate::pages::open_at_login(&state, &user, passphrase).await?;
+            } else {
+                return Err(WebError::Conflict(
+                    "This account has no vault yet: log in once in the browser to create it (and to see its recovery key).".into(),
+                ));
+            }
+            let token = session::create(&state, user.id).await?;
+            let now = OffsetDateTime::now_utc();
+            info!(user = %user.name, %ip, "API login ok; vault unlocked");
+            state.audit(user.id, Event::Login, "API", Some(ip)).await;
+            Ok(HttpResponse::Ok().json(LoginResponse {
+                token: format!("{API_SESSION_PREFIX}{}", token.expose()),
+                expires_at: state.sessions.expires_at(now, now),
+                user: user.name.to_string(),
+            }))
+        }
+        failed => {
+            state
+                .throttle()
+                .record_failure(&typed, ip, std::time::Instant::now());
+            if let Verified::WrongPassphrase(user) = failed {
+                info!(user = %user.name, %ip, "API login failed: wrong passphrase");
+                state
+                    .audit(user.id, Event::LoginFailed, "API", Some(ip))
+                    .await;
+            }
+            Err(WebError::LoginFailed)
+        }
+    }
+}
+
+/// `POST /api/v1/lock`: locks the caller's vault now (any session or token of the
+/// account may lock; only a login unlocks).
+async fn lock(
+    req: HttpRequest,
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let was_unlocked = state.keyring.lock(caller.user.id);
+    if was_unlocked {
+        info!(user = %caller.user.name, via = %caller.label(), "vault locked through the API");
+        state
+            .audit(
+                caller.user.id,
+                Event::Lock,
+                &format!("API ({})", caller.label()),
+                Some(crate::pages::peer_ip(&req)),
+            )
+            .await;
+    }
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({ "locked": true, "was_unlocked": was_unlocked })),
+    )
+}
+
+/// An item as the API returns it.
+#[derive(Serialize)]
+pub(crate) struct ItemJson {
+    id: String,
+    version: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    kind: &'static str,
+    text: String,
+    tags: Vec<String>,
+    task: Option<cv_vault::Task>,
+    pinned: bool,
+    archived: bool,
+}
+
+/// `GET /api/v1/items/{id}`: one item, decrypted (read scope, unlocked vault). An item
+/// that fails its integrity check is a 409 `item_tampered`, never garbage.
+async fn get_item(
+    path: web::Path<String>,
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    caller.require_read()?;
+    let id = crate::pages::item_id(&path)?;
+    let unlocked = state.unlocked(caller.user.id)?;
+    let mut conn = state.conn().await?;
+    let view = cv_vault::get(&mut conn, caller.user.id, &unlocked.vault, id).await?;
+    let text = view.text.map_err(|_| WebError::ItemTampered)?;
+    Ok(HttpResponse::Ok().json(ItemJson {
+        id: view.id.0.to_string(),
+        version: view.version,
+        created_at: view.created_at,
+        updated_at: view.updated_at,
+        kind: if view.task.is_some() { "task" } else { "note" },
+        text: text.to_string(),
+        tags: view.tags,
+        task: view.task,
+        pinned: view.pinned,
+        archived: view.archived,
+    }))
+}
+
+/// `GET /api/v1/vault`: locked or not, how many items, and the search index's state.
+async fn vault_status(
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    caller.require_read()?;
+    let mut conn = state.conn().await?;
+    let items = cv_vault::count(&mut conn, caller.user.id)
+        .await
+        .map_err(WebError::from)?;
+    drop(conn);
+    let unlocked = state.keyring.get(caller.user.id, OffsetDateTime::now_utc());
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "locked": unlocked.is_none(),
+        "items": items,
+        "index": crate::index::status_json(unlocked.as_ref()),
+    })))
 }

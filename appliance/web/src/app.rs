@@ -333,7 +333,7 @@ mod tests {
             .to_request();
         let resp = test::call_service(&app, req).await;
         assert_eq!(resp.status().as_u16(), 413);
-        assert!(body(resp).await.contains("larger than 16 KiB"));
+        assert!(body(resp).await.contains("larger than 64 KiB"));
 
         let req = test::TestRequest::post()
             .uri("/login")

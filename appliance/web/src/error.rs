@@ -36,8 +36,9 @@ use crate::throttle::describe_wait;
 /// How often the 503 page reloads itself (and the `Retry-After` it sends), in seconds.
 pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
-/// The largest form accepted, in bytes: every form here is a few short fields.
-pub const FORM_LIMIT: usize = 16 * 1024;
+/// The largest form accepted, in bytes: a few short fields, or a note of up to 16 KiB
+/// (`cv_vault::MAX_TEXT_BYTES`) with room for URL-encoding.
+pub const FORM_LIMIT: usize = 64 * 1024;
 
 /// Everything a request can fail with; see the policy above.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +60,7 @@ pub enum WebError {
         "That setup code is not right. The current code is printed in the appliance's log/console (`journalctl -u contextvault` on the appliance, the terminal running `contextvault dev` otherwise). Letter case and dashes do not matter."
     )]
     SetupCodeInvalid,
-    #[error("The form is larger than 16 KiB")]
+    #[error("The form is larger than 64 KiB")]
     FormTooLarge,
     #[error("The form could not be read: {0}")]
     FormInvalid(String),
@@ -83,6 +84,14 @@ pub enum WebError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error(
+        "Your vault is locked, so its notes cannot be read or changed. Unlock it with your passphrase on the dashboard. (Captures are still accepted while it is locked.)"
+    )]
+    VaultLocked,
+    #[error(
+        "This item failed its integrity check: it was changed outside the appliance, so it is not shown."
+    )]
+    ItemTampered,
     /// PostgreSQL is starting, migrating or restarting. `postgres` is its state as the
     /// supervisor reports it, if the supervisor could be asked.
     #[error("Context Vault is starting or recovering")]
@@ -123,6 +132,8 @@ impl WebError {
             WebError::BodyTooLarge { .. } => "body_too_large",
             WebError::MethodNotAllowed => "method_not_allowed",
             WebError::Conflict(_) => "conflict",
+            WebError::VaultLocked => "vault_locked",
+            WebError::ItemTampered => "item_tampered",
             WebError::DatabaseUnavailable { .. } => "database_unavailable",
             WebError::Internal => "internal",
             WebError::BadRequest(_) => "bad_request",
@@ -149,6 +160,8 @@ impl WebError {
             WebError::BodyTooLarge { .. } => "Request too large",
             WebError::MethodNotAllowed => "Method not allowed",
             WebError::Conflict(_) => "Conflict",
+            WebError::VaultLocked => "Vault locked",
+            WebError::ItemTampered => "Integrity check failed",
             WebError::DatabaseUnavailable { .. } => "Starting or recovering",
             WebError::Internal => "Something went wrong",
         }
@@ -217,6 +230,7 @@ impl WebError {
             | WebError::SessionExpired { .. }
             | WebError::CsrfInvalid => Some(("/login", "Go to the login page")),
             WebError::DatabaseUnavailable { .. } => None,
+            WebError::VaultLocked => Some(("/dashboard", "Unlock it on the dashboard")),
             _ => Some(("/", "Back to the start page")),
         };
         ErrorPage {
@@ -255,6 +269,8 @@ impl ResponseError for WebError {
             WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::VaultLocked => StatusCode::LOCKED,
+            WebError::ItemTampered => StatusCode::CONFLICT,
             WebError::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -289,6 +305,31 @@ impl From<cv_db::DbError> for WebError {
                 WebError::DatabaseUnavailable { postgres: None }
             }
             other => WebError::internal("database", other),
+        }
+    }
+}
+
+impl From<cv_vault::VaultError> for WebError {
+    /// The vault's refusals, worded for people; failures of the machinery are opaque.
+    fn from(e: cv_vault::VaultError) -> Self {
+        use cv_vault::VaultError as V;
+        match e {
+            V::Db(e) => WebError::from(e),
+            V::Empty => WebError::InvalidInput("Please write something first.".into()),
+            V::TooLong => WebError::InvalidInput(format!(
+                "A note can be at most {} KiB.",
+                cv_vault::MAX_TEXT_BYTES / 1024
+            )),
+            V::InvalidTags(why) => WebError::InvalidInput(format!("Tags: {why}.")),
+            V::NotFound => WebError::NotFound,
+            V::Stale { current } => WebError::Conflict(format!(
+                "This note was changed elsewhere since you opened it (it is at version {current} now). Your text is kept below: compare, then save again."
+            )),
+            V::Tampered => WebError::Conflict(
+                "This note failed its integrity check (it was changed outside the appliance), so it cannot be edited.".into(),
+            ),
+            V::Import(why) => WebError::InvalidInput(why),
+            e @ V::Crypto { .. } => WebError::internal("encrypting", e),
         }
     }
 }
@@ -354,6 +395,8 @@ mod tests {
             ),
             (WebError::SetupCodeInvalid, 403, "setup_code_invalid"),
             (WebError::FormTooLarge, 413, "form_too_large"),
+            (WebError::VaultLocked, 423, "vault_locked"),
+            (WebError::ItemTampered, 409, "item_tampered"),
             (WebError::FormInvalid("x".into()), 400, "form_invalid"),
             (
                 WebError::LoginRequired { redirect: true },

@@ -54,6 +54,12 @@ pub(crate) fn date(at: OffsetDateTime) -> String {
     )
 }
 
+/// "2026-03-14 15:04 UTC".
+pub(crate) fn date_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{} {:02}:{:02} UTC", date(at), at.hour(), at.minute())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

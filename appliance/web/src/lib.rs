@@ -21,10 +21,13 @@
 pub mod api;
 pub mod app;
 mod assets;
+mod diff;
 pub mod error;
 mod format;
 mod health;
+mod index;
 mod keyring;
+mod markdown;
 mod pages;
 pub mod redirect;
 pub mod session;

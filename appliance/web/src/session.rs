@@ -143,7 +143,11 @@ pub(crate) async fn load(req: &HttpRequest, state: &AppState) -> Result<Lookup, 
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(Lookup::None);
     };
-    let token = SecretToken::from_client(cookie.value());
+    lookup(state, &SecretToken::from_client(cookie.value())).await
+}
+
+/// Looks up the session a token (from the cookie, or an API session token) names.
+pub(crate) async fn lookup(state: &AppState, token: &SecretToken) -> Result<Lookup, WebError> {
     let digest = token.digest();
     let mut conn = state.conn().await?;
     let record = match SessionRecord::find(&mut conn, &digest).await {
@@ -177,6 +181,12 @@ pub(crate) async fn load(req: &HttpRequest, state: &AppState) -> Result<Lookup, 
 
 /// Creates a session for `user` and returns the cookie that carries it.
 pub(crate) async fn start(state: &AppState, user: UserId) -> Result<Cookie<'static>, WebError> {
+    let token = create(state, user).await?;
+    Ok(session_cookie(&token, state.sessions.absolute))
+}
+
+/// Creates a session for `user`; returns its token (for the cookie, or the API).
+pub(crate) async fn create(state: &AppState, user: UserId) -> Result<SecretToken, WebError> {
     let token = SecretToken::generate();
     let csrf = SecretToken::generate();
     let now = OffsetDateTime::now_utc();
@@ -194,7 +204,7 @@ pub(crate) async fn start(state: &AppState, user: UserId) -> Result<Cookie<'stat
     {
         return Err(state.db_error(e).await);
     }
-    Ok(session_cookie(&token, state.sessions.absolute))
+    Ok(token)
 }
 
 /// Ends the session of `user` (logout).

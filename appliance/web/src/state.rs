@@ -56,6 +56,34 @@ impl AppState {
         }
     }
 
+    /// Records an event in the account's audit log. A failure to record is logged, not
+    /// shown: it must not turn a login or an export into an error page.
+    pub async fn audit(
+        &self,
+        user: cv_db::UserId,
+        event: cv_db::audit::Event,
+        detail: &str,
+        client: Option<std::net::IpAddr>,
+    ) {
+        let client = client.map(|ip| ip.to_string());
+        let result = match cv_db::connect(&self.pool).await {
+            Ok(mut conn) => {
+                cv_db::audit::record(&mut conn, user, event, detail, client.as_deref()).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%user, event = event.as_str(), error = %e, "could not record an audit event");
+        }
+    }
+
+    /// The person's unlocked vault, or the "vault locked" error.
+    pub fn unlocked(&self, user: cv_db::UserId) -> Result<crate::keyring::Unlocked, WebError> {
+        self.keyring
+            .get(user, time::OffsetDateTime::now_utc())
+            .ok_or(WebError::VaultLocked)
+    }
+
     pub fn throttle(&self) -> MutexGuard<'_, Throttle> {
         // A panic while holding the lock cannot leave the counters inconsistent in a
         // way that matters; keep using them.

@@ -20,6 +20,7 @@ use super::{FormError, peer_ip, render, render_prelogin, see_other};
 use crate::error::WebError;
 use crate::session::{self, CurrentUser, check_prelogin_csrf};
 use crate::state::AppState;
+use cv_db::audit::Event;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/account", web::get().to(account_page))
@@ -127,6 +128,14 @@ async fn change_passphrase(
         Err(VaultCryptoError::WrongPassphrase) => {
             state.throttle().record_failure(name, ip, Instant::now());
             warn!(user = %name, %ip, "passphrase change refused: wrong current passphrase");
+            state
+                .audit(
+                    user.user.id,
+                    Event::UnlockFailed,
+                    "changing the passphrase",
+                    Some(ip),
+                )
+                .await;
             return show_account(
                 &user,
                 StatusCode::UNAUTHORIZED,
@@ -144,6 +153,9 @@ async fn change_passphrase(
     state.throttle().record_success(name);
     store_new_passphrase(&state, user.user.id, &bundle, unlocked, new).await?;
     info!(user = %name, "passphrase changed");
+    state
+        .audit(user.user.id, Event::PassphraseChanged, "", Some(ip))
+        .await;
     Ok(see_other("/account?changed=1").finish())
 }
 
@@ -291,6 +303,7 @@ async fn recover(
     }
     let cookie = session::start(&state, user.id).await?;
     info!(user = %user.name, %ip, "vault recovered with the recovery key; new passphrase set");
+    state.audit(user.id, Event::Recovered, "", Some(ip)).await;
     Ok(see_other("/dashboard").cookie(cookie).finish())
 }
 

@@ -20,6 +20,7 @@ use super::{FormError, peer_ip, render_prelogin, see_other};
 use crate::error::WebError;
 use crate::session::{self, CurrentUser, Lookup, check_prelogin_csrf};
 use crate::state::AppState;
+use cv_db::audit::Event;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
@@ -41,7 +42,7 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
         }
     }
     Ok(match session::load(&req, &state).await? {
-        Lookup::Valid(_) => see_other("/dashboard").finish(),
+        Lookup::Valid(_) => see_other(super::notes::home_for(&req)).finish(),
         Lookup::Expired => see_other("/login?expired=1")
             .cookie(session::removal_cookie(session::SESSION_COOKIE))
             .finish(),
@@ -270,19 +271,23 @@ async fn login_submit(
             let opened = super::vault::open_at_login(&state, &user, passphrase).await?;
             let cookie = session::start(&state, user.id).await?;
             info!(user = %user.name, %ip, "login ok; vault unlocked");
+            state.audit(user.id, Event::Login, "web", Some(ip)).await;
+            let home = super::notes::home_for(&req);
             match opened {
-                Opened::Unlocked => Ok(see_other("/dashboard").cookie(cookie).finish()),
-                Opened::Created(recovery) => show_recovery(
-                    &RecoveryPage::new(&recovery, None, "/dashboard"),
-                    Some(cookie),
-                ),
+                Opened::Unlocked => Ok(see_other(home).cookie(cookie).finish()),
+                Opened::Created(recovery) => {
+                    show_recovery(&RecoveryPage::new(&recovery, None, home), Some(cookie))
+                }
             }
         }
         failed => {
             state.throttle().record_failure(&typed, ip, Instant::now());
             match failed {
-                Verified::WrongPassphrase(name) => {
-                    info!(user = %name, %ip, "login failed: wrong passphrase");
+                Verified::WrongPassphrase(user) => {
+                    info!(user = %user.name, %ip, "login failed: wrong passphrase");
+                    state
+                        .audit(user.id, Event::LoginFailed, "web", Some(ip))
+                        .await;
                 }
                 // What was typed is not logged: people sometimes type their passphrase
                 // into the name field.
@@ -300,16 +305,20 @@ async fn login_submit(
 }
 
 /// What a login attempt turned out to be (only ever shown to people as one message).
-enum Verified {
+pub(crate) enum Verified {
     /// The passphrase comes back: it unlocks the vault next.
     Ok(User, Passphrase),
-    WrongPassphrase(UserName),
+    WrongPassphrase(User),
     NoSuchAccount,
 }
 
 /// Checks `passphrase` against the account named `typed`; `Err` only for failures no
 /// person could cause.
-async fn verify(state: &AppState, typed: &str, passphrase: String) -> Result<Verified, WebError> {
+pub(crate) async fn verify(
+    state: &AppState,
+    typed: &str,
+    passphrase: String,
+) -> Result<Verified, WebError> {
     let Ok(passphrase) = Passphrase::for_login(passphrase) else {
         // Longer than any valid passphrase: cannot match, and hashing it would only
         // burn CPU. Its length is no secret.
@@ -338,7 +347,7 @@ async fn verify(state: &AppState, typed: &str, passphrase: String) -> Result<Ver
     .await?;
     match (verified, user) {
         (Ok(true), Some(user)) => Ok(Verified::Ok(user, passphrase)),
-        (Ok(_), Some(user)) => Ok(Verified::WrongPassphrase(user.name)),
+        (Ok(_), Some(user)) => Ok(Verified::WrongPassphrase(user)),
         (Ok(_), None) => Ok(Verified::NoSuchAccount),
         (Err(e), _) => Err(WebError::internal("verifying a passphrase", e)),
     }

@@ -2,14 +2,17 @@
 //! Template structs live beside their handlers.
 
 mod account;
-mod auth;
+pub(crate) mod auth;
 mod dashboard;
+mod items;
 mod notes;
+mod tokens;
 mod trust;
 mod users;
 mod vault;
 
-pub(crate) use vault::capture_into;
+pub(crate) use items::item_id;
+pub(crate) use vault::{capture_into, has_vault, open_at_login};
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -25,7 +28,9 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     auth::config(cfg);
     dashboard::config(cfg);
     notes::config(cfg);
+    items::config(cfg);
     users::config(cfg);
+    tokens::config(cfg);
     trust::config(cfg);
     vault::config(cfg);
 }
@@ -45,6 +50,16 @@ impl FormError {
             code: err.code(),
         }
     }
+}
+
+/// Tags typed into one field, separated by commas ("work, Ideas, 2026").
+pub(crate) fn parse_tags(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Renders `page` as an HTML response with `status`.

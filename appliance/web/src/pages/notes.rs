@@ -1,6 +1,7 @@
-//! Notes: the capture box and the person's notes, decrypted for them alone.
+//! Notes: the capture box (the phone's start page), and the person's notes, decrypted
+//! for them alone.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use cv_vault::VaultError;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::info;
 
-use super::{FormError, render, see_other};
+use super::{FormError, parse_tags, render, see_other};
 use crate::error::WebError;
 use crate::format::date;
 use crate::session::CurrentUser;
@@ -16,11 +17,27 @@ use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/notes", web::get().to(notes_page))
-        .route("/notes", web::post().to(capture));
+        .route("/notes", web::post().to(capture))
+        .route("/capture", web::get().to(capture_page));
 }
 
 /// How many notes the page shows.
 const PAGE_SIZE: i64 = 100;
+
+/// Where a person lands after logging in: the capture box on a phone (capturing is
+/// what a phone is for), the dashboard elsewhere.
+pub(crate) fn home_for(req: &HttpRequest) -> &'static str {
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ua.contains("Mobi") || ua.contains("Android") || ua.contains("iPhone") {
+        "/capture"
+    } else {
+        "/dashboard"
+    }
+}
 
 #[derive(Debug, Template)]
 #[template(path = "notes.html")]
@@ -30,20 +47,65 @@ pub(crate) struct NotesPage {
     /// `Some(n)`: the vault is locked and holds n notes.
     pub locked_count: Option<i64>,
     pub notes: Vec<NoteView>,
-    pub captured: bool,
+    pub notice: Option<&'static str>,
     pub error: Option<FormError>,
+    /// What the capture form holds after a refused capture.
+    pub text: String,
+    pub tags: String,
+}
+
+#[derive(Debug, Template)]
+#[template(path = "capture.html")]
+pub(crate) struct CapturePage {
+    pub csrf: String,
+    pub can_manage_users: bool,
+    pub locked: bool,
+    pub notice: Option<&'static str>,
+    pub error: Option<FormError>,
+    pub text: String,
+    pub tags: String,
 }
 
 #[derive(Debug)]
 pub(crate) struct NoteView {
+    pub id: String,
     /// `None`: the note failed its integrity check.
     pub text: Option<String>,
+    pub tags: Vec<String>,
+    pub pinned: bool,
+    pub task: Option<&'static str>,
     pub created: String,
 }
 
 #[derive(Deserialize)]
-struct CapturedQuery {
+struct NoticeQuery {
     captured: Option<String>,
+    deleted: Option<String>,
+    /// From the share target: what another app shared.
+    text: Option<String>,
+    title: Option<String>,
+    url: Option<String>,
+}
+
+fn query(req: &HttpRequest) -> Option<NoticeQuery> {
+    web::Query::<NoticeQuery>::from_query(req.query_string())
+        .ok()
+        .map(web::Query::into_inner)
+}
+
+fn notice(q: Option<&NoticeQuery>, locked: bool) -> Option<&'static str> {
+    let q = q?;
+    if q.captured.is_some() {
+        Some(if locked {
+            "Saved, sealed: your vault is locked, so even this appliance cannot read it until you unlock."
+        } else {
+            "Saved."
+        })
+    } else if q.deleted.is_some() {
+        Some("Deleted, with its key.")
+    } else {
+        None
+    }
 }
 
 async fn notes_page(
@@ -51,18 +113,24 @@ async fn notes_page(
     user: CurrentUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let captured = web::Query::<CapturedQuery>::from_query(req.query_string())
-        .ok()
-        .is_some_and(|q| q.captured.is_some());
-    show(&state, &user, StatusCode::OK, captured, None).await
+    show(
+        &state,
+        &user,
+        StatusCode::OK,
+        query(&req).as_ref(),
+        None,
+        None,
+    )
+    .await
 }
 
 async fn show(
     state: &AppState,
     user: &CurrentUser,
     status: StatusCode,
-    captured: bool,
+    q: Option<&NoticeQuery>,
     error: Option<&WebError>,
+    typed: Option<(String, String)>,
 ) -> Result<HttpResponse, WebError> {
     let mut conn = state.conn().await?;
     let unlocked = state.keyring.get(user.user.id, OffsetDateTime::now_utc());
@@ -70,11 +138,15 @@ async fn show(
         Some(unlocked) => {
             let views = cv_vault::newest(&mut conn, user.user.id, &unlocked.vault, PAGE_SIZE)
                 .await
-                .map_err(vault_error)?;
+                .map_err(WebError::from)?;
             let notes = views
                 .into_iter()
                 .map(|v| NoteView {
+                    id: v.id.0.to_string(),
                     text: v.text.ok().map(|t| t.to_string()),
+                    tags: v.tags,
+                    pinned: v.pinned,
+                    task: v.task.map(|t| t.status.as_str()),
                     created: date(v.created_at),
                 })
                 .collect();
@@ -87,36 +159,84 @@ async fn show(
             (Some(count), Vec::new())
         }
     };
+    let (text, tags) = typed.unwrap_or_default();
     render(
         status,
         &NotesPage {
             csrf: user.csrf_token.clone(),
             can_manage_users: user.user.role.can_manage_users(),
+            notice: notice(q, locked_count.is_some()),
             locked_count,
             notes,
-            captured,
             error: error.map(FormError::of),
+            text,
+            tags,
         },
     )
 }
 
-fn vault_error(e: VaultError) -> WebError {
-    match e {
-        VaultError::Db(e) => WebError::from(e),
-        VaultError::Empty => WebError::InvalidInput("Please write something first.".into()),
-        VaultError::TooLong => WebError::InvalidInput(format!(
-            "A note can be at most {} KiB.",
-            cv_vault::MAX_TEXT_BYTES / 1024
-        )),
-        VaultError::InvalidTags(why) => WebError::InvalidInput(format!("Tags: {why}.")),
-        e @ VaultError::Crypto { .. } => WebError::internal("encrypting a note", e),
-    }
+/// `GET /capture`: one text field, optional tags, one button. Also the web app's share
+/// target: `?title=…&text=…&url=…` pre-fills the text.
+async fn capture_page(
+    req: HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let q = query(&req);
+    let shared = q.as_ref().map(|q| {
+        [&q.title, &q.text, &q.url]
+            .into_iter()
+            .flatten()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    show_capture(
+        &state,
+        &user,
+        StatusCode::OK,
+        q.as_ref(),
+        None,
+        (shared.unwrap_or_default(), String::new()),
+    )
+}
+
+fn show_capture(
+    state: &AppState,
+    user: &CurrentUser,
+    status: StatusCode,
+    q: Option<&NoticeQuery>,
+    error: Option<&WebError>,
+    (text, tags): (String, String),
+) -> Result<HttpResponse, WebError> {
+    let locked = state
+        .keyring
+        .get(user.user.id, OffsetDateTime::now_utc())
+        .is_none();
+    render(
+        status,
+        &CapturePage {
+            csrf: user.csrf_token.clone(),
+            can_manage_users: user.user.role.can_manage_users(),
+            locked,
+            notice: notice(q, locked),
+            error: error.map(FormError::of),
+            text,
+            tags,
+        },
+    )
 }
 
 #[derive(Deserialize)]
 struct CaptureForm {
     text: String,
+    #[serde(default)]
+    tags: String,
     csrf: String,
+    /// `capture`: the capture page sent it, and gets the person back there.
+    #[serde(default)]
+    from: String,
 }
 
 /// `POST /notes`: encrypts and stores a note, also while the vault is locked (then the
@@ -128,22 +248,43 @@ async fn capture(
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    let result = super::vault::capture_into(&state, user.user.id, &form.text, &[]).await?;
+    let tags = parse_tags(&form.tags);
+    let result = super::vault::capture_into(&state, user.user.id, &form.text, &tags).await?;
+    let back_to_capture = form.from == "capture";
     match result {
         Ok((_, sealed)) => {
             info!(user = %user.user.name, sealed, "note captured");
-            Ok(see_other("/notes?captured=1").finish())
+            Ok(see_other(if back_to_capture {
+                "/capture?captured=1"
+            } else {
+                "/notes?captured=1"
+            })
+            .finish())
         }
         Err(e @ (VaultError::Empty | VaultError::TooLong | VaultError::InvalidTags(_))) => {
-            show(
-                &state,
-                &user,
-                StatusCode::BAD_REQUEST,
-                false,
-                Some(&vault_error(e)),
-            )
-            .await
+            let e = WebError::from(e);
+            let typed = (form.text, form.tags);
+            if back_to_capture {
+                show_capture(
+                    &state,
+                    &user,
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    Some(&e),
+                    typed,
+                )
+            } else {
+                show(
+                    &state,
+                    &user,
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    Some(&e),
+                    Some(typed),
+                )
+                .await
+            }
         }
-        Err(e) => Err(vault_error(e)),
+        Err(e) => Err(e.into()),
     }
 }

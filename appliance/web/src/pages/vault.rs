@@ -18,6 +18,7 @@ use super::{peer_ip, render, see_other};
 use crate::error::WebError;
 use crate::session::CurrentUser;
 use crate::state::AppState;
+use cv_db::audit::Event;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/vault/lock", web::post().to(lock))
@@ -122,6 +123,15 @@ pub(crate) async fn rewrap_captures(state: &AppState, user: cv_db::UserId) {
     }
 }
 
+/// Whether the account has a vault (only accounts from before vaults existed have none).
+pub(crate) async fn has_vault(state: &AppState, user: cv_db::UserId) -> Result<bool, WebError> {
+    let mut conn = state.conn().await?;
+    match VaultKeys::get(&mut conn, user).await {
+        Ok(stored) => Ok(stored.is_some()),
+        Err(e) => Err(state.db_error(e).await),
+    }
+}
+
 /// The account's stored key bundle. Only accounts from before vaults existed have none;
 /// logging in again creates theirs.
 pub(crate) async fn stored_bundle(
@@ -193,6 +203,7 @@ struct CsrfForm {
 
 /// `POST /vault/lock`: "Lock now". The session stays; the keys go.
 async fn lock(
+    req: HttpRequest,
     user: CurrentUser,
     state: web::Data<AppState>,
     form: web::Form<CsrfForm>,
@@ -200,6 +211,9 @@ async fn lock(
     user.check_csrf(&form.csrf)?;
     if state.keyring.lock(user.user.id) {
         info!(user = %user.user.name, "vault locked");
+        state
+            .audit(user.user.id, Event::Lock, "Lock now", Some(peer_ip(&req)))
+            .await;
     }
     Ok(see_other("/dashboard").finish())
 }
@@ -238,11 +252,15 @@ async fn unlock(
                 .unlock(user.user.id, vault, OffsetDateTime::now_utc());
             rewrap_captures(&state, user.user.id).await;
             info!(user = %name, %ip, "vault unlocked");
+            state.audit(user.user.id, Event::Unlock, "", Some(ip)).await;
             Ok(see_other("/dashboard").finish())
         }
         Err(VaultCryptoError::WrongPassphrase) => {
             state.throttle().record_failure(name, ip, Instant::now());
             warn!(user = %name, %ip, "unlock failed: wrong passphrase");
+            state
+                .audit(user.user.id, Event::UnlockFailed, "", Some(ip))
+                .await;
             Err(WebError::UnlockFailed)
         }
         Err(e) => Err(WebError::internal("unlocking a vault", e)),

@@ -1,0 +1,2 @@
+DROP TABLE audit_events;
+ALTER TABLE items DROP COLUMN archived, DROP COLUMN pinned;

@@ -1,0 +1,130 @@
+//! The audit log: what happened to an account, for its owner to see. Events carry only
+//! non-secret detail (a token's name, a count, the client address), never vault content.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+
+use crate::DbError;
+use crate::models::UserId;
+use crate::schema::audit_events;
+
+/// What happened. Stored by its [`Event::as_str`] name, which never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Login,
+    LoginFailed,
+    Unlock,
+    UnlockFailed,
+    Lock,
+    PassphraseChanged,
+    Recovered,
+    Export,
+    ExportFailed,
+    Import,
+    TokenCreated,
+    TokenUsed,
+    TokenRevoked,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Login => "login",
+            Event::LoginFailed => "login_failed",
+            Event::Unlock => "unlock",
+            Event::UnlockFailed => "unlock_failed",
+            Event::Lock => "lock",
+            Event::PassphraseChanged => "passphrase_changed",
+            Event::Recovered => "recovered",
+            Event::Export => "export",
+            Event::ExportFailed => "export_failed",
+            Event::Import => "import",
+            Event::TokenCreated => "token_created",
+            Event::TokenUsed => "token_used",
+            Event::TokenRevoked => "token_revoked",
+        }
+    }
+
+    /// How the event reads on the activity page.
+    pub fn describe(name: &str) -> &'static str {
+        match name {
+            "login" => "Logged in",
+            "login_failed" => "Failed login",
+            "unlock" => "Vault unlocked",
+            "unlock_failed" => "Failed unlock",
+            "lock" => "Vault locked",
+            "passphrase_changed" => "Passphrase changed",
+            "recovered" => "Passphrase reset with the recovery key",
+            "export" => "Vault exported",
+            "export_failed" => "Export refused",
+            "import" => "Vault imported",
+            "token_created" => "API token created",
+            "token_used" => "API token used",
+            "token_revoked" => "API token revoked",
+            _ => "Other",
+        }
+    }
+}
+
+/// One recorded event.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    pub event: String,
+    pub detail: String,
+    pub client: Option<String>,
+}
+
+/// Records an event for `user`. `detail` is cut to 200 characters.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    event: Event,
+    detail: &str,
+    client: Option<&str>,
+) -> Result<(), DbError> {
+    let detail: String = detail.chars().take(200).collect();
+    let client = client.map(|c| c.chars().take(64).collect::<String>());
+    diesel::insert_into(audit_events::table)
+        .values((
+            audit_events::user_id.eq(user.0),
+            audit_events::event.eq(event.as_str()),
+            audit_events::detail.eq(detail),
+            audit_events::client.eq(client),
+        ))
+        .execute(conn)
+        .await
+        .map_err(DbError::query("recording an audit event"))?;
+    Ok(())
+}
+
+/// The account's newest events, newest first.
+pub async fn newest(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<AuditEvent>, DbError> {
+    let rows: Vec<(OffsetDateTime, String, String, Option<String>)> = audit_events::table
+        .filter(audit_events::user_id.eq(user.0))
+        .order((audit_events::at.desc(), audit_events::id.desc()))
+        .limit(limit)
+        .select((
+            audit_events::at,
+            audit_events::event,
+            audit_events::detail,
+            audit_events::client,
+        ))
+        .load(conn)
+        .await
+        .map_err(DbError::query("reading the audit log"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, event, detail, client)| AuditEvent {
+            at,
+            event,
+            detail,
+            client,
+        })
+        .collect())
+}
