@@ -3,39 +3,6 @@
 
 use crate::support::*;
 
-pub fn create_token(
-    app: &cv_testkit::TestAppliance,
-    user: &str,
-    scope: &str,
-    name: &str,
-) -> String {
-    let out = std::process::Command::new(exe())
-        .args(["admin", "--data-dir"])
-        .arg(&app.data_dir)
-        .args([
-            "create-token",
-            "--user",
-            user,
-            "--scope",
-            scope,
-            "--name",
-            name,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let re = regex::Regex::new(r"cvt_[A-Za-z0-9_-]{43}").unwrap();
-    re.find(&stdout)
-        .expect("a token in the output")
-        .as_str()
-        .to_owned()
-}
-
 async fn post(
     app: &cv_testkit::TestAppliance,
     token: Option<&str>,
@@ -55,6 +22,55 @@ async fn post(
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `GET path` with a bearer token; the status and the JSON body.
+pub async fn get_json(
+    app: &cv_testkit::TestAppliance,
+    token: &str,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let resp = app
+        .client()
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Logs in through `POST /api/v1/login`; the session token.
+pub async fn api_login(app: &cv_testkit::TestAppliance, user: &str, pass: &str) -> String {
+    let resp = app
+        .client()
+        .post(app.url("/api/v1/login"))
+        .json(&serde_json::json!({"user": user, "passphrase": pass}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    json["token"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the vault's search index is built (`GET /api/v1/vault`).
+pub async fn wait_for_index(app: &cv_testkit::TestAppliance, token: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, json) = get_json(app, token, "/api/v1/vault").await;
+        assert_eq!(status, 200, "{json}");
+        if json["index"]["state"] == "ready" {
+            return json;
+        }
+        assert_ne!(json["index"]["state"], "failed", "{json}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "index never ready: {json}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn items_in_dump(dump: &str) -> usize {
     dump_rows(dump, "items").len()
 }
@@ -64,19 +80,54 @@ async fn a_capture_token_writes_into_a_locked_vault_and_the_dump_reveals_nothing
     let app = appliance_with_owner().await;
     let token = create_token(&app, OWNER, "capture", "iphone-shortcut");
     let body = serde_json::json!({
-        "text": "the heron returned to the pond at dawn",
+        "text": "# Pond diary\n\nthe heron returned to the pond at dawn",
         "tags": ["birdwatching", "secret-tag-name"],
     });
     let (status, json) = post(&app, Some(&token), "application/json", body.to_string()).await;
     assert_eq!(status, 201, "{json}");
-    let id = json["id"].as_str().unwrap();
+    let id = json["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 36, "a uuid: {id}");
+    let other = serde_json::json!({"text": "kingfishers nest in the riverbank", "tags": ["river"]});
+    let (status, _) = post(&app, Some(&token), "application/json", other.to_string()).await;
+    assert_eq!(status, 201);
+
+    // A capture token reads nothing, not even search.
+    let (status, json) = get_json(&app, &token, "/api/v1/search?q=heron").await;
+    assert_eq!((status, json["error"].as_str()), (403, Some("forbidden")));
 
     let dump = pg_dump(&app);
-    assert_eq!(items_in_dump(&dump), 1);
-    for secret in ["heron", "birdwatching", "secret-tag-name", &token] {
+    assert_eq!(items_in_dump(&dump), 2);
+    for secret in [
+        "heron",
+        "Pond diary",
+        "birdwatching",
+        "secret-tag-name",
+        "kingfishers",
+        "river",
+        &token,
+    ] {
         assert!(!dump.contains(secret), "{secret:?} is in the database dump");
     }
+
+    // A login through the API unlocks the vault and builds its index: the captures are
+    // found by their words, their tags, and a phrase.
+    let session = api_login(&app, OWNER, OWNER_PASS).await;
+    wait_for_index(&app, &session).await;
+    let (status, json) = get_json(&app, &session, "/api/v1/search?q=herons").await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["total"], 1, "{json}");
+    let hit = &json["results"][0];
+    assert_eq!(hit["id"], id.as_str());
+    assert!(hit["score"].as_f64().unwrap() > 0.0);
+    let snippet = hit["snippet"].as_str().unwrap();
+    let [start, end] = [0, 1].map(|i| hit["highlights"][0][i].as_u64().unwrap() as usize);
+    assert_eq!(&snippet[start..end], "heron", "{hit}");
+    let (_, json) = get_json(&app, &session, "/api/v1/search?tag=secret-tag-name").await;
+    assert_eq!(json["results"][0]["id"], id.as_str(), "{json}");
+    let (_, json) = get_json(&app, &session, "/api/v1/search?q=%22pond%20at%20dawn%22").await;
+    assert_eq!(json["total"], 1, "{json}");
+    let (_, json) = get_json(&app, &session, "/api/v1/search?q=kingfisher").await;
+    assert_eq!(json["results"][0]["tags"], serde_json::json!(["river"]));
 
     // Logging in unlocks the vault; the capture is readable there.
     let owner = owner_client(&app).await;

@@ -281,7 +281,7 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     assert_eq!(json["kind"], "note");
     assert_eq!(json["version"], 1);
 
-    let capture_only = crate::api::create_token(&app, OWNER, "capture", "shortcut");
+    let capture_only = create_token(&app, OWNER, "capture", "shortcut");
     let (status, json) = api(&app, Method::GET, &item, Some(&capture_only), None).await;
     assert_eq!((status, json["error"].as_str()), (403, Some("forbidden")));
     let (status, _) = api(

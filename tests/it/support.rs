@@ -180,3 +180,32 @@ pub fn dump_rows<'a>(dump: &'a str, table: &str) -> Vec<Vec<&'a str>> {
         .map(|l| l.split('\t').collect())
         .collect()
 }
+
+/// Creates an API token with the admin CLI; returns it.
+pub fn create_token(app: &TestAppliance, user: &str, scope: &str, name: &str) -> String {
+    let out = std::process::Command::new(exe())
+        .args(["admin", "--data-dir"])
+        .arg(&app.data_dir)
+        .args([
+            "create-token",
+            "--user",
+            user,
+            "--scope",
+            scope,
+            "--name",
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let re = regex::Regex::new(r"cvt_[A-Za-z0-9_-]{43}").unwrap();
+    re.find(&stdout)
+        .expect("a token in the output")
+        .as_str()
+        .to_owned()
+}

@@ -36,6 +36,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
             .route("/login", web::post().to(login))
             .route("/lock", web::post().to(lock))
             .route("/items/{id}", web::get().to(get_item))
+            .route("/search", web::get().to(search))
             .route("/vault", web::get().to(vault_status))
             .route("/openapi.json", web::get().to(openapi)),
     );
@@ -375,5 +376,65 @@ async fn vault_status(
         "locked": unlocked.is_none(),
         "items": items,
         "index": crate::index::status_json(unlocked.as_ref()),
+    })))
+}
+
+#[derive(Serialize)]
+struct SearchHit {
+    id: String,
+    score: f32,
+    snippet: String,
+    highlights: Vec<[usize; 2]>,
+    kind: &'static str,
+    tags: Vec<String>,
+    status: Option<&'static str>,
+    due: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    pinned: bool,
+    archived: bool,
+}
+
+/// `GET /api/v1/search?q=&tag=&kind=&status=&from=&to=&archived=&limit=` → `{"results":
+/// [{"id", "snippet", "score", …}], "total", "indexing"}` (read scope, unlocked vault).
+async fn search(
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+    params: web::Query<crate::pages::search::SearchParams>,
+) -> Result<HttpResponse, WebError> {
+    caller.require_read()?;
+    let unlocked = state.unlocked(caller.user.id)?;
+    let query = params
+        .query()
+        .map_err(|why| WebError::BadRequest(format!("{why}.")))?;
+    let indexing = unlocked.index.is_building();
+    let results = crate::pages::search::run(unlocked.index.clone(), query).await?;
+    let total = results.total;
+    let results: Vec<SearchHit> = results
+        .hits
+        .into_iter()
+        .map(|hit| SearchHit {
+            id: hit.id.to_string(),
+            score: hit.score,
+            highlights: hit
+                .snippet
+                .highlights
+                .iter()
+                .map(|r| [r.start, r.end])
+                .collect(),
+            snippet: hit.snippet.text,
+            kind: hit.kind.as_str(),
+            tags: hit.tags,
+            status: hit.status.map(cv_search::TaskStatus::as_str),
+            due: hit.due.map(cv_vault::iso_date::format),
+            created_at: hit.created,
+            pinned: hit.pinned,
+            archived: hit.archived,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "results": results,
+        "total": total,
+        "indexing": indexing,
     })))
 }

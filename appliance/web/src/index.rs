@@ -1,17 +1,259 @@
-//! Keeping each unlocked vault's in-RAM search index current.
+//! Each unlocked vault's full-text index (`cv_search`, tantivy in RAM): built from the
+//! decrypted items at unlock, with progress; kept current on every write while the
+//! vault is open; dropped with the keys at lock. Nothing of it is ever on disk.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
 
 use cv_db::UserId;
 use cv_db::items::ItemId;
+use cv_search::{Document, SearchIndex};
+use cv_vault::ItemView;
+use time::OffsetDateTime;
+use tracing::{info, warn};
 
+use crate::keyring::Unlocked;
 use crate::state::AppState;
 
-/// The item changed (edited, re-flagged, created): re-index it.
-pub(crate) async fn changed(_state: &AppState, _user: UserId, _id: ItemId) {}
+/// Items read and decrypted per database round trip while building.
+const BUILD_PAGE: i64 = 1_000;
+
+const BUILDING: u8 = 0;
+const READY: u8 = 1;
+const FAILED: u8 = 2;
+
+/// One vault's index and how far its build got.
+pub(crate) struct VaultIndex {
+    pub index: SearchIndex,
+    phase: AtomicU8,
+    indexed: AtomicU64,
+    total: AtomicU64,
+    build_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for VaultIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (phase, indexed, total) = self.progress();
+        write!(f, "VaultIndex({phase}, {indexed}/{total})")
+    }
+}
+
+impl VaultIndex {
+    pub fn new() -> Result<VaultIndex, cv_search::SearchError> {
+        Ok(VaultIndex {
+            index: SearchIndex::new()?,
+            phase: AtomicU8::new(BUILDING),
+            indexed: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            build_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// "building", "ready" or "failed", with items indexed and items to index.
+    pub fn progress(&self) -> (&'static str, u64, u64) {
+        let phase = match self.phase.load(Ordering::Acquire) {
+            BUILDING => "building",
+            READY => "ready",
+            _ => "failed",
+        };
+        (
+            phase,
+            self.indexed.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn is_building(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == BUILDING
+    }
+
+    /// How long the build took, once it is done.
+    pub fn build_ms(&self) -> Option<u64> {
+        (self.phase.load(Ordering::Acquire) == READY).then(|| self.build_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The index document of an item; `None` for one that failed its integrity check.
+pub(crate) fn document(view: &ItemView) -> Option<Document> {
+    let text = view.text.as_ref().ok()?;
+    Some(Document {
+        id: view.id.0,
+        text: text.to_string(),
+        tags: view.tags.clone(),
+        kind: if view.task.is_some() {
+            cv_search::Kind::Task
+        } else {
+            cv_search::Kind::Note
+        },
+        status: view.task.as_ref().map(|t| search_status(t.status)),
+        due: view.task.as_ref().and_then(|t| t.due),
+        created: view.created_at,
+        updated: view.updated_at,
+        pinned: view.pinned,
+        archived: view.archived,
+    })
+}
+
+pub(crate) fn search_status(status: cv_vault::TaskStatus) -> cv_search::TaskStatus {
+    match status {
+        cv_vault::TaskStatus::Open => cv_search::TaskStatus::Open,
+        cv_vault::TaskStatus::Doing => cv_search::TaskStatus::Doing,
+        cv_vault::TaskStatus::Done => cv_search::TaskStatus::Done,
+    }
+}
+
+/// Builds `unlocked`'s index in the background: pages of items are read, decrypted off
+/// the async workers and streamed into the index. Stops early if the vault is locked
+/// meanwhile (its index is then dropped with the keys).
+pub(crate) fn start_build(
+    state: &actix_web::web::Data<AppState>,
+    user: UserId,
+    unlocked: Unlocked,
+) {
+    let state = state.clone();
+    actix_web::rt::spawn(async move {
+        let started = Instant::now();
+        let index = unlocked.index.clone();
+        match build(&state, user, &unlocked).await {
+            Ok(n) => {
+                let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                index.build_ms.store(ms, Ordering::Relaxed);
+                index.phase.store(READY, Ordering::Release);
+                info!(%user, items = n, ms, memory_bytes = index.index.memory_bytes(), "search index ready");
+            }
+            Err(why) => {
+                index.phase.store(FAILED, Ordering::Release);
+                warn!(%user, error = %why, "building the search index failed");
+            }
+        }
+    });
+}
+
+async fn build(state: &AppState, user: UserId, unlocked: &Unlocked) -> Result<u64, String> {
+    let index = unlocked.index.clone();
+    let total = {
+        let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+        cv_vault::count(&mut conn, user)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    index
+        .total
+        .store(u64::try_from(total).unwrap_or(0), Ordering::Relaxed);
+    // The index takes documents on a blocking thread while pages are fetched here.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Document>>(2);
+    let builder = {
+        let index = index.clone();
+        tokio::task::spawn_blocking(move || {
+            let progress = |n: usize| {
+                index
+                    .indexed
+                    .store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+            };
+            index
+                .index
+                .build(rx.into_iter().flatten(), progress)
+                .map_err(|e| e.to_string())
+        })
+    };
+    let mut after = None;
+    let mut sent = 0u64;
+    loop {
+        if !state.keyring.holds(user, &index) {
+            info!(%user, "vault locked during indexing; stopped");
+            break;
+        }
+        let page = {
+            let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+            cv_vault::page(&mut conn, user, after, BUILD_PAGE)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let vault = unlocked.vault.clone();
+        let docs = tokio::task::spawn_blocking(move || {
+            page.iter()
+                .filter_map(|item| document(&cv_vault::open(item, &vault)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        sent += docs.len() as u64;
+        let tx = tx.clone();
+        // A full channel waits for the index, off the async workers.
+        tokio::task::spawn_blocking(move || tx.send(docs))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "the index builder stopped".to_owned())?;
+    }
+    drop(tx);
+    builder.await.map_err(|e| e.to_string())??;
+    Ok(sent)
+}
+
+/// The item changed (edited, re-flagged, made a task): re-index it from the database.
+pub(crate) async fn changed(state: &AppState, user: UserId, id: ItemId) {
+    let Some(unlocked) = state.keyring.peek(user) else {
+        return;
+    };
+    let view = match state.conn().await {
+        Ok(mut conn) => cv_vault::get(&mut conn, user, &unlocked.vault, id).await,
+        Err(_) => return,
+    };
+    match view {
+        Ok(view) => match document(&view) {
+            Some(doc) => unlocked.index.index.upsert(doc),
+            None => unlocked.index.index.remove(id.0),
+        },
+        Err(e) => warn!(%user, item = %id.0, error = %e, "could not re-index an item"),
+    }
+}
+
+/// A note was just captured into an unlocked vault: index it from what was written,
+/// without reading it back.
+pub(crate) fn captured(state: &AppState, user: UserId, id: ItemId, text: &str, tags: &[String]) {
+    let Some(unlocked) = state.keyring.peek(user) else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc();
+    let Ok(tags) = cv_vault::clean_tags(tags) else {
+        return;
+    };
+    unlocked.index.index.upsert(Document {
+        id: id.0,
+        text: text.trim().to_owned(),
+        tags,
+        kind: cv_search::Kind::Note,
+        status: None,
+        due: None,
+        created: now,
+        updated: now,
+        pinned: false,
+        archived: false,
+    });
+}
 
 /// The item is gone: drop it from the index.
-pub(crate) fn removed(_state: &AppState, _user: UserId, _id: ItemId) {}
+pub(crate) fn removed(state: &AppState, user: UserId, id: ItemId) {
+    if let Some(unlocked) = state.keyring.peek(user) {
+        unlocked.index.index.remove(id.0);
+    }
+}
 
 /// The index's state for `GET /api/v1/vault`.
-pub(crate) fn status_json(_unlocked: Option<&crate::keyring::Unlocked>) -> serde_json::Value {
-    serde_json::Value::Null
+pub(crate) fn status_json(unlocked: Option<&Unlocked>) -> serde_json::Value {
+    let Some(unlocked) = unlocked else {
+        return serde_json::Value::Null;
+    };
+    let index = &unlocked.index;
+    let (phase, indexed, total) = index.progress();
+    serde_json::json!({
+        "state": phase,
+        "indexed": indexed,
+        "total": total,
+        "documents": index.index.len(),
+        "memory_bytes": index.index.memory_bytes(),
+        "build_ms": index.build_ms(),
+    })
 }

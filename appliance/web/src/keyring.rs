@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cv_crypto::vault::UnlockedVault;
 use cv_db::UserId;
+
+use crate::index::VaultIndex;
 use time::{Duration, OffsetDateTime};
 
-/// One unlocked vault and when it was opened.
+/// One unlocked vault, when it was opened, and its search index.
 #[derive(Clone)]
 pub(crate) struct Unlocked {
     pub vault: Arc<UnlockedVault>,
     pub since: OffsetDateTime,
+    pub index: Arc<VaultIndex>,
 }
 
 struct Entry {
@@ -51,18 +54,48 @@ impl Keyring {
         self.vaults.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn unlock(&self, user: UserId, vault: UnlockedVault, now: OffsetDateTime) {
+    /// Unlocks the account's vault with a new, empty index; returns it and `true`. If
+    /// it is already unlocked (another device), keeps that vault and its index, counts
+    /// this as use, and returns them with `false`.
+    pub fn unlock(
+        &self,
+        user: UserId,
+        vault: UnlockedVault,
+        index: VaultIndex,
+        now: OffsetDateTime,
+    ) -> (Unlocked, bool) {
+        let mut map = self.map();
+        if let Some(entry) = map.get_mut(&user)
+            && now - entry.last_used < self.idle_lock
+        {
+            entry.last_used = now.max(entry.last_used);
+            return (entry.unlocked.clone(), false);
+        }
         let unlocked = Unlocked {
             vault: Arc::new(vault),
             since: now,
+            index: Arc::new(index),
         };
-        self.map().insert(
+        map.insert(
             user,
             Entry {
-                unlocked,
+                unlocked: unlocked.clone(),
                 last_used: now,
             },
         );
+        (unlocked, true)
+    }
+
+    /// The account's unlocked vault, without counting this as use (background work).
+    pub fn peek(&self, user: UserId) -> Option<Unlocked> {
+        self.map().get(&user).map(|e| e.unlocked.clone())
+    }
+
+    /// Whether `index` is still the account's open index (not locked, not replaced).
+    pub fn holds(&self, user: UserId, index: &Arc<VaultIndex>) -> bool {
+        self.map()
+            .get(&user)
+            .is_some_and(|e| Arc::ptr_eq(&e.unlocked.index, index))
     }
 
     /// Locks the account's vault; returns whether it was unlocked.
@@ -109,6 +142,25 @@ mod tests {
         bundle.unlock(pass).unwrap()
     }
 
+    fn index() -> VaultIndex {
+        VaultIndex::new().unwrap()
+    }
+
+    #[test]
+    fn unlocking_an_open_vault_keeps_its_index() {
+        let ring = Keyring::new(Duration::minutes(30));
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let (first, fresh) = ring.unlock(user(1), vault(), index(), t0);
+        assert!(fresh);
+        let (second, fresh) = ring.unlock(user(1), vault(), index(), t0 + Duration::minutes(1));
+        assert!(!fresh);
+        assert!(Arc::ptr_eq(&first.index, &second.index));
+        assert!(ring.holds(user(1), &first.index));
+        ring.lock(user(1));
+        assert!(!ring.holds(user(1), &first.index));
+        assert!(ring.peek(user(1)).is_none());
+    }
+
     fn user(n: u128) -> UserId {
         UserId(uuid::Uuid::from_u128(n))
     }
@@ -117,7 +169,7 @@ mod tests {
     fn use_keeps_a_vault_open_and_idleness_locks_it() {
         let ring = Keyring::new(Duration::minutes(30));
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        ring.unlock(user(1), vault(), t0);
+        ring.unlock(user(1), vault(), index(), t0);
         assert!(ring.get(user(1), t0 + Duration::minutes(29)).is_some());
         // Used at 29 min: still open at 58.
         assert!(ring.get(user(1), t0 + Duration::minutes(58)).is_some());
@@ -130,8 +182,8 @@ mod tests {
     fn the_sweep_locks_only_idle_vaults() {
         let ring = Keyring::new(Duration::minutes(30));
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        ring.unlock(user(1), vault(), t0);
-        ring.unlock(user(2), vault(), t0 + Duration::minutes(20));
+        ring.unlock(user(1), vault(), index(), t0);
+        ring.unlock(user(2), vault(), index(), t0 + Duration::minutes(20));
         assert_eq!(ring.lock_idle(t0 + Duration::minutes(31)), 1);
         assert!(ring.get(user(1), t0 + Duration::minutes(31)).is_none());
         assert!(ring.get(user(2), t0 + Duration::minutes(31)).is_some());
@@ -142,7 +194,7 @@ mod tests {
     #[test]
     fn debug_shows_no_keys() {
         let ring = Keyring::new(Duration::minutes(1));
-        ring.unlock(user(1), vault(), OffsetDateTime::UNIX_EPOCH);
+        ring.unlock(user(1), vault(), index(), OffsetDateTime::UNIX_EPOCH);
         assert_eq!(format!("{ring:?}"), "Keyring(1 unlocked)");
     }
 }

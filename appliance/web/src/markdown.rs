@@ -86,7 +86,7 @@ mod tests {
             "javascript:alert(1)",
             "JaVaScRiPt:alert(1)",
             " javascript:alert(1)",
-            "data:text/html,<script>alert(1)</script>",
+            "data:text/html;base64,PHNjcmlwdD4=",
             "vbscript:x",
         ] {
             let html = to_html(&format!("[click](<{bad}>)"));

@@ -162,7 +162,7 @@ async fn change_passphrase(
 /// Re-wraps the vault key under `new`, stores it with the new login hash, and leaves
 /// the vault unlocked in the keyring.
 async fn store_new_passphrase(
-    state: &AppState,
+    state: &web::Data<AppState>,
     user: UserId,
     bundle: &KeyBundle,
     unlocked: UnlockedVault,
@@ -183,11 +183,7 @@ async fn store_new_passphrase(
         return Err(state.db_error(e).await);
     }
     drop(conn);
-    state
-        .keyring
-        .unlock(user, unlocked, OffsetDateTime::now_utc());
-    super::vault::rewrap_captures(state, user).await;
-    Ok(())
+    super::vault::now_unlocked(state, user, unlocked, OffsetDateTime::now_utc()).await
 }
 
 // ---------------------------------------------------------------------------------

@@ -152,9 +152,7 @@ async fn setup_submit(
     match redeemed {
         Ok(Some(user)) => {
             info!(user = %user.name, %ip, "setup complete: owner account created");
-            state
-                .keyring
-                .unlock(user.id, vault, OffsetDateTime::now_utc());
+            super::vault::now_unlocked(&state, user.id, vault, OffsetDateTime::now_utc()).await?;
             let cookie = session::start(&state, user.id).await?;
             show_recovery(
                 &RecoveryPage::new(&recovery, None, "/dashboard"),

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 mod dashboard;
 mod items;
 mod notes;
+pub(crate) mod search;
 mod tokens;
 mod trust;
 mod users;
@@ -29,6 +30,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     dashboard::config(cfg);
     notes::config(cfg);
     items::config(cfg);
+    search::config(cfg);
     users::config(cfg);
     tokens::config(cfg);
     trust::config(cfg);

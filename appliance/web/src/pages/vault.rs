@@ -66,7 +66,7 @@ pub(crate) enum Opened {
 /// Unlocks `user`'s vault with the passphrase they just logged in with. An account
 /// without a vault (made before accounts had them) gets one now.
 pub(crate) async fn open_at_login(
-    state: &AppState,
+    state: &web::Data<AppState>,
     user: &User,
     passphrase: Passphrase,
 ) -> Result<Opened, WebError> {
@@ -81,8 +81,7 @@ pub(crate) async fn open_at_login(
     match stored {
         Some(bytes) => match unlock_bundle(bytes, passphrase).await? {
             Ok(vault) => {
-                state.keyring.unlock(user.id, vault, now);
-                rewrap_captures(state, user.id).await;
+                now_unlocked(state, user.id, vault, now).await?;
                 Ok(Opened::Unlocked)
             }
             // The passphrase matched the account's hash but not its vault: the two
@@ -98,18 +97,36 @@ pub(crate) async fn open_at_login(
             if let Err(e) = VaultKeys::insert(&mut conn, user.id, &bundle.to_bytes()).await {
                 return Err(state.db_error(e).await);
             }
-            state.keyring.unlock(user.id, vault, now);
+            now_unlocked(state, user.id, vault, now).await?;
             info!(user = %user.name, "created a vault for an account that had none");
             Ok(Opened::Created(recovery))
         }
     }
 }
 
+/// Puts a just-opened vault in the keyring; if it was locked until now, re-wraps what
+/// was captured meanwhile and starts building its search index.
+pub(crate) async fn now_unlocked(
+    state: &web::Data<AppState>,
+    user: cv_db::UserId,
+    vault: cv_crypto::vault::UnlockedVault,
+    now: OffsetDateTime,
+) -> Result<(), WebError> {
+    let index = crate::index::VaultIndex::new()
+        .map_err(|e| WebError::internal("creating a search index", e))?;
+    let (unlocked, fresh) = state.keyring.unlock(user, vault, index, now);
+    if fresh {
+        rewrap_captures(state, user).await;
+        crate::index::start_build(state, user, unlocked);
+    }
+    Ok(())
+}
+
 /// After an unlock: re-wraps under the vault key every note captured while the vault
 /// was locked. Failures are logged, not shown: the notes stay readable (sealed keys open
 /// with the unlocked vault) and the next unlock tries again.
 pub(crate) async fn rewrap_captures(state: &AppState, user: cv_db::UserId) {
-    let Some(unlocked) = state.keyring.get(user, OffsetDateTime::now_utc()) else {
+    let Some(unlocked) = state.keyring.peek(user) else {
         return;
     };
     let mut conn = match state.conn().await {
@@ -167,15 +184,18 @@ pub(crate) async fn capture_into(
     let result = match state.keyring.get(owner, OffsetDateTime::now_utc()) {
         Some(unlocked) => {
             let mut conn = state.conn().await?;
-            cv_vault::capture(
+            let captured = cv_vault::capture(
                 &mut conn,
                 owner,
                 Access::Unlocked(&unlocked.vault),
                 text,
                 tags,
             )
-            .await
-            .map(|id| (id, false))
+            .await;
+            if let Ok(id) = &captured {
+                crate::index::captured(state, owner, *id, text, tags);
+            }
+            captured.map(|id| (id, false))
         }
         None => {
             let public = stored_bundle(state, owner).await?.capture_public();
@@ -247,10 +267,7 @@ async fn unlock(
     match unlocked {
         Ok(vault) => {
             state.throttle().record_success(name);
-            state
-                .keyring
-                .unlock(user.user.id, vault, OffsetDateTime::now_utc());
-            rewrap_captures(&state, user.user.id).await;
+            now_unlocked(&state, user.user.id, vault, OffsetDateTime::now_utc()).await?;
             info!(user = %name, %ip, "vault unlocked");
             state.audit(user.user.id, Event::Unlock, "", Some(ip)).await;
             Ok(see_other("/dashboard").finish())
