@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod config_cli;
 mod crash;
+mod export;
 mod items;
 mod migrations;
 mod notes;

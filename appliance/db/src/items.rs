@@ -234,6 +234,42 @@ pub async fn versions(
         .collect())
 }
 
+/// Every version of the owner's items among `ids`, by item then version: one round trip
+/// for a page of items (export).
+pub async fn versions_for(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    ids: &[Uuid],
+) -> Result<Vec<(ItemId, StoredVersion)>, DbError> {
+    let rows: Vec<(Uuid, i32, Vec<u8>, OffsetDateTime)> = item_versions::table
+        .inner_join(items::table)
+        .filter(items::owner_id.eq(owner.0))
+        .filter(items::id.eq_any(ids))
+        .order((item_versions::item_id, item_versions::version))
+        .select((
+            item_versions::item_id,
+            item_versions::version,
+            item_versions::content,
+            item_versions::created_at,
+        ))
+        .load(conn)
+        .await
+        .map_err(DbError::query("reading item versions"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, version, content, created_at)| {
+            (
+                ItemId(id),
+                StoredVersion {
+                    version,
+                    content,
+                    created_at,
+                },
+            )
+        })
+        .collect())
+}
+
 /// Why a new version was not stored.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AddVersion {

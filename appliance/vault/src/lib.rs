@@ -10,6 +10,8 @@
 //! Error policy: [`VaultError`] says what failed and for which item; an item whose
 //! ciphertext does not authenticate is reported as tampered, never shown as garbage.
 
+pub mod export;
+
 use cv_crypto::vault::{
     CapturePublicKey, DataKey, ItemBinding, UnlockedVault, decrypt_content, encrypt_content,
     seal_data_key,

@@ -257,3 +257,17 @@ pub(crate) fn status_json(unlocked: Option<&Unlocked>) -> serde_json::Value {
         "build_ms": index.build_ms(),
     })
 }
+
+/// Replaces the vault's index by a new one built from the database (after an import).
+pub(crate) fn rebuild(state: &actix_web::web::Data<AppState>, user: UserId) {
+    let index = match VaultIndex::new() {
+        Ok(index) => index,
+        Err(e) => {
+            warn!(%user, error = %e, "could not create a search index");
+            return;
+        }
+    };
+    if let Some(unlocked) = state.keyring.replace_index(user, index) {
+        start_build(state, user, unlocked);
+    }
+}

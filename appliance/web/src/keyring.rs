@@ -91,6 +91,15 @@ impl Keyring {
         self.map().get(&user).map(|e| e.unlocked.clone())
     }
 
+    /// Gives the account's unlocked vault a new index (the old one is dropped when its
+    /// last user lets go); `None` when the vault is locked.
+    pub fn replace_index(&self, user: UserId, index: VaultIndex) -> Option<Unlocked> {
+        let mut map = self.map();
+        let entry = map.get_mut(&user)?;
+        entry.unlocked.index = Arc::new(index);
+        Some(entry.unlocked.clone())
+    }
+
     /// Whether `index` is still the account's open index (not locked, not replaced).
     pub fn holds(&self, user: UserId, index: &Arc<VaultIndex>) -> bool {
         self.map()

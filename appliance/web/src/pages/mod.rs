@@ -4,6 +4,7 @@
 mod account;
 pub(crate) mod auth;
 mod dashboard;
+mod export;
 mod items;
 mod notes;
 pub(crate) mod search;
@@ -28,6 +29,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     account::config(cfg);
     auth::config(cfg);
     dashboard::config(cfg);
+    export::config(cfg);
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);

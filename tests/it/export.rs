@@ -1,0 +1,236 @@
+//! Export and import: the whole vault, decrypted, as a checked zip after re-entering the
+//! passphrase; imported into an empty vault it comes back exactly.
+
+use std::io::Cursor;
+
+use crate::api::{api_login, get_json, wait_for_index};
+use crate::support::*;
+
+async fn post_form(
+    app: &cv_testkit::TestAppliance,
+    client: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let csrf = csrf_for(app, client, "/capture").await;
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf", &csrf));
+    client.post(app.url(path)).form(&form).send().await.unwrap()
+}
+
+async fn export(
+    app: &cv_testkit::TestAppliance,
+    client: &reqwest::Client,
+    pass: &str,
+) -> reqwest::Response {
+    post_form(app, client, "/account/export", &[("passphrase", pass)]).await
+}
+
+async fn import(
+    app: &cv_testkit::TestAppliance,
+    client: &reqwest::Client,
+    zip: Vec<u8>,
+) -> reqwest::Response {
+    let csrf = csrf_for(app, client, "/account/export").await;
+    let form = reqwest::multipart::Form::new().text("csrf", csrf).part(
+        "archive",
+        reqwest::multipart::Part::bytes(zip)
+            .file_name("export.zip")
+            .mime_str("application/zip")
+            .unwrap(),
+    );
+    client
+        .post(app.url("/account/import"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn items_of(zip: &[u8]) -> Vec<cv_archive::ExportItem> {
+    let (_, mut items) =
+        cv_archive::read_archive(Cursor::new(zip), &cv_archive::Limits::default()).unwrap();
+    items.sort_by_key(|i| (i.created_at, i.versions[0].text.to_string()));
+    items
+}
+
+fn without_ids(items: &[cv_archive::ExportItem]) -> Vec<cv_archive::ExportItem> {
+    items
+        .iter()
+        .cloned()
+        .map(|mut i| {
+            i.id = uuid::Uuid::nil();
+            i
+        })
+        .collect()
+}
+
+fn item_count(app: &cv_testkit::TestAppliance) -> usize {
+    dump_rows(&pg_dump(app), "items").len()
+}
+
+#[tokio::test]
+async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
+    let app = appliance_with_owner().await;
+    let owner = owner_client(&app).await;
+    for (text, tags) in [
+        ("Plant the tulip bulbs before the frost", "garden"),
+        ("Café ☕ with Ana — ideas for the trip", "travel, people"),
+        ("A third note, to be archived", ""),
+    ] {
+        let resp = post_form(&app, &owner, "/notes", &[("text", text), ("tags", tags)]).await;
+        assert_eq!(resp.status(), 303);
+    }
+    let page = text_of(&app, &owner, "/search?q=tulip").await;
+    let tulip = regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
+        .unwrap()
+        .captures(&page)
+        .unwrap()[1]
+        .to_owned();
+    for (path, fields) in [
+        (
+            format!("/items/{tulip}/edit"),
+            vec![
+                ("version", "1"),
+                ("text", "Plant the tulip bulbs before the first frost"),
+                ("tags", "garden, autumn"),
+            ],
+        ),
+        (
+            format!("/items/{tulip}/task"),
+            vec![
+                ("version", "2"),
+                ("status", "open"),
+                ("priority", "high"),
+                ("due", "2026-11-30"),
+            ],
+        ),
+        (format!("/items/{tulip}/flags"), vec![("action", "pin")]),
+    ] {
+        assert_eq!(
+            post_form(&app, &owner, &path, &fields).await.status(),
+            303,
+            "{path}"
+        );
+    }
+    let page = text_of(&app, &owner, "/search?q=archived").await;
+    let third = regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
+        .unwrap()
+        .captures(&page)
+        .unwrap()[1]
+        .to_owned();
+    assert_eq!(
+        post_form(
+            &app,
+            &owner,
+            &format!("/items/{third}/flags"),
+            &[("action", "archive")]
+        )
+        .await
+        .status(),
+        303
+    );
+
+    // The passphrase is asked again; a wrong one exports nothing.
+    let resp = export(&app, &owner, "not my passphrase").await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("Wrong passphrase"));
+    let resp = export(&app, &owner, OWNER_PASS).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    assert!(
+        resp.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("contextvault-olivia-")
+    );
+    let zip = resp.bytes().await.unwrap().to_vec();
+    let exported = items_of(&zip);
+    assert_eq!(exported.len(), 3);
+    let tulip_item = exported.iter().find(|i| i.id.to_string() == tulip).unwrap();
+    assert_eq!(tulip_item.versions.len(), 3, "every version is exported");
+    assert!(tulip_item.pinned);
+    assert_eq!(
+        tulip_item.versions[0].text.as_str(),
+        "Plant the tulip bulbs before the frost"
+    );
+    assert_eq!(
+        tulip_item.versions[2]
+            .task
+            .as_ref()
+            .unwrap()
+            .due
+            .unwrap()
+            .to_string(),
+        "2026-11-30"
+    );
+    assert!(exported.iter().any(|i| i.archived));
+
+    // Into another account's empty vault (ids are taken here, so it gets new ones).
+    assert!(
+        app.create_user("max", "max's passphrase", false)
+            .status
+            .success()
+    );
+    let max = app.client();
+    assert_eq!(
+        login(&app, &max, "max", "max's passphrase").await.status(),
+        303
+    );
+    let resp = import(&app, &max, zip.clone()).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    assert_eq!(location(&resp), "/account/export?imported=3");
+    let resp = export(&app, &max, "max's passphrase").await;
+    assert_eq!(resp.status(), 200);
+    let again = items_of(&resp.bytes().await.unwrap());
+    assert_eq!(
+        without_ids(&again),
+        without_ids(&exported),
+        "the round trip is exact"
+    );
+    // Imported items are searchable at once.
+    let session = api_login(&app, "max", "max's passphrase").await;
+    wait_for_index(&app, &session).await;
+    let (_, json) = get_json(&app, &session, "/api/v1/search?q=tulip").await;
+    assert_eq!(json["total"], 1, "{json}");
+
+    // Not into a vault that has items: nothing is written.
+    let before = item_count(&app);
+    let resp = import(&app, &max, zip.clone()).await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(item_count(&app), before);
+
+    // Damaged or foreign files are refused as a whole.
+    assert!(
+        app.create_user("zoe", "zoe's passphrase", false)
+            .status
+            .success()
+    );
+    let zoe = app.client();
+    assert_eq!(
+        login(&app, &zoe, "zoe", "zoe's passphrase").await.status(),
+        303
+    );
+    let mut flipped = zip.clone();
+    let at = flipped.len() / 3;
+    flipped[at] ^= 0x40;
+    for (what, bad) in [
+        ("a flipped bit", flipped),
+        ("not a zip", b"PK\x03\x04 certainly not a zip".to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        let resp = import(&app, &zoe, bad).await;
+        assert_eq!(resp.status(), 400, "{what}");
+        assert_eq!(item_count(&app), before, "{what}: nothing written");
+    }
+    let activity = text_of(&app, &owner, "/account/activity").await;
+    assert!(
+        activity.contains("Vault exported") && activity.contains("Export refused"),
+        "{activity}"
+    );
+    assert!(
+        text_of(&app, &max, "/account/activity")
+            .await
+            .contains("Vault imported")
+    );
+}
