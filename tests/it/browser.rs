@@ -118,15 +118,26 @@ async fn assert_dashboard(browser: &Browser) {
     );
 }
 
+/// Whether this machine can run the browser tests; without one they are skipped, loudly
+/// (and fail where the README's test script requires a browser).
+fn browser_available() -> bool {
+    match Browser::availability() {
+        Ok(()) => true,
+        Err(reason) => {
+            // The README's test script installs the browser and sets this, so there a
+            // missing browser is a failure rather than a silent skip.
+            if std::env::var("CV_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                panic!("CV_REQUIRE_BROWSER=1 but {reason}");
+            }
+            println!("skipped: {reason}");
+            false
+        }
+    }
+}
+
 #[tokio::test]
 async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
-    if let Err(reason) = Browser::availability() {
-        // The README's test script installs the browser and sets this, so there a
-        // missing browser is a failure rather than a silent skip.
-        if std::env::var("CV_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            panic!("CV_REQUIRE_BROWSER=1 but {reason}");
-        }
-        println!("skipped: {reason}");
+    if !browser_available() {
         return;
     }
     let app = appliance().await;
@@ -173,7 +184,9 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         .type_into("input[name=passphrase]", OWNER_PASS)
         .await;
     browser.click(LOGIN_SUBMIT).await;
-    wait_for_path(&browser, "/dashboard").await;
+    // On a phone, the capture box is the start page.
+    wait_for_path(&browser, "/capture").await;
+    browser.goto(&app.url("/dashboard")).await;
     assert_dashboard(&browser).await;
 
     // Capture a note from the phone; it is listed, decrypted, right away.
@@ -197,5 +210,139 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     browser.goto(&app.url("/dashboard")).await;
     wait_for_path(&browser, "/login").await;
 
+    browser.quit().await;
+}
+
+/// Replaces what a field holds.
+async fn replace_text(browser: &Browser, css: &str, text: &str) {
+    browser
+        .execute(
+            "document.querySelector(arguments[0]).value = ''",
+            vec![css.into()],
+        )
+        .await;
+    browser.type_into(css, text).await;
+}
+
+#[tokio::test]
+async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
+    if !browser_available() {
+        return;
+    }
+    let app = appliance_with_owner().await;
+    let browser = Browser::start(&app.ca_pem(), PHONE_WIDTH, PHONE_HEIGHT).await;
+    browser.goto(&app.url("/login")).await;
+    browser.type_into("input[name=name]", OWNER).await;
+    browser
+        .type_into("input[name=passphrase]", OWNER_PASS)
+        .await;
+    browser.click(LOGIN_SUBMIT).await;
+
+    // The capture box: one field, optional tags, one button; it confirms at once.
+    wait_for_path(&browser, "/capture").await;
+    assert_fits_phone(&browser).await;
+    browser
+        .type_into("textarea[name=text]", "Ask Sam about the boat trailer")
+        .await;
+    browser.type_into("input[name=tags]", "boat").await;
+    browser.click("form[action='/notes'] [type=submit]").await;
+    wait_for_path(&browser, "/capture").await;
+    assert!(browser.text("[role=status]").await.contains("Saved"));
+    screenshot(&browser, "capture-phone.png").await;
+
+    // Open it from the list, tag it, edit it.
+    browser.click("nav a[href='/notes']").await;
+    wait_for_path(&browser, "/notes").await;
+    browser.click(".notes .note-link").await;
+    let item_url = browser.current_url().await;
+    let item = path_of(&item_url);
+    assert!(item.starts_with("/items/"), "{item}");
+    replace_text(
+        &browser,
+        "textarea[name=text]",
+        "Ask Sam about the **boat trailer** and the winter cover",
+    )
+    .await;
+    replace_text(&browser, "input[name=tags]", "boat, weekend").await;
+    browser
+        .click(&format!("form[action='{item}/edit'] [type=submit]"))
+        .await;
+    wait_for_path(&browser, &item).await;
+    let page = browser.text("main").await;
+    assert!(
+        page.contains("Saved") && page.contains("#weekend"),
+        "{page}"
+    );
+    assert_eq!(browser.text(".markdown strong").await, "boat trailer");
+    screenshot(&browser, "item-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    // Its history: both versions, the change as a diff.
+    browser.click(&format!("a[href='{item}/history']")).await;
+    wait_for_path(&browser, &format!("{item}/history")).await;
+    let history = browser.text("main").await;
+    assert!(
+        history.contains("Version 2") && history.contains("Version 1"),
+        "{history}"
+    );
+    assert!(browser.text(".diff-added").await.contains("winter cover"));
+    assert!(history.contains("tags added: weekend"), "{history}");
+    screenshot(&browser, "history-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    // Found by search, the word highlighted.
+    browser.click("nav a[href='/search']").await;
+    wait_for_path(&browser, "/search").await;
+    browser.type_into("input[name=q]", "trailers").await;
+    browser.click("form[action='/search'] [type=submit]").await;
+    wait_for_path(&browser, "/search").await;
+    assert_eq!(browser.text(".notes mark").await, "trailer");
+    screenshot(&browser, "search-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    // Made a task; it is on the task list.
+    browser.click(".notes .note-link").await;
+    wait_for_path(&browser, &item).await;
+    browser
+        .click(&format!("form[action='{item}/task'] [type=submit]"))
+        .await;
+    wait_for_path(&browser, &item).await;
+    assert!(browser.text("main").await.contains("task: open"));
+    browser.click("nav a[href='/tasks']").await;
+    wait_for_path(&browser, "/tasks").await;
+    assert!(browser.text(".notes").await.contains("boat trailer"));
+    screenshot(&browser, "tasks-phone.png").await;
+    assert_fits_phone(&browser).await;
+
+    // Lock: nothing can be read; log out and in again: all of it is back, searchable.
+    browser.goto(&app.url("/dashboard")).await;
+    browser
+        .click("form[action='/vault/lock'] [type=submit]")
+        .await;
+    wait_for_path(&browser, "/dashboard").await;
+    browser.goto(&item_url).await;
+    assert!(browser.text("main").await.contains("Your vault is locked"));
+    browser.goto(&app.url("/dashboard")).await;
+    log_out(&browser).await;
+    browser.type_into("input[name=name]", OWNER).await;
+    browser
+        .type_into("input[name=passphrase]", OWNER_PASS)
+        .await;
+    browser.click(LOGIN_SUBMIT).await;
+    wait_for_path(&browser, "/capture").await;
+    // The index is rebuilt in the background after the login; the page says so while
+    // it runs and reloads itself.
+    let deadline = std::time::Instant::now() + NAVIGATION;
+    loop {
+        browser.goto(&app.url("/search?q=cover")).await;
+        if browser.text("main").await.contains("winter cover") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not found again after logging in"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     browser.quit().await;
 }

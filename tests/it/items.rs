@@ -31,6 +31,31 @@ async fn post_form(
 async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
     let app = appliance_with_owner().await;
     let owner = owner_client(&app).await;
+
+    // A phone shares a page to Context Vault (the manifest's share target): it arrives
+    // in the capture box, escaped.
+    let resp = app
+        .client()
+        .get(app.url("/manifest.webmanifest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/manifest+json");
+    let manifest: Value = resp.json().await.unwrap();
+    assert_eq!(manifest["share_target"]["action"], "/capture");
+    let page = text_of(
+        &app,
+        &owner,
+        "/capture?title=A%20recipe&text=%3Cb%3Elentils%3C%2Fb%3E&url=https%3A%2F%2Fexample.org%2Fsoup",
+    )
+    .await;
+    assert!(
+        page.contains("A recipe\n&#60;b&#62;lentils&#60;/b&#62;\nhttps:"),
+        "{page}"
+    );
+    assert!(!page.contains("<b>lentils"));
+
     let resp = post_form(
         &app,
         &owner,

@@ -110,6 +110,11 @@ impl WebDriverError {
     }
 }
 
+/// The User-Agent of Safari on an iPhone, for phone-sized sessions.
+const PHONE_USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+/// A desktop Chromium's User-Agent.
+const DESKTOP_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
 /// A headless Chromium session.
 #[derive(Debug)]
 pub struct Browser {
@@ -142,7 +147,8 @@ impl Browser {
 
     /// Starts ChromeDriver on a free port and a headless Chromium session with a
     /// `width`×`height` (CSS px) viewport that trusts `ca_pem` (the appliance's local
-    /// CA). Below 500 px wide, the session emulates a phone (mobile viewport, touch).
+    /// CA). Below 500 px wide, the session emulates a phone (mobile viewport, touch, and
+    /// a phone's User-Agent).
     pub async fn start(ca_pem: &[u8], width: u32, height: u32) -> Browser {
         let programs =
             Programs::find().unwrap_or_else(|reason| panic!("cannot start a browser: {reason}"));
@@ -221,6 +227,8 @@ impl Browser {
                                 "mobile": width < MIN_DESKTOP_WIDTH,
                                 "touch": width < MIN_DESKTOP_WIDTH,
                             },
+                            // A phone says so, as Safari on an iPhone does.
+                            "userAgent": if width < MIN_DESKTOP_WIDTH { PHONE_USER_AGENT } else { DESKTOP_USER_AGENT },
                         },
                     },
                 },

@@ -10,9 +10,9 @@ use crate::error::{FORM_LIMIT, WebError, form_error};
 use crate::session::origin_allowed;
 use crate::state::AppState;
 
-/// The Content-Security-Policy of every response: only this origin's stylesheet and
-/// images, no scripts at all, forms only to this origin, never framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The Content-Security-Policy of every response: only this origin's stylesheet, images
+/// and web app manifest, no scripts at all, forms only to this origin, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// One year of HSTS: browsers then refuse plain HTTP to this host. No
 /// `includeSubDomains`: other devices on the LAN may share the domain.

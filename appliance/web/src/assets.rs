@@ -30,7 +30,8 @@ pub(crate) fn css_href() -> &'static str {
 pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/app.css", web::get().to(app_css))
         .route("/static/icon.svg", web::get().to(icon))
-        .route("/favicon.ico", web::get().to(favicon));
+        .route("/favicon.ico", web::get().to(favicon))
+        .route("/manifest.webmanifest", web::get().to(manifest));
 }
 
 async fn app_css() -> HttpResponse {
@@ -47,6 +48,37 @@ async fn icon() -> HttpResponse {
         .body(ICON_SVG)
 }
 
+/// The web app manifest: installed on a phone's home screen, Context Vault opens on the
+/// capture box, and appears in the phone's share sheet (Web Share Target): what another
+/// app shares arrives pre-filled in the capture box (`GET /capture?title=…&text=…&url=…`).
+pub(crate) const MANIFEST: &str = r##"{
+  "name": "Context Vault",
+  "short_name": "Vault",
+  "description": "Your private memory, on your own appliance",
+  "id": "/capture",
+  "start_url": "/capture",
+  "scope": "/",
+  "display": "standalone",
+  "background_color": "#f5f6f8",
+  "theme_color": "#2f5bd3",
+  "icons": [
+    { "src": "/static/icon.svg", "sizes": "any", "type": "image/svg+xml", "purpose": "any" }
+  ],
+  "share_target": {
+    "action": "/capture",
+    "method": "GET",
+    "params": { "title": "title", "text": "text", "url": "url" }
+  }
+}
+"##;
+
+async fn manifest() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/manifest+json"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(MANIFEST)
+}
+
 /// Browsers ask for `/favicon.ico` on their own; pages name `/static/icon.svg`, so
 /// this answers "nothing here" without an error page in the logs.
 async fn favicon() -> HttpResponse {
@@ -58,6 +90,15 @@ async fn favicon() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_manifest_is_json_with_a_share_target_to_the_capture_box() {
+        let m: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
+        assert_eq!(m["start_url"], "/capture");
+        assert_eq!(m["share_target"]["action"], "/capture");
+        assert_eq!(m["share_target"]["method"], "GET");
+        assert_eq!(m["share_target"]["params"]["text"], "text");
+    }
 
     #[test]
     fn the_stylesheet_is_self_contained() {
