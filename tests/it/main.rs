@@ -5,6 +5,7 @@
 
 mod accounts;
 mod api;
+mod authz;
 mod bad_input;
 mod browser;
 mod config_cli;

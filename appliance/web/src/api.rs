@@ -291,13 +291,19 @@ async fn login(
     }
 }
 
-/// `POST /api/v1/lock`: locks the caller's vault now (any session or token of the
-/// account may lock; only a login unlocks).
+/// `POST /api/v1/lock`: locks the caller's vault now (a session, or a read or full
+/// token; a capture token only captures, so a leaked one cannot lock its owner out of
+/// their vault). Only a login unlocks.
 async fn lock(
     req: HttpRequest,
     caller: ApiCaller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
+    if !caller.scope.may_read() {
+        return Err(WebError::Forbidden(
+            "A capture token can only capture; lock with a session or a read or full token.".into(),
+        ));
+    }
     let was_unlocked = state.keyring.lock(caller.user.id);
     if was_unlocked {
         info!(user = %caller.user.name, via = %caller.label(), "vault locked through the API");
