@@ -319,7 +319,19 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser
         .click("form[action='/vault/lock'] [type=submit]")
         .await;
-    wait_for_path(&browser, "/dashboard").await;
+    // The form posts and lands on the dashboard again: wait for the unlock form.
+    let deadline = std::time::Instant::now() + NAVIGATION;
+    while browser
+        .try_find("form[action='/vault/unlock']")
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the vault never locked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.goto(&item_url).await;
     assert!(browser.text("main").await.contains("Your vault is locked"));
     browser.goto(&app.url("/dashboard")).await;
