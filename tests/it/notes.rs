@@ -116,6 +116,20 @@ async fn bad_notes_are_refused_and_nothing_is_stored() {
     let resp = capture_note(&app, &owner, &"x".repeat(70 * 1024)).await;
     assert_eq!(resp.status(), 413, "over the 64 KiB form limit");
     let csrf = csrf_for(&app, &owner, "/notes").await;
+    let many_tags = vec!["t"; 10_000].join(",");
+    let resp = owner
+        .post(app.url("/notes"))
+        .form(&[
+            ("text", "hello"),
+            ("tags", many_tags.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "10 000 tags");
+    assert!(resp.text().await.unwrap().contains("at most 32 tags"));
+    let csrf = csrf_for(&app, &owner, "/notes").await;
     let forged = owner
         .post(app.url("/notes"))
         .form(&[("text", "hello"), ("csrf", "forged")])
