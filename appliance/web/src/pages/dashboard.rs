@@ -39,6 +39,9 @@ pub(crate) struct DashboardPage {
     pub cert: Option<CertView>,
     /// When the person's vault was unlocked; `None`: locked.
     pub vault_unlocked_for: Option<String>,
+    /// The search index of the unlocked vault, in words ("ready: 1,204 items, 2.1 MiB";
+    /// "building: 400 of 10,000 items").
+    pub index: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,10 +82,20 @@ async fn dashboard(
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
     let cert = state.tls.info().map(|info| cert_view(&info, now));
-    let unlocked = state
-        .keyring
-        .get(user.user.id, now)
-        .map(|u| human_duration(now - u.since));
+    let unlocked = state.keyring.get(user.user.id, now);
+    let index = unlocked.as_ref().map(|u| {
+        let (phase, indexed, total) = u.index.progress();
+        match phase {
+            "building" => format!("building: {indexed} of {total} items"),
+            "ready" => format!(
+                "ready: {} items, {} in memory",
+                u.index.index.len(),
+                human_bytes(u.index.index.memory_bytes())
+            ),
+            _ => "failed (see the appliance's log); lock and unlock to retry".to_owned(),
+        }
+    });
+    let unlocked = unlocked.map(|u| human_duration(now - u.since));
     let mut page = build(
         &user,
         &state.version,
@@ -92,6 +105,7 @@ async fn dashboard(
         now,
     );
     page.vault_unlocked_for = unlocked;
+    page.index = index;
     Ok(page)
 }
 
@@ -127,6 +141,7 @@ fn build(
         disk: status.and_then(|s| s.disk.as_ref()).map(disk_view),
         cert,
         vault_unlocked_for: None,
+        index: None,
     }
 }
 
