@@ -132,7 +132,7 @@ async fn an_expired_session_sends_the_person_back_to_login() {
     let resp = owner.get(app.url("/dashboard")).send().await.unwrap();
     assert_eq!(resp.status(), 303);
     let to = location(&resp);
-    assert_eq!(to, "/login?expired=1");
+    assert_eq!(to, "/login?expired=1&next=%2Fdashboard");
     let page = text_of(&app, &owner, &to).await;
     assert!(page.contains("expired"));
 }

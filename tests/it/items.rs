@@ -55,6 +55,31 @@ async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
         "{page}"
     );
     assert!(!page.contains("<b>lentils"));
+    // Shared while logged out: the login leads back to the capture box, text and all.
+    let phone = app.client();
+    let resp = phone
+        .get(app.url("/capture?text=shared%20thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let to_login = location(&resp);
+    assert_eq!(to_login, "/login?next=%2Fcapture%3Ftext%3Dshared%2520thing");
+    let login_page = text_of(&app, &phone, &to_login).await;
+    assert!(login_page.contains(r#"name="next" value="/capture?text=shared%20thing""#));
+    let resp = phone
+        .post(app.url("/login"))
+        .form(&[
+            ("name", OWNER),
+            ("passphrase", OWNER_PASS),
+            ("next", "/capture?text=shared%20thing"),
+            ("csrf", &csrf_in(&login_page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/capture?text=shared%20thing");
 
     let resp = post_form(
         &app,

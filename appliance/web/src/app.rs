@@ -100,6 +100,11 @@ where
         req.head_mut().method = Method::GET;
     }
     let wants_json = wants_json(&req);
+    // Where a page load was going, to come back to after logging in (a shared page
+    // arriving at the capture box, a bookmarked search).
+    let came_for = (req.method() == Method::GET && req.path() != "/")
+        .then(|| req.uri().path_and_query().map(|p| p.as_str().to_owned()))
+        .flatten();
     let foreign_post = req.method() == Method::POST && {
         let origin = req
             .headers()
@@ -123,6 +128,23 @@ where
         };
         if is_head {
             res = res.map_body(|_, _| BoxBody::new(()));
+        }
+        if let Some(next) = came_for
+            && res.status() == actix_web::http::StatusCode::SEE_OTHER
+        {
+            let to_login = res
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .filter(|l| *l == "/login" || l.starts_with("/login?"))
+                .map(str::to_owned);
+            if let Some(login) = to_login {
+                let sep = if login.contains('?') { '&' } else { '?' };
+                let location = format!("{login}{sep}next={}", crate::pages::percent_encode(&next));
+                if let Ok(value) = header::HeaderValue::from_str(&location) {
+                    res.headers_mut().insert(header::LOCATION, value);
+                }
+            }
         }
         if !wants_json {
             return Ok(res);
@@ -351,7 +373,15 @@ mod tests {
             let resp =
                 test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
             assert_eq!(resp.status().as_u16(), 303, "{uri}");
-            assert_eq!(resp.headers().get(header::LOCATION).unwrap(), "/login");
+            // The page asked for comes back after the login.
+            assert_eq!(
+                resp.headers()
+                    .get(header::LOCATION)
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                format!("/login?next=%2F{}", &uri[1..])
+            );
         }
         let req = test::TestRequest::post()
             .uri("/logout")

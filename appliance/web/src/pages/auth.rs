@@ -193,6 +193,23 @@ pub(crate) struct LoginPage {
     /// Why the person is here (expired session, just logged out).
     pub notice: Option<&'static str>,
     pub error: Option<FormError>,
+    /// Where to go after logging in (a local path), or empty.
+    pub next: String,
+}
+
+/// `next` if it is a path on this appliance to go to after logging in: it must start
+/// with one `/` (not `//host`, which browsers read as another site), hold no
+/// backslash or control character, and not lead back to the login forms.
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && next.len() <= 2048
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !next.starts_with("/login")
+        && !next.starts_with("/logout")
+        && !next.starts_with("/setup");
+    ok.then_some(next)
 }
 
 pub(crate) const NOTICE_EXPIRED: &str = "Your session expired; please log in again.";
@@ -202,6 +219,7 @@ pub(crate) const NOTICE_LOGGED_OUT: &str = "You are logged out.";
 struct LoginQuery {
     expired: Option<String>,
     logged_out: Option<String>,
+    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -209,12 +227,21 @@ struct LoginForm {
     name: String,
     passphrase: String,
     csrf: String,
+    /// Where to go after logging in (checked by [`safe_next`]).
+    #[serde(default)]
+    next: String,
 }
 
 /// `GET /login` (`?expired=1`, `?logged_out=1` add a notice).
 async fn login_page(req: HttpRequest) -> Result<HttpResponse, WebError> {
     // A malformed query string just means no notice.
     let query = web::Query::<LoginQuery>::from_query(req.query_string()).ok();
+    let next = query
+        .as_ref()
+        .and_then(|q| q.next.as_deref())
+        .and_then(safe_next)
+        .unwrap_or_default()
+        .to_owned();
     let notice = query.and_then(|q| {
         if q.expired.is_some() {
             Some(NOTICE_EXPIRED)
@@ -224,7 +251,7 @@ async fn login_page(req: HttpRequest) -> Result<HttpResponse, WebError> {
             None
         }
     });
-    show_login(&req, StatusCode::OK, String::new(), notice, None)
+    show_login(&req, StatusCode::OK, String::new(), notice, None, next)
 }
 
 fn show_login(
@@ -233,12 +260,14 @@ fn show_login(
     name: String,
     notice: Option<&'static str>,
     error: Option<&WebError>,
+    next: String,
 ) -> Result<HttpResponse, WebError> {
     render_prelogin(req, status, |csrf| LoginPage {
         csrf,
         name,
         notice,
         error: error.map(FormError::of),
+        next,
     })
 }
 
@@ -256,6 +285,7 @@ async fn login_submit(
         name: typed,
         passphrase,
         csrf,
+        next,
     } = form.into_inner();
     check_prelogin_csrf(&req, &csrf)?;
     let ip = peer_ip(&req);
@@ -270,7 +300,7 @@ async fn login_submit(
             let cookie = session::start(&state, user.id).await?;
             info!(user = %user.name, %ip, "login ok; vault unlocked");
             state.audit(user.id, Event::Login, "web", Some(ip)).await;
-            let home = super::notes::home_for(&req);
+            let home = safe_next(&next).unwrap_or(super::notes::home_for(&req));
             match opened {
                 Opened::Unlocked => Ok(see_other(home).cookie(cookie).finish()),
                 Opened::Created(recovery) => {
@@ -297,6 +327,7 @@ async fn login_submit(
                 typed,
                 None,
                 Some(&WebError::LoginFailed),
+                safe_next(&next).unwrap_or_default().to_owned(),
             )
         }
     }
@@ -395,13 +426,38 @@ mod tests {
     }
 
     #[test]
+    fn only_local_paths_are_followed_after_login() {
+        for good in ["/capture?text=hi%20there", "/items/x", "/search?q=a&tag=b"] {
+            assert_eq!(safe_next(good), Some(good));
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "/login?next=/x",
+            "/logout",
+            "",
+            "capture",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_login_page_has_its_fields_and_messages() {
         let html = rendered(&LoginPage {
             csrf: "tok123".into(),
             name: "<alice>".into(),
             notice: Some(NOTICE_EXPIRED),
             error: Some(FormError::of(&WebError::LoginFailed)),
+            next: "/capture?text=hi".into(),
         });
+        assert!(
+            html.contains(r#"name="next" value="/capture?text=hi""#),
+            "{html}"
+        );
         assert!(html.contains(r#"name="csrf" value="tok123""#), "{html}");
         for field in [
             r#"name="name""#,

@@ -299,7 +299,7 @@ fn serde_urlencoded_pairs(pairs: &[(&str, String)]) -> String {
         .join("&")
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
