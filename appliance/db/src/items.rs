@@ -447,42 +447,28 @@ pub async fn count(conn: &mut AsyncPgConnection, owner: UserId) -> Result<i64, D
         .map_err(DbError::query("counting items"))
 }
 
-/// The owner's items whose data key is still sealed (captured while locked).
-pub async fn sealed_keys(
+/// Replaces many sealed data keys of the owner's items by their wrapped forms, in one
+/// statement (a page of them at unlock); only those still sealed. Returns how many.
+pub async fn store_rewrapped_keys(
     conn: &mut AsyncPgConnection,
     owner: UserId,
-) -> Result<Vec<(ItemId, Vec<u8>)>, DbError> {
-    let rows: Vec<(Uuid, Vec<u8>)> = items::table
-        .filter(items::owner_id.eq(owner.0))
-        .filter(items::data_key_sealed)
-        .select((items::id, items::data_key))
-        .load(conn)
-        .await
-        .map_err(DbError::query("finding sealed item keys"))?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, key)| (ItemId(id), key))
-        .collect())
-}
-
-/// Replaces a sealed data key by its wrapped form; only if it is still sealed, so two
-/// unlocks racing do no harm.
-pub async fn store_rewrapped_key(
-    conn: &mut AsyncPgConnection,
-    item: ItemId,
-    wrapped: &[u8],
-) -> Result<bool, DbError> {
-    let n = diesel::update(
-        items::table
-            .filter(items::id.eq(item.0))
-            .filter(items::data_key_sealed),
+    rewrapped: &[(ItemId, Vec<u8>)],
+) -> Result<usize, DbError> {
+    use diesel::sql_types::{Array, Bytea, Uuid as SqlUuid};
+    if rewrapped.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = rewrapped.iter().map(|(id, _)| id.0).collect();
+    let keys: Vec<Vec<u8>> = rewrapped.iter().map(|(_, key)| key.clone()).collect();
+    diesel::sql_query(
+        "UPDATE items SET data_key = v.key, data_key_sealed = false \
+         FROM unnest($1::uuid[], $2::bytea[]) AS v(id, key) \
+         WHERE items.id = v.id AND items.owner_id = $3 AND items.data_key_sealed",
     )
-    .set((
-        items::data_key.eq(wrapped),
-        items::data_key_sealed.eq(false),
-    ))
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Bytea>, _>(keys)
+    .bind::<SqlUuid, _>(owner.0)
     .execute(conn)
     .await
-    .map_err(DbError::query("re-wrapping an item key"))?;
-    Ok(n == 1)
+    .map_err(DbError::query("re-wrapping item keys"))
 }

@@ -13,15 +13,16 @@
 //! frees every segment. (Freed, not wiped: tantivy's buffers cannot be zeroized, so
 //! until the allocator reuses them they are protected only by the process boundary.)
 //!
-//! **Writes are asynchronous, reads see them.** A commit costs milliseconds (it seals a
-//! segment and reloads the reader), and a capture should never wait for one. So
-//! [`upsert`](SearchIndex::upsert) and [`remove`](SearchIndex::remove) only enqueue; one
-//! background writer thread drains everything queued, applies it (delete by id, then
-//! add), commits once for the whole batch, reloads the reader and publishes how far it
-//! got. [`search`](SearchIndex::search) first waits until every write enqueued before
-//! it is searchable (at most [`READ_YOUR_WRITES_WAIT`]), so a capture followed by a
-//! search finds the capture. Writer errors are logged — never the text or tags of an
-//! item — and never panic.
+//! **Writes are asynchronous, reads see them.** A commit costs milliseconds of CPU (it
+//! seals a segment, reloads the reader, and feeds tantivy's merges), and a capture should
+//! never wait for one. So [`upsert`](SearchIndex::upsert) and
+//! [`remove`](SearchIndex::remove) only enqueue; one background writer thread applies
+//! what is queued (delete by id, then add) at once but commits at most every
+//! [`COMMIT_INTERVAL`] — one commit for a whole burst of captures instead of one each —
+//! unless a search is waiting: [`search`](SearchIndex::search) first asks for a commit
+//! of every write enqueued before it and waits for it (at most
+//! [`READ_YOUR_WRITES_WAIT`]), so a capture followed by a search finds the capture.
+//! Writer errors are logged — never the text or tags of an item — and never panic.
 //!
 //! **Memory.** [`SearchIndex::memory_bytes`] reports the size of every file in the RAM
 //! directory (tantivy's `RamDirectory::total_mem_usage`, which adds files still being
@@ -44,7 +45,7 @@ use std::collections::HashSet;
 use std::ops::Bound;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -89,9 +90,12 @@ pub const MAX_OFFSET: usize = 10_000;
 /// a person types, short enough that a pasted page cannot build a huge query.
 pub const MAX_QUERY_BYTES: usize = 4_096;
 
-/// The most operations one commit applies, so that a flood of writes still becomes
-/// searchable in steps.
+/// The most operations applied before the writer looks at the clock again.
 const MAX_BATCH: usize = 1_000;
+
+/// The longest a write waits for its commit when no search asks for it: commits are
+/// batched, so that a stream of captures costs a few commits a second, not one each.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often [`SearchIndex::build`] reports progress.
 const PROGRESS_EVERY: usize = 1_000;
@@ -337,6 +341,8 @@ pub struct Results {
 enum Op {
     Upsert(Box<Document>),
     Remove(uuid::Uuid),
+    /// Commit now: a search is waiting for the writes before this one.
+    Flush,
 }
 
 struct Write {
@@ -695,7 +701,13 @@ impl SearchIndex {
     /// Waits until the writer has published every write enqueued before the call, or the
     /// timeout passed (then it logs a warning), or the writer stopped.
     fn wait_for_writes(&self, timeout: Option<Duration>) {
-        let target = self.shared.enqueued.load(Ordering::Acquire);
+        let mut target = self.shared.enqueued.load(Ordering::Acquire);
+        if lock(&self.shared.published).applied >= target {
+            return;
+        }
+        // Writes are waiting for their batched commit: ask for it now.
+        self.enqueue(Op::Flush);
+        target = target.max(self.shared.enqueued.load(Ordering::Acquire));
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut published = lock(&self.shared.published);
         while published.applied < target && published.running {
@@ -755,27 +767,49 @@ fn run_writer(shared: &Shared, receiver: &Receiver<Write>) {
     }
     let _stopped = Stopped(shared);
     let mut closed = false;
+    // Applied to the writer but not committed: the highest sequence number, and when the
+    // first of them arrived.
+    let mut pending: Option<(u64, Instant)> = None;
     while !closed {
-        let Ok(first) = receiver.recv() else {
-            break;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
+        let next = match pending {
+            None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some((_, since)) => {
+                receiver.recv_timeout(COMMIT_INTERVAL.saturating_sub(since.elapsed()))
             }
+        };
+        let mut flush = false;
+        match next {
+            Ok(first) => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(write) => batch.push(write),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+                flush = batch.iter().any(|w| matches!(w.op, Op::Flush));
+                let last = batch.last().map_or(0, |w| w.seq);
+                add(shared, batch);
+                pending = Some((last, pending.map_or_else(Instant::now, |(_, t)| t)));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => closed = true,
         }
-        let last = batch.last().map_or(0, |w| w.seq);
-        apply(shared, batch);
-        let mut published = lock(&shared.published);
-        published.applied = published.applied.max(last);
-        drop(published);
-        shared.published_changed.notify_all();
+        let due = pending.is_some_and(|(_, since)| since.elapsed() >= COMMIT_INTERVAL);
+        if let Some((last, _)) = pending
+            && (flush || due || closed)
+        {
+            commit(shared);
+            pending = None;
+            let mut published = lock(&shared.published);
+            published.applied = published.applied.max(last);
+            drop(published);
+            shared.published_changed.notify_all();
+        }
     }
     if let Some(writer) = lock(&shared.writer).take()
         && let Err(e) = writer.wait_merging_threads()
@@ -784,39 +818,38 @@ fn run_writer(shared: &Shared, receiver: &Receiver<Write>) {
     }
 }
 
-/// Applies one batch and commits it. Failures are logged (by id and error only) and the
-/// batch is rolled back; the caller publishes the batch either way so searches never
-/// wait on it.
-fn apply(shared: &Shared, batch: Vec<Write>) {
+/// Applies one batch to the writer (not yet committed). A document that cannot be added
+/// is logged by id and left out; the rest of the batch stands.
+fn add(shared: &Shared, batch: Vec<Write>) {
     let mut guard = lock(&shared.writer);
     let Some(writer) = guard.as_mut() else {
         return;
     };
-    let count = batch.len();
-    let mut failed = false;
     for write in batch {
         match write.op {
             Op::Upsert(doc) => {
                 writer.delete_term(shared.fields.id_term(doc.id));
                 if let Err(e) = writer.add_document(shared.fields.tantivy_doc(&doc)) {
                     tracing::error!(id = %doc.id, error = %e, "search index: adding a document failed");
-                    failed = true;
                 }
             }
             Op::Remove(id) => {
                 writer.delete_term(shared.fields.id_term(id));
             }
+            Op::Flush => {}
         }
     }
-    let committed = if failed {
-        Err(None)
-    } else {
-        writer.commit().map_err(Some)
+}
+
+/// Commits what was applied and reloads the reader. A failed commit is logged and rolled
+/// back; the caller publishes either way, so searches never wait on it.
+fn commit(shared: &Shared) {
+    let mut guard = lock(&shared.writer);
+    let Some(writer) = guard.as_mut() else {
+        return;
     };
-    if let Err(e) = committed {
-        if let Some(e) = e {
-            tracing::error!(writes = count, error = %e, "search index commit failed");
-        }
+    if let Err(e) = writer.commit() {
+        tracing::error!(error = %e, "search index commit failed");
         if let Err(e) = writer.rollback() {
             tracing::error!(error = %e, "search index rollback failed");
         }

@@ -769,3 +769,31 @@ fn concurrent_writers_and_readers() {
     }
     assert_eq!(index.search(&text("shared")).expect("search").total, 400);
 }
+
+#[test]
+fn writes_are_committed_in_batches_without_a_search_asking() {
+    let index = SearchIndex::new().unwrap();
+    for n in 0..50 {
+        index.upsert(note(&format!("burst note number {n}")));
+    }
+    // Not searchable at once (the commit is batched)…
+    let started = std::time::Instant::now();
+    // …but within the commit interval, with nobody asking.
+    while index.len() < 50 {
+        assert!(
+            started.elapsed() < COMMIT_INTERVAL * 8,
+            "the batched commit never came ({} searchable)",
+            index.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A search right after a write asks for its commit and does not wait the interval.
+    let started = std::time::Instant::now();
+    index.upsert(note("a pelican, just now"));
+    assert_eq!(ids(&index, &text("pelican")).len(), 1);
+    assert!(
+        started.elapsed() < COMMIT_INTERVAL,
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -5,7 +5,7 @@
 //! under that key, bound to (item id, version, owner). The data key is stored wrapped by
 //! the owner's vault key when the vault is unlocked, or sealed to the owner's capture
 //! public key when it is locked: the appliance can write into a locked vault but not
-//! read it. The next unlock re-wraps sealed keys ([`rewrap_sealed`]).
+//! read it. The next unlock re-wraps sealed keys ([`open_rewrapping`], [`store_rewrapped`]).
 //!
 //! Error policy: [`VaultError`] says what failed and for which item; an item whose
 //! ciphertext does not authenticate is reported as tampered, never shown as garbage.
@@ -394,6 +394,33 @@ pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
     }
 }
 
+/// Decrypts one stored item like [`open`]; if its data key is still sealed (captured
+/// while locked), also returns the key re-wrapped under the vault key, for
+/// [`store_rewrapped`]. One X25519 exchange per sealed item, not two.
+pub fn open_rewrapping(
+    item: &StoredItem,
+    vault: &UnlockedVault,
+) -> (ItemView, Option<(ItemId, Vec<u8>)>) {
+    if let StoredKey::Sealed(sealed) = &item.key
+        && let Ok(wrapped) = vault
+            .rewrap_sealed_data_key(sealed, &binding(item.id, 1, item.owner).data_key_binding())
+    {
+        let mut rewrapped = item.clone();
+        rewrapped.key = StoredKey::Wrapped(wrapped.clone());
+        return (open(&rewrapped, vault), Some((item.id, wrapped)));
+    }
+    (open(item, vault), None)
+}
+
+/// Stores keys re-wrapped by [`open_rewrapping`], in one statement.
+pub async fn store_rewrapped(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    rewrapped: &[(ItemId, Vec<u8>)],
+) -> Result<usize, VaultError> {
+    Ok(items::store_rewrapped_keys(conn, owner, rewrapped).await?)
+}
+
 /// The owner's newest items (not archived; pinned first), decrypted.
 pub async fn newest(
     conn: &mut AsyncPgConnection,
@@ -535,29 +562,6 @@ pub async fn delete(
     } else {
         Err(VaultError::NotFound)
     }
-}
-
-/// Re-wraps, under the vault key, every data key sealed while the vault was locked.
-/// Returns how many were re-wrapped; a sealed key that does not open is left as it is
-/// (and shows as tampered).
-pub async fn rewrap_sealed(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    vault: &UnlockedVault,
-) -> Result<usize, VaultError> {
-    let mut done = 0;
-    for (item, sealed) in items::sealed_keys(conn, owner).await? {
-        let binding = binding(item, 1, owner).data_key_binding();
-        match vault.rewrap_sealed_data_key(&sealed, &binding) {
-            Ok(wrapped) => {
-                if items::store_rewrapped_key(conn, item, &wrapped).await? {
-                    done += 1;
-                }
-            }
-            Err(e) => tracing::warn!(item = %item.0, error = %e, "a sealed item key did not open"),
-        }
-    }
-    Ok(done)
 }
 
 pub use cv_db::items::count;

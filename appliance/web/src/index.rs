@@ -172,13 +172,27 @@ async fn build(state: &AppState, user: UserId, unlocked: &Unlocked) -> Result<u6
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         let vault = unlocked.vault.clone();
-        let docs = tokio::task::spawn_blocking(move || {
-            page.iter()
-                .filter_map(|item| document(&cv_vault::open(item, &vault)))
-                .collect::<Vec<_>>()
+        // Items captured while the vault was locked have sealed keys: opening them
+        // re-wraps them too, and the page's re-wrapped keys are stored in one statement.
+        let (docs, rewrapped) = tokio::task::spawn_blocking(move || {
+            let mut docs = Vec::with_capacity(page.len());
+            let mut rewrapped = Vec::new();
+            for item in &page {
+                let (view, key) = cv_vault::open_rewrapping(item, &vault);
+                docs.extend(document(&view));
+                rewrapped.extend(key);
+            }
+            (docs, rewrapped)
         })
         .await
         .map_err(|e| e.to_string())?;
+        if !rewrapped.is_empty() {
+            let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+            let n = cv_vault::store_rewrapped(&mut conn, user, &rewrapped)
+                .await
+                .map_err(|e| e.to_string())?;
+            info!(%user, rewrapped = n, "re-wrapped item keys sealed while the vault was locked");
+        }
         sent += docs.len() as u64;
         let tx = tx.clone();
         // A full channel waits for the index, off the async workers.

@@ -104,8 +104,9 @@ pub(crate) async fn open_at_login(
     }
 }
 
-/// Puts a just-opened vault in the keyring; if it was locked until now, re-wraps what
-/// was captured meanwhile and starts building its search index.
+/// Puts a just-opened vault in the keyring; if it was locked until now, starts building
+/// its search index, which also re-wraps the keys of what was captured meanwhile
+/// (`crate::index`).
 pub(crate) async fn now_unlocked(
     state: &web::Data<AppState>,
     user: cv_db::UserId,
@@ -116,28 +117,9 @@ pub(crate) async fn now_unlocked(
         .map_err(|e| WebError::internal("creating a search index", e))?;
     let (unlocked, fresh) = state.keyring.unlock(user, vault, index, now);
     if fresh {
-        rewrap_captures(state, user).await;
         crate::index::start_build(state, user, unlocked);
     }
     Ok(())
-}
-
-/// After an unlock: re-wraps under the vault key every note captured while the vault
-/// was locked. Failures are logged, not shown: the notes stay readable (sealed keys open
-/// with the unlocked vault) and the next unlock tries again.
-pub(crate) async fn rewrap_captures(state: &AppState, user: cv_db::UserId) {
-    let Some(unlocked) = state.keyring.peek(user) else {
-        return;
-    };
-    let mut conn = match state.conn().await {
-        Ok(conn) => conn,
-        Err(_) => return,
-    };
-    match cv_vault::rewrap_sealed(&mut conn, user, &unlocked.vault).await {
-        Ok(0) => {}
-        Ok(n) => info!(%user, rewrapped = n, "re-wrapped notes captured while locked"),
-        Err(e) => warn!(%user, error = %e, "re-wrapping notes captured while locked failed"),
-    }
 }
 
 /// Whether the account has a vault (only accounts from before vaults existed have none).
