@@ -183,12 +183,21 @@ fn the_worker_is_unprivileged_in_namespaces_of_its_own_and_dies_with_its_keeper(
     );
     assert_eq!(inside["core_limit"], serde_json::json!([0, 0]));
     // The jail's root holds the system paths this host has, /dev, /proc, /tmp — and
-    // nothing else of the host's (the probe itself is bound below /tmp here).
+    // nothing else of the host's but the directory the probe binary is bound from (its
+    // first path component: /tmp for a target dir there, /work for one in a checkout).
+    let probe_top = Path::new(env!("CARGO_BIN_EXE_jail-probe"))
+        .components()
+        .nth(1)
+        .and_then(|c| c.as_os_str().to_str())
+        .unwrap_or_default();
     let mut expected: Vec<&str> = ["bin", "lib", "lib64", "sbin", "usr"]
         .into_iter()
         .filter(|p| Path::new("/").join(p).exists())
         .chain(["dev", "proc", "tmp"])
         .collect();
+    if !expected.contains(&probe_top) {
+        expected.push(probe_top);
+    }
     if Path::new("/etc/ld.so.cache").exists() {
         expected.push("etc");
     }
