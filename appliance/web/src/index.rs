@@ -129,7 +129,11 @@ pub(crate) fn start_build(
     });
 }
 
-async fn build(state: &AppState, user: UserId, unlocked: &Unlocked) -> Result<u64, String> {
+async fn build(
+    state: &actix_web::web::Data<AppState>,
+    user: UserId,
+    unlocked: &Unlocked,
+) -> Result<u64, String> {
     let index = unlocked.index.clone();
     let total = {
         let mut conn = state.conn().await.map_err(|e| e.to_string())?;
@@ -156,42 +160,40 @@ async fn build(state: &AppState, user: UserId, unlocked: &Unlocked) -> Result<u6
                 .map_err(|e| e.to_string())
         })
     };
-    let mut after = None;
+    // A pipeline: while one page is decrypted (on every core), the next is fetched, the
+    // previous page's re-wrapped keys are stored, and the index thread takes the one
+    // before that.
+    let fetch = |after: Option<ItemId>| async move {
+        let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+        cv_vault::page(&mut conn, user, after, BUILD_PAGE)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut next = fetch(None).await?;
+    let mut stores: Vec<actix_web::rt::task::JoinHandle<Result<usize, String>>> = Vec::new();
     let mut sent = 0u64;
     loop {
         if !state.keyring.holds(user, &index) {
             info!(%user, "vault locked during indexing; stopped");
             break;
         }
-        let page = {
-            let mut conn = state.conn().await.map_err(|e| e.to_string())?;
-            cv_vault::page(&mut conn, user, after, BUILD_PAGE)
-                .await
-                .map_err(|e| e.to_string())?
+        let page = std::mem::take(&mut next);
+        let Some(last) = page.last().map(|i| i.id) else {
+            break;
         };
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
         let vault = unlocked.vault.clone();
-        // Items captured while the vault was locked have sealed keys: opening them
-        // re-wraps them too, and the page's re-wrapped keys are stored in one statement.
-        let (docs, rewrapped) = tokio::task::spawn_blocking(move || {
-            let mut docs = Vec::with_capacity(page.len());
-            let mut rewrapped = Vec::new();
-            for item in &page {
-                let (view, key) = cv_vault::open_rewrapping(item, &vault);
-                docs.extend(document(&view));
-                rewrapped.extend(key);
-            }
-            (docs, rewrapped)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let decrypt = tokio::task::spawn_blocking(move || open_page(&page, &vault));
+        let (fetched, decrypted) = tokio::join!(fetch(Some(last)), decrypt);
+        next = fetched?;
+        let (docs, rewrapped) = decrypted.map_err(|e| e.to_string())?;
         if !rewrapped.is_empty() {
-            let mut conn = state.conn().await.map_err(|e| e.to_string())?;
-            let n = cv_vault::store_rewrapped(&mut conn, user, &rewrapped)
-                .await
-                .map_err(|e| e.to_string())?;
-            info!(%user, rewrapped = n, "re-wrapped item keys sealed while the vault was locked");
+            let state = state.clone();
+            stores.push(actix_web::rt::spawn(async move {
+                let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+                cv_vault::store_rewrapped(&mut conn, user, &rewrapped)
+                    .await
+                    .map_err(|e| e.to_string())
+            }));
         }
         sent += docs.len() as u64;
         let tx = tx.clone();
@@ -201,9 +203,55 @@ async fn build(state: &AppState, user: UserId, unlocked: &Unlocked) -> Result<u6
             .map_err(|e| e.to_string())?
             .map_err(|_| "the index builder stopped".to_owned())?;
     }
+    let mut rewrapped = 0;
+    for store in stores {
+        rewrapped += store.await.map_err(|e| e.to_string())??;
+    }
+    if rewrapped > 0 {
+        info!(%user, rewrapped, "re-wrapped item keys sealed while the vault was locked");
+    }
     drop(tx);
     builder.await.map_err(|e| e.to_string())??;
     Ok(sent)
+}
+
+/// Decrypts a page of items into index documents, on every core (opening a key sealed
+/// while the vault was locked is an X25519 exchange); returns them with the re-wrapped
+/// forms of the sealed keys.
+fn open_page(
+    page: &[cv_db::items::StoredItem],
+    vault: &cv_crypto::vault::UnlockedVault,
+) -> (Vec<Document>, Vec<(ItemId, Vec<u8>)>) {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = page.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = page
+            .chunks(chunk)
+            .map(|items| {
+                scope.spawn(move || {
+                    let mut docs = Vec::with_capacity(items.len());
+                    let mut rewrapped = Vec::new();
+                    for item in items {
+                        let (view, key) = cv_vault::open_rewrapping(item, vault);
+                        docs.extend(document(&view));
+                        rewrapped.extend(key);
+                    }
+                    (docs, rewrapped)
+                })
+            })
+            .collect();
+        let mut docs = Vec::with_capacity(page.len());
+        let mut rewrapped = Vec::new();
+        for part in parts {
+            // A panic while decrypting (none is expected) loses that chunk's documents
+            // from the index, not the vault's data.
+            if let Ok((d, r)) = part.join() {
+                docs.extend(d);
+                rewrapped.extend(r);
+            }
+        }
+        (docs, rewrapped)
+    })
 }
 
 /// The item changed (edited, re-flagged, made a task): re-index it from the database.
