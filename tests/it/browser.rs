@@ -213,6 +213,28 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     browser.quit().await;
 }
 
+/// Waits until the page's text contains `needle` (a form's answer can land on the path
+/// the browser is already on, so the path alone does not say the new page is there).
+async fn wait_for_text(browser: &Browser, needle: &str) {
+    let deadline = std::time::Instant::now() + NAVIGATION;
+    loop {
+        let text = browser
+            .execute(
+                "return document.body ? document.body.innerText : ''",
+                vec![],
+            )
+            .await;
+        if text.as_str().is_some_and(|t| t.contains(needle)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Replaces what a field holds.
 async fn replace_text(browser: &Browser, css: &str, text: &str) {
     browser
@@ -247,7 +269,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.type_into("input[name=tags]", "boat").await;
     browser.click("form[action='/notes'] [type=submit]").await;
     wait_for_path(&browser, "/capture").await;
-    assert!(browser.text("[role=status]").await.contains("Saved"));
+    wait_for_text(&browser, "Saved").await;
     screenshot(&browser, "capture-phone.png").await;
 
     // Open it from the list, tag it, edit it.
@@ -268,6 +290,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
         .click(&format!("form[action='{item}/edit'] [type=submit]"))
         .await;
     wait_for_path(&browser, &item).await;
+    wait_for_text(&browser, "previous version is kept").await;
     let page = browser.text("main").await;
     assert!(
         page.contains("Saved") && page.contains("#weekend"),
@@ -296,6 +319,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.type_into("input[name=q]", "trailers").await;
     browser.click("form[action='/search'] [type=submit]").await;
     wait_for_path(&browser, "/search").await;
+    wait_for_text(&browser, "1 result").await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
     screenshot(&browser, "search-phone.png").await;
     assert_fits_phone(&browser).await;
@@ -307,7 +331,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
         .click(&format!("form[action='{item}/task'] [type=submit]"))
         .await;
     wait_for_path(&browser, &item).await;
-    assert!(browser.text("main").await.contains("task: open"));
+    wait_for_text(&browser, "task: open").await;
     browser.click("nav a[href='/tasks']").await;
     wait_for_path(&browser, "/tasks").await;
     assert!(browser.text(".notes").await.contains("boat trailer"));

@@ -6,18 +6,6 @@ use std::io::Cursor;
 use crate::api::{api_login, get_json, wait_for_index};
 use crate::support::*;
 
-async fn post_form(
-    app: &cv_testkit::TestAppliance,
-    client: &reqwest::Client,
-    path: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    let csrf = csrf_for(app, client, "/capture").await;
-    let mut form: Vec<(&str, &str)> = fields.to_vec();
-    form.push(("csrf", &csrf));
-    client.post(app.url(path)).form(&form).send().await.unwrap()
-}
-
 async fn export(
     app: &cv_testkit::TestAppliance,
     client: &reqwest::Client,

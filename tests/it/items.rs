@@ -15,18 +15,6 @@ async fn newest_item(app: &cv_testkit::TestAppliance, client: &reqwest::Client) 
         .to_owned()
 }
 
-async fn post_form(
-    app: &cv_testkit::TestAppliance,
-    client: &reqwest::Client,
-    path: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    let csrf = csrf_for(app, client, "/notes").await;
-    let mut form: Vec<(&str, &str)> = fields.to_vec();
-    form.push(("csrf", &csrf));
-    client.post(app.url(path)).form(&form).send().await.unwrap()
-}
-
 #[tokio::test]
 async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
     let app = appliance_with_owner().await;

@@ -4,18 +4,6 @@
 use crate::api::{api_login, get_json, wait_for_index};
 use crate::support::*;
 
-async fn post_form(
-    app: &cv_testkit::TestAppliance,
-    client: &reqwest::Client,
-    path: &str,
-    fields: &[(&str, &str)],
-) -> reqwest::Response {
-    let csrf = csrf_for(app, client, "/capture").await;
-    let mut form: Vec<(&str, &str)> = fields.to_vec();
-    form.push(("csrf", &csrf));
-    client.post(app.url(path)).form(&form).send().await.unwrap()
-}
-
 fn ids_in(page: &str) -> Vec<String> {
     let re = regex::Regex::new(r#"class="note-link" href="/items/([0-9a-f-]{36})""#).unwrap();
     re.captures_iter(page).map(|c| c[1].to_owned()).collect()

@@ -209,3 +209,16 @@ pub fn create_token(app: &TestAppliance, user: &str, scope: &str, name: &str) ->
         .as_str()
         .to_owned()
 }
+
+/// Posts a signed-in form to `path`, with the session's CSRF token added.
+pub async fn post_form(
+    app: &TestAppliance,
+    client: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let csrf = csrf_for(app, client, "/capture").await;
+    let mut form: Vec<(&str, &str)> = fields.to_vec();
+    form.push(("csrf", &csrf));
+    client.post(app.url(path)).form(&form).send().await.unwrap()
+}

@@ -1067,7 +1067,7 @@ fn the_writer_refuses_what_an_import_would_refuse() {
     huge.versions = (1..=1100)
         .map(|n| ExportVersion {
             version: n,
-            text: zeroize::Zeroizing::new("x".repeat(MAX_TEXT_BYTES)),
+            text: Zeroizing::new("x".repeat(MAX_TEXT_BYTES)),
             ..first.clone()
         })
         .collect();

@@ -777,7 +777,7 @@ fn writes_are_committed_in_batches_without_a_search_asking() {
         index.upsert(note(&format!("burst note number {n}")));
     }
     // Not searchable at once (the commit is batched)…
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     // …but within the commit interval, with nobody asking.
     while index.len() < 50 {
         assert!(
@@ -785,10 +785,10 @@ fn writes_are_committed_in_batches_without_a_search_asking() {
             "the batched commit never came ({} searchable)",
             index.len()
         );
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
     // A search right after a write asks for its commit and does not wait the interval.
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     index.upsert(note("a pelican, just now"));
     assert_eq!(ids(&index, &text("pelican")).len(), 1);
     assert!(
