@@ -496,6 +496,35 @@ pub async fn update(
     }
 }
 
+/// Stores a new version that changes only the item's task (text and tags kept):
+/// `change` gets the current task and returns the new one (`None`: a plain note).
+/// `base` is the version the change was made from; `None` takes the current one.
+pub async fn set_task(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    vault: &UnlockedVault,
+    id: ItemId,
+    base: Option<i32>,
+    change: impl FnOnce(Option<&Task>) -> Option<Task>,
+) -> Result<i32, VaultError> {
+    let current = get(conn, owner, vault, id).await?;
+    let text = current.text.as_ref().map_err(|_| VaultError::Tampered)?;
+    let edit = Edit {
+        text,
+        tags: &current.tags,
+        task: change(current.task.as_ref()),
+    };
+    update(
+        conn,
+        owner,
+        vault,
+        id,
+        base.unwrap_or(current.version),
+        edit,
+    )
+    .await
+}
+
 /// Every version of the owner's item, oldest first, decrypted.
 pub async fn history(
     conn: &mut AsyncPgConnection,

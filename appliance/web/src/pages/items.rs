@@ -264,19 +264,13 @@ async fn set_task(
     };
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
-    let current = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
-    let text = current.text.as_ref().map_err(|_| VaultError::Tampered)?;
-    let result = cv_vault::update(
+    let result = cv_vault::set_task(
         &mut conn,
         user.user.id,
         &unlocked.vault,
         id,
-        form.version,
-        Edit {
-            text,
-            tags: &current.tags,
-            task,
-        },
+        Some(form.version),
+        |_| task,
     )
     .await;
     drop(conn);

@@ -483,33 +483,12 @@ async fn set_status(
     let status: TaskStatus = form.status.parse().map_err(WebError::InvalidInput)?;
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
-    let current = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
-    let text = current
-        .text
-        .as_ref()
-        .map_err(|_| cv_vault::VaultError::Tampered)?;
-    let task = match &current.task {
-        Some(task) => Task {
+    cv_vault::set_task(&mut conn, user.user.id, &unlocked.vault, id, None, |task| {
+        Some(Task {
             status,
-            ..task.clone()
-        },
-        None => Task {
-            status,
-            ..Task::open()
-        },
-    };
-    cv_vault::update(
-        &mut conn,
-        user.user.id,
-        &unlocked.vault,
-        id,
-        current.version,
-        cv_vault::Edit {
-            text,
-            tags: &current.tags,
-            task: Some(task),
-        },
-    )
+            ..task.cloned().unwrap_or_else(Task::open)
+        })
+    })
     .await?;
     drop(conn);
     crate::index::changed(&state, user.user.id, id).await;
