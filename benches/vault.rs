@@ -17,7 +17,10 @@
 //!    behind it in the numbers too (no coordinated omission). Run once with the vault
 //!    locked (the item key is sealed to the capture key) and once unlocked (wrapped by
 //!    the vault key, and the in-RAM index updated). The locked run tops the corpus up to
-//!    the first size; the unlocked one runs at the first size with its index ready.
+//!    the first size; the unlocked one runs at the first size with its index ready. Each
+//!    run follows one second of captures at the same rate that is not counted (a
+//!    warm-up: the first requests after an unlock meet the service's after-unlock work
+//!    and cold caches); the warm-up's p50/p99/max are printed and saved beside the run's.
 //! 2. **Corpus load**: deterministic note-like items (20-80 words drawn Zipf-like from a
 //!    5,000-word vocabulary, a few hundred of them real English words; 0-3 tags of 50)
 //!    captured while locked with 32 requests in flight; items/s.
@@ -161,6 +164,11 @@ impl Config {
             return Err("--rate, --concurrency and --queries must be above 0".into());
         }
         Ok(config)
+    }
+
+    /// Captures in the warm-up second before each capture run.
+    fn warmup_captures(&self) -> usize {
+        usize::try_from(self.rate).unwrap_or(usize::MAX)
     }
 
     fn captures_per_run(&self) -> usize {
@@ -1174,7 +1182,8 @@ async fn run(
         println!("\n== {size} items");
         // The first locked capture run tops the corpus up to the first size.
         let target = if step == 0 {
-            size.saturating_sub(per_run).max(items)
+            size.saturating_sub(per_run + config.warmup_captures())
+                .max(items)
         } else {
             size.max(items)
         };
@@ -1216,7 +1225,11 @@ async fn run(
                 "  capture latency, vault locked: {} req/s for {} s (open loop)",
                 config.rate, config.capture_secs
             );
-            let result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
+            let (warmup, warm) = capture_warmup(&client, app, &token, &corpus, items, config).await;
+            items += warm;
+            sealed += usize::try_from(warmup["ok"].as_u64().unwrap_or(0)).unwrap();
+            let mut result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
+            result["warmup"] = warmup;
             print_capture("locked", &result);
             items += per_run;
             sealed += usize::try_from(result["ok"].as_u64().unwrap_or(0)).unwrap();
@@ -1262,7 +1275,10 @@ async fn run(
                 "  capture latency, vault unlocked (index updated): {} req/s for {} s (open loop)",
                 config.rate, config.capture_secs
             );
-            let result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
+            let (warmup, warm) = capture_warmup(&client, app, &token, &corpus, items, config).await;
+            items += warm;
+            let mut result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
+            result["warmup"] = warmup;
             print_capture("unlocked", &result);
             items += per_run;
             entry["service_memory_after_unlocked_captures"] = service_memory(app);
@@ -1276,6 +1292,40 @@ async fn run(
 
 fn client_long(app: &TestAppliance) -> reqwest::Client {
     client(app, Duration::from_secs(30 * 60))
+}
+
+/// One second of captures at the same rate before a measured run, not counted in it: the
+/// first requests after an unlock or a pause meet cold caches and connections and the
+/// service's own after-unlock work. Its latencies are reported beside the run's; returns
+/// them with the number of items it captured.
+async fn capture_warmup(
+    client: &reqwest::Client,
+    app: &TestAppliance,
+    token: &str,
+    corpus: &Corpus,
+    first: usize,
+    config: &Config,
+) -> (Value, usize) {
+    let one_second = Config {
+        capture_secs: 1,
+        ..config.clone()
+    };
+    let result = capture_open_loop(client, app, token, corpus, first, &one_second).await;
+    let l = &result["latency_from_schedule"];
+    println!(
+        "  warm-up, 1 s at the same rate (not counted): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} errors",
+        f(&l["p50_ms"]),
+        f(&l["p99_ms"]),
+        f(&l["max_ms"]),
+        result["errors"],
+    );
+    let summary = json!({
+        "seconds": 1,
+        "latency_from_schedule": result["latency_from_schedule"],
+        "errors": result["errors"],
+        "ok": result["ok"],
+    });
+    (summary, one_second.captures_per_run())
 }
 
 fn print_capture(label: &str, r: &Value) {

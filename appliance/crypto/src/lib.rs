@@ -12,6 +12,7 @@ pub use token::{
     API_SESSION_PREFIX, API_TOKEN_PREFIX, SecretToken, constant_time_eq, mint_api_token, sha256,
 };
 pub use vault::{
-    CapturePublicKey, DataKey, DataKeyBinding, ItemBinding, KeyBundle, RecoveryKey, UnlockedVault,
-    VaultCryptoError, create_vault, decrypt_content, encrypt_content, seal_data_key,
+    CapturePublicKey, CaptureSealer, DataKey, DataKeyBinding, ItemBinding, KeyBundle, RecoveryKey,
+    SealedKeyCache, UnlockedVault, VaultCryptoError, create_vault, decrypt_content,
+    encrypt_content, seal_data_key,
 };

@@ -49,11 +49,19 @@
 //!   comes close: a data key encrypts one message per version of one item, the vault key
 //!   wraps one data key per item plus the capture secret, and every KEK and sealing key
 //!   encrypts exactly one message.
-//! - **X25519** (RFC 7748) for sealing data keys to the person while the vault is locked:
-//!   a fresh ephemeral key per seal, the shape of HPKE's base mode (RFC 9180) with
-//!   DHKEM(X25519, HKDF-SHA256) and AES-256-GCM, simplified to one message per ephemeral
-//!   key (not wire-compatible with HPKE). All-zero shared secrets (low-order points) are
-//!   refused, as RFC 7748 §6.1 allows.
+//! - **X25519** (RFC 7748) for sealing data keys to the person while the vault is locked,
+//!   in the shape of HPKE's base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256) and
+//!   AES-256-GCM (not wire-compatible with HPKE). All-zero shared secrets (low-order
+//!   points) are refused, as RFC 7748 §6.1 allows. A [`CaptureSealer`] makes one
+//!   ephemeral key and exchange per chain of up to [`SEAL_CHAIN_MAX`] seals and derives
+//!   each seal's key from a hash ratchet (the symmetric ratchet of the Signal protocol):
+//!   `chain₀ = HKDF(shared, root label, ephemeral, recipient)`, `keyᵢ = HKDF(chainᵢ, key
+//!   label)`, `chainᵢ₊₁ = HKDF(chainᵢ, next label)`, and `chainᵢ` is overwritten by
+//!   `chainᵢ₊₁` as soon as `keyᵢ` is used. The sealer holds only the current chain key,
+//!   so reading the service's memory while it is locked opens none of the keys sealed
+//!   before (the ephemeral secret is dropped at once), as with one exchange per seal;
+//!   opening them all at unlock costs one X25519 exchange per chain instead of one per
+//!   capture. Every chain key encrypts exactly one data key.
 //! - **Randomness**: every key, salt and nonce comes from `rand::rng()`, a CSPRNG
 //!   (ChaCha12) seeded and periodically reseeded from the operating system.
 //!
@@ -90,6 +98,9 @@
 //! content (30 + n)         01 02 | nonce 12 | ciphertext n | tag 16
 //! wrapped data key (62)    01 03 | nonce 12 | ciphertext 32 | tag 16
 //! sealed data key (94)     01 04 | ephemeral public key 32 | nonce 12 | ciphertext 32 | tag 16
+//!                          (one exchange per seal; still opened, no longer written)
+//! chain-sealed key (98)    01 05 | ephemeral public key 32 | chain index u32
+//!                          | nonce 12 | ciphertext 32 | tag 16
 //! (each "wrap 60" is nonce 12 | ciphertext 32 | tag 16)
 //! ```
 //!
@@ -134,6 +145,7 @@ const KEY_BUNDLE_LEN: usize =
     HEADER_LEN + KDF_PARAMS_LEN + 3 * WRAPPED_KEY_LEN + KEY_LEN + CHECKSUM_LEN;
 const WRAPPED_DATA_KEY_LEN: usize = HEADER_LEN + WRAPPED_KEY_LEN;
 const SEALED_DATA_KEY_LEN: usize = HEADER_LEN + KEY_LEN + WRAPPED_KEY_LEN;
+const CHAIN_SEALED_DATA_KEY_LEN: usize = HEADER_LEN + KEY_LEN + 4 + WRAPPED_KEY_LEN;
 
 /// The most Argon2 memory a stored bundle may ask for: 16 times today's 64 MiB leaves
 /// room to raise the parameters, while a damaged or hostile bundle cannot make an unlock
@@ -158,6 +170,10 @@ const LABEL_CAPTURE_WRAP: &[u8] = b"contextvault/v1/capture-secret/wrap";
 const LABEL_CONTENT: &[u8] = b"contextvault/v1/item/content";
 const LABEL_DATA_KEY_WRAP: &[u8] = b"contextvault/v1/data-key/wrap";
 const LABEL_DATA_KEY_SEAL: &[u8] = b"contextvault/v1/data-key/seal";
+const LABEL_DATA_KEY_CHAIN_SEAL: &[u8] = b"contextvault/v1/data-key/chain-seal";
+const LABEL_SEAL_CHAIN_ROOT: &[u8] = b"contextvault/v1/seal-chain/root";
+const LABEL_SEAL_CHAIN_NEXT: &[u8] = b"contextvault/v1/seal-chain/next";
+const LABEL_SEAL_CHAIN_KEY: &[u8] = b"contextvault/v1/seal-chain/key";
 
 /// Everything that can go wrong here. Callers map these to what the person sees: the
 /// first three are their doing (ask again), `Tampered` and `Malformed` mean stored data
@@ -190,6 +206,7 @@ enum Blob {
     Content = 2,
     WrappedDataKey = 3,
     SealedDataKey = 4,
+    ChainSealedDataKey = 5,
 }
 
 impl Blob {
@@ -202,7 +219,7 @@ impl Blob {
             Blob::KeyBundle => "key bundle",
             Blob::Content => "item content",
             Blob::WrappedDataKey => "wrapped data key",
-            Blob::SealedDataKey => "sealed data key",
+            Blob::SealedDataKey | Blob::ChainSealedDataKey => "sealed data key",
         }
     }
 
@@ -594,8 +611,8 @@ fn content_aad(binding: &ItemBinding) -> Vec<u8> {
     )
 }
 
-/// Seals an item's data key to the person's capture public key, so a capture can be
-/// stored while the vault is locked: the box can write it but not read it back.
+/// Seals one data key to the person's capture public key with its own X25519 exchange
+/// (the `01 04` form). Captures use a [`CaptureSealer`]; this form is still opened.
 /// Ephemeral X25519 → HKDF-SHA256 (info: label, ephemeral and recipient public keys) →
 /// AES-256-GCM.
 pub fn seal_data_key(
@@ -635,16 +652,162 @@ fn sealing_key(
     )
 }
 
+/// The most data keys one chain seals; a [`CaptureSealer`] starts a new chain (a new
+/// ephemeral key) after this many. Also the longest chain an opener will walk, so a
+/// hostile blob cannot ask for billions of hash steps.
+pub const SEAL_CHAIN_MAX: u32 = 10_000;
+
+/// Seals data keys to the person's capture public key while the vault is locked, so a
+/// capture can be stored that the box can write but not read back: one X25519 exchange
+/// per chain of seals, each seal under its own key from a hash ratchet (see the module
+/// documentation). Holds the current chain key, which prints nothing and is zeroized
+/// when it is replaced or dropped.
+pub struct CaptureSealer {
+    recipient: PublicKey,
+    ephemeral: PublicKey,
+    chain: Zeroizing<[u8; KEY_LEN]>,
+    next: u32,
+}
+
+impl fmt::Debug for CaptureSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureSealer")
+            .field("sealed", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureSealer {
+    pub fn new(recipient: &CapturePublicKey) -> CaptureSealer {
+        let ephemeral_secret = StaticSecret::from(*random_bytes::<KEY_LEN>());
+        let ephemeral = PublicKey::from(&ephemeral_secret);
+        // Contributory: `CapturePublicKey` refuses low-order points when it is built.
+        let shared = ephemeral_secret.diffie_hellman(&recipient.0);
+        CaptureSealer {
+            recipient: recipient.0,
+            ephemeral,
+            chain: chain_root(shared.as_bytes(), &ephemeral, &recipient.0),
+            next: 0,
+        }
+    }
+
+    /// The public key this sealer seals to.
+    pub fn recipient(&self) -> CapturePublicKey {
+        CapturePublicKey(self.recipient)
+    }
+
+    /// Seals `key`, starting a new chain first when this one is full.
+    pub fn seal(&mut self, key: &DataKey, binding: &DataKeyBinding) -> Vec<u8> {
+        if self.next >= SEAL_CHAIN_MAX {
+            *self = CaptureSealer::new(&CapturePublicKey(self.recipient));
+        }
+        let index = self.next;
+        let sealing_key = chain_key(&self.chain);
+        *self.chain = *chain_next(&self.chain);
+        self.next += 1;
+        let wrapped = wrap_key(
+            &sealing_key,
+            &chain_seal_aad(binding, &self.ephemeral, index),
+            &key.0,
+        );
+        let mut out = Vec::with_capacity(CHAIN_SEALED_DATA_KEY_LEN);
+        out.extend_from_slice(&Blob::ChainSealedDataKey.header());
+        out.extend_from_slice(self.ephemeral.as_bytes());
+        out.extend_from_slice(&index.to_be_bytes());
+        out.extend_from_slice(&wrapped);
+        out
+    }
+}
+
+fn chain_root(
+    shared: &[u8; KEY_LEN],
+    ephemeral: &PublicKey,
+    recipient: &PublicKey,
+) -> Zeroizing<[u8; KEY_LEN]> {
+    hkdf_key(
+        shared,
+        &[
+            LABEL_SEAL_CHAIN_ROOT,
+            ephemeral.as_bytes(),
+            recipient.as_bytes(),
+        ],
+    )
+}
+
+fn chain_key(chain: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_LEN]> {
+    hkdf_key(chain, &[LABEL_SEAL_CHAIN_KEY])
+}
+
+fn chain_next(chain: &[u8; KEY_LEN]) -> Zeroizing<[u8; KEY_LEN]> {
+    hkdf_key(chain, &[LABEL_SEAL_CHAIN_NEXT])
+}
+
+fn chain_seal_aad(binding: &DataKeyBinding, ephemeral: &PublicKey, index: u32) -> Vec<u8> {
+    let mut aad = binding.aad(Blob::ChainSealedDataKey, LABEL_DATA_KEY_CHAIN_SEAL);
+    aad.extend_from_slice(ephemeral.as_bytes());
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad
+}
+
+/// The chains met while opening many sealed keys with one vault (the index build at
+/// unlock): each chain's X25519 exchange is done once and its keys derived once, in
+/// order, instead of once per sealed key. Every key in it is zeroized when it is dropped.
+#[derive(Default)]
+pub struct SealedKeyCache {
+    chains: std::sync::Mutex<std::collections::HashMap<[u8; KEY_LEN], OpenedChain>>,
+}
+
+impl fmt::Debug for SealedKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedKeyCache(<redacted>)")
+    }
+}
+
+/// One chain's keys derived so far (`keys[i]` seals index `i`) and the chain key after
+/// the last of them.
+struct OpenedChain {
+    next: Zeroizing<[u8; KEY_LEN]>,
+    keys: Zeroizing<Vec<[u8; KEY_LEN]>>,
+}
+
+impl OpenedChain {
+    fn key(&mut self, index: u32) -> Zeroizing<[u8; KEY_LEN]> {
+        let index = index as usize;
+        while self.keys.len() <= index {
+            if self.keys.len() == self.keys.capacity() {
+                // Grown by hand so that the old buffer is zeroized, not just freed.
+                let mut bigger = Zeroizing::new(Vec::with_capacity((self.keys.len() * 2).max(16)));
+                bigger.extend_from_slice(&self.keys);
+                self.keys = bigger;
+            }
+            self.keys.push(*chain_key(&self.next));
+            *self.next = *chain_next(&self.next);
+        }
+        Zeroizing::new(self.keys[index])
+    }
+}
+
 /// The keys of an unlocked vault. Lives only in the vault service's memory; everything
 /// in it is zeroized when it is dropped (locking is dropping it).
 pub struct UnlockedVault {
     vault_key: VaultKey,
     capture: CaptureSecret,
+    /// Derived from `capture` once (a scalar multiplication), not per sealed key.
+    capture_public: PublicKey,
 }
 
 impl UnlockedVault {
+    fn new(vault_key: VaultKey, capture: CaptureSecret) -> UnlockedVault {
+        let capture_public = PublicKey::from(&capture.0);
+        UnlockedVault {
+            vault_key,
+            capture,
+            capture_public,
+        }
+    }
+
     pub fn capture_public(&self) -> CapturePublicKey {
-        CapturePublicKey(PublicKey::from(&self.capture.0))
+        CapturePublicKey(self.capture_public)
     }
 
     /// Wraps an item's data key under the vault key, for storing beside the item.
@@ -677,8 +840,98 @@ impl UnlockedVault {
         .ok_or_else(|| blob_type.tampered())
     }
 
-    /// Opens a data key sealed by [`seal_data_key`] while the vault was locked.
+    /// Opens a data key sealed while the vault was locked (by a [`CaptureSealer`] or
+    /// [`seal_data_key`]). A chain-sealed key costs an X25519 exchange and a walk down
+    /// its chain; [`UnlockedVault::open_sealed_data_key_cached`] shares both between the
+    /// keys of one chain.
     pub fn open_sealed_data_key(
+        &self,
+        blob: &[u8],
+        binding: &DataKeyBinding,
+    ) -> Result<DataKey, VaultCryptoError> {
+        self.open_sealed(blob, binding, None)
+    }
+
+    /// [`UnlockedVault::open_sealed_data_key`] for many keys, with their chains kept in
+    /// `cache` (which must only ever be used with this vault).
+    pub fn open_sealed_data_key_cached(
+        &self,
+        blob: &[u8],
+        binding: &DataKeyBinding,
+        cache: &SealedKeyCache,
+    ) -> Result<DataKey, VaultCryptoError> {
+        self.open_sealed(blob, binding, Some(cache))
+    }
+
+    fn open_sealed(
+        &self,
+        blob: &[u8],
+        binding: &DataKeyBinding,
+        cache: Option<&SealedKeyCache>,
+    ) -> Result<DataKey, VaultCryptoError> {
+        if blob.get(1) == Some(&(Blob::SealedDataKey as u8)) {
+            return self.open_single_sealed(blob, binding);
+        }
+        let blob_type = Blob::ChainSealedDataKey;
+        let mut reader = blob_type.parse(blob, Some(CHAIN_SEALED_DATA_KEY_LEN))?;
+        let ephemeral = PublicKey::from(*reader.take::<KEY_LEN>()?);
+        let index = reader.u32()?;
+        let wrapped = reader.take::<WRAPPED_KEY_LEN>()?;
+        if index >= SEAL_CHAIN_MAX {
+            return Err(blob_type.malformed("its chain index is out of range"));
+        }
+        let sealing_key = match cache {
+            None => {
+                let mut chain = self.chain_root(&ephemeral)?;
+                for _ in 0..index {
+                    *chain = *chain_next(&chain);
+                }
+                chain_key(&chain)
+            }
+            Some(cache) => {
+                let mut chains = cache
+                    .chains
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let chain = match chains.entry(*ephemeral.as_bytes()) {
+                    std::collections::hash_map::Entry::Occupied(chain) => chain.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(OpenedChain {
+                        next: self.chain_root(&ephemeral)?,
+                        keys: Zeroizing::new(Vec::new()),
+                    }),
+                };
+                chain.key(index)
+            }
+        };
+        unwrap_key(
+            &sealing_key,
+            &chain_seal_aad(binding, &ephemeral, index),
+            wrapped,
+        )
+        .map(|key| DataKey(*key))
+        .ok_or_else(|| blob_type.tampered())
+    }
+
+    /// The first key of the chain that `ephemeral` started.
+    fn chain_root(
+        &self,
+        ephemeral: &PublicKey,
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultCryptoError> {
+        let shared = self.capture.0.diffie_hellman(ephemeral);
+        if !shared.was_contributory() {
+            return Err(
+                Blob::ChainSealedDataKey.malformed("its ephemeral key is a low-order point")
+            );
+        }
+        Ok(chain_root(
+            shared.as_bytes(),
+            ephemeral,
+            &self.capture_public,
+        ))
+    }
+
+    /// Opens the `01 04` form: one exchange per key.
+    fn open_single_sealed(
         &self,
         blob: &[u8],
         binding: &DataKeyBinding,
@@ -691,7 +944,7 @@ impl UnlockedVault {
         if !shared.was_contributory() {
             return Err(blob_type.malformed("its ephemeral key is a low-order point"));
         }
-        let sealing_key = sealing_key(shared.as_bytes(), &ephemeral, &self.capture_public().0);
+        let sealing_key = sealing_key(shared.as_bytes(), &ephemeral, &self.capture_public);
         unwrap_key(
             &sealing_key,
             &binding.aad(blob_type, LABEL_DATA_KEY_SEAL),
@@ -701,14 +954,17 @@ impl UnlockedVault {
         .ok_or_else(|| blob_type.tampered())
     }
 
-    /// Turns a sealed data key into a wrapped one (done for every capture at unlock).
+    /// Turns a sealed data key into a wrapped one (done for every capture at unlock),
+    /// returning the key too.
     pub fn rewrap_sealed_data_key(
         &self,
         sealed: &[u8],
         binding: &DataKeyBinding,
-    ) -> Result<Vec<u8>, VaultCryptoError> {
-        let key = self.open_sealed_data_key(sealed, binding)?;
-        Ok(self.wrap_data_key(&key, binding))
+        cache: &SealedKeyCache,
+    ) -> Result<(DataKey, Vec<u8>), VaultCryptoError> {
+        let key = self.open_sealed_data_key_cached(sealed, binding, cache)?;
+        let wrapped = self.wrap_data_key(&key, binding);
+        Ok((key, wrapped))
     }
 }
 
@@ -820,7 +1076,7 @@ pub fn create_vault(
             capture.0.as_bytes(),
         ),
     };
-    let unlocked = UnlockedVault { vault_key, capture };
+    let unlocked = UnlockedVault::new(vault_key, capture);
     Ok((bundle, unlocked, recovery))
 }
 
@@ -881,7 +1137,7 @@ impl KeyBundle {
         if PublicKey::from(&capture.0) != self.capture_public.0 {
             return Err(tampered());
         }
-        Ok(UnlockedVault { vault_key, capture })
+        Ok(UnlockedVault::new(vault_key, capture))
     }
 
     /// A copy of this bundle whose vault key is wrapped by a new passphrase (with a new
@@ -976,10 +1232,10 @@ mod tests {
 
     /// Keys without a bundle, for tests of the item layer (no Argon2).
     fn random_vault() -> UnlockedVault {
-        UnlockedVault {
-            vault_key: VaultKey(*random_bytes()),
-            capture: CaptureSecret(StaticSecret::from(*random_bytes::<KEY_LEN>())),
-        }
+        UnlockedVault::new(
+            VaultKey(*random_bytes()),
+            CaptureSecret(StaticSecret::from(*random_bytes::<KEY_LEN>())),
+        )
     }
 
     fn binding() -> ItemBinding {
@@ -1279,11 +1535,12 @@ mod tests {
             &**decrypt_content(&opened, &item, &content).unwrap(),
             b"remember the milk"
         );
-        let wrapped = unlocked
-            .rewrap_sealed_data_key(&sealed, &key_binding)
+        let (rewrapped_key, wrapped) = unlocked
+            .rewrap_sealed_data_key(&sealed, &key_binding, &SealedKeyCache::default())
             .unwrap();
         let unwrapped = unlocked.unwrap_data_key(&wrapped, &key_binding).unwrap();
         assert!(same_key(&unwrapped, &opened));
+        assert!(same_key(&rewrapped_key, &opened));
 
         // Another person's keys, another binding, or the wrong kind of blob: refused.
         assert!(is_tampered_or_malformed(
@@ -1301,6 +1558,124 @@ mod tests {
         assert!(matches!(
             unlocked.unwrap_data_key(&sealed, &key_binding),
             Err(VaultCryptoError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_sealer_chain_seals_each_key_under_its_own_key() {
+        let vault = random_vault();
+        let mut sealer = CaptureSealer::new(&vault.capture_public());
+        assert_eq!(sealer.recipient(), vault.capture_public());
+        let items: Vec<DataKeyBinding> = (0..50u8)
+            .map(|n| {
+                ItemBinding {
+                    item: [n; 16],
+                    version: 1,
+                    owner: [0x22; 16],
+                }
+                .data_key_binding()
+            })
+            .collect();
+        let keys: Vec<DataKey> = items.iter().map(|_| DataKey::generate()).collect();
+        let sealed: Vec<Vec<u8>> = keys
+            .iter()
+            .zip(&items)
+            .map(|(key, item)| sealer.seal(key, item))
+            .collect();
+        // The debug form says how many, nothing secret.
+        assert_eq!(format!("{sealer:?}"), "CaptureSealer { sealed: 50, .. }");
+        for (n, blob) in sealed.iter().enumerate() {
+            assert_eq!(blob.len(), CHAIN_SEALED_DATA_KEY_LEN);
+            assert_eq!(&blob[..HEADER_LEN], &Blob::ChainSealedDataKey.header());
+            // One ephemeral key for the chain, one index per seal.
+            assert_eq!(
+                blob[HEADER_LEN..HEADER_LEN + KEY_LEN],
+                sealed[0][HEADER_LEN..HEADER_LEN + KEY_LEN]
+            );
+            let index = u32::from_be_bytes(
+                blob[HEADER_LEN + KEY_LEN..HEADER_LEN + KEY_LEN + 4]
+                    .try_into()
+                    .unwrap(),
+            );
+            assert_eq!(index as usize, n);
+        }
+
+        // Opened one by one, and through a cache in any order (the cache is filled by
+        // whichever index comes first).
+        let cache = SealedKeyCache::default();
+        for n in [37, 3, 49, 0, 12, 37] {
+            let alone = vault.open_sealed_data_key(&sealed[n], &items[n]).unwrap();
+            assert!(same_key(&alone, &keys[n]));
+            let (cached, wrapped) = vault
+                .rewrap_sealed_data_key(&sealed[n], &items[n], &cache)
+                .unwrap();
+            assert!(same_key(&cached, &keys[n]));
+            assert!(same_key(
+                &vault.unwrap_data_key(&wrapped, &items[n]).unwrap(),
+                &keys[n]
+            ));
+        }
+
+        // Bound to its item, its index and its chain; nobody else's vault opens it.
+        assert!(is_tampered_or_malformed(
+            vault.open_sealed_data_key(&sealed[4], &items[5])
+        ));
+        let mut moved = sealed[4].clone();
+        moved[HEADER_LEN + KEY_LEN + 3] = 5;
+        assert!(is_tampered_or_malformed(
+            vault.open_sealed_data_key(&moved, &items[4])
+        ));
+        assert!(is_tampered_or_malformed(
+            vault.open_sealed_data_key_cached(&moved, &items[4], &cache)
+        ));
+        assert!(is_tampered_or_malformed(
+            random_vault().open_sealed_data_key(&sealed[4], &items[4])
+        ));
+        let mut far = sealed[4].clone();
+        far[HEADER_LEN + KEY_LEN..HEADER_LEN + KEY_LEN + 4]
+            .copy_from_slice(&SEAL_CHAIN_MAX.to_be_bytes());
+        assert!(matches!(
+            vault.open_sealed_data_key_cached(&far, &items[4], &cache),
+            Err(VaultCryptoError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_full_chain_is_followed_by_a_new_one() {
+        let vault = random_vault();
+        let item = binding().data_key_binding();
+        let mut sealer = CaptureSealer::new(&vault.capture_public());
+        let key = DataKey::generate();
+        let first = sealer.seal(&key, &item);
+        let mut last = Vec::new();
+        for _ in 1..SEAL_CHAIN_MAX {
+            last = sealer.seal(&key, &item);
+        }
+        let next = sealer.seal(&key, &item);
+        let ephemeral = |blob: &[u8]| blob[HEADER_LEN..HEADER_LEN + KEY_LEN].to_vec();
+        let index = |blob: &[u8]| {
+            u32::from_be_bytes(
+                blob[HEADER_LEN + KEY_LEN..HEADER_LEN + KEY_LEN + 4]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(ephemeral(&last), ephemeral(&first));
+        assert_eq!(index(&last), SEAL_CHAIN_MAX - 1);
+        assert_ne!(ephemeral(&next), ephemeral(&first));
+        assert_eq!(index(&next), 0);
+        let cache = SealedKeyCache::default();
+        for blob in [&first, &last, &next] {
+            assert!(same_key(
+                &vault
+                    .open_sealed_data_key_cached(blob, &item, &cache)
+                    .unwrap(),
+                &key
+            ));
+        }
+        assert!(same_key(
+            &vault.open_sealed_data_key(&last, &item).unwrap(),
+            &key
         ));
     }
 
@@ -1326,6 +1701,17 @@ mod tests {
                 random_vault().open_sealed_data_key(&sealed, &binding().data_key_binding()),
                 Err(VaultCryptoError::Malformed { .. })
             ));
+            let mut chain_sealed = CaptureSealer::new(&random_vault().capture_public())
+                .seal(&DataKey::generate(), &binding().data_key_binding());
+            chain_sealed[HEADER_LEN..HEADER_LEN + KEY_LEN].copy_from_slice(&point);
+            assert!(matches!(
+                random_vault().open_sealed_data_key_cached(
+                    &chain_sealed,
+                    &binding().data_key_binding(),
+                    &SealedKeyCache::default()
+                ),
+                Err(VaultCryptoError::Malformed { .. })
+            ));
         }
         let public = random_vault().capture_public();
         assert_eq!(
@@ -1343,6 +1729,9 @@ mod tests {
         let content = encrypt_content(&key, &item, b"some private note");
         let wrapped = vault.wrap_data_key(&key, &key_binding);
         let sealed = seal_data_key(&vault.capture_public(), &key, &key_binding);
+        let mut sealer = CaptureSealer::new(&vault.capture_public());
+        sealer.seal(&DataKey::generate(), &key_binding);
+        let chain_sealed = sealer.seal(&key, &key_binding);
         let (bundle, _) = fixture();
         let bundle_bytes = bundle.to_bytes();
         for bit in 0..content.len() * 8 {
@@ -1361,6 +1750,23 @@ mod tests {
             assert!(is_tampered_or_malformed(
                 vault.open_sealed_data_key(&flip(&sealed, bit), &key_binding)
             ));
+        }
+        let cache = SealedKeyCache::default();
+        assert!(
+            vault
+                .open_sealed_data_key_cached(&chain_sealed, &key_binding, &cache)
+                .is_ok()
+        );
+        for bit in 0..chain_sealed.len() * 8 {
+            let flipped = flip(&chain_sealed, bit);
+            assert!(is_tampered_or_malformed(
+                vault.open_sealed_data_key(&flipped, &key_binding)
+            ));
+            assert!(is_tampered_or_malformed(vault.open_sealed_data_key_cached(
+                &flipped,
+                &key_binding,
+                &cache
+            )));
         }
         for bit in 0..bundle_bytes.len() * 8 {
             assert!(is_tampered_or_malformed(KeyBundle::from_bytes(&flip(

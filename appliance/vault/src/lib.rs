@@ -13,8 +13,8 @@
 pub mod export;
 
 use cv_crypto::vault::{
-    CapturePublicKey, DataKey, ItemBinding, UnlockedVault, decrypt_content, encrypt_content,
-    seal_data_key,
+    CaptureSealer, DataKey, ItemBinding, SealedKeyCache, UnlockedVault, decrypt_content,
+    encrypt_content,
 };
 use cv_db::items::{self, ItemId, StoredItem, StoredKey};
 use cv_db::{DbError, UserId};
@@ -59,7 +59,8 @@ pub enum VaultError {
 #[derive(Clone, Copy, Debug)]
 pub enum Access<'a> {
     Unlocked(&'a UnlockedVault),
-    Locked(&'a CapturePublicKey),
+    /// The owner's sealer (one chain of seals at a time; see `CaptureSealer`).
+    Locked(&'a std::sync::Mutex<CaptureSealer>),
 }
 
 /// Where a task stands.
@@ -335,7 +336,12 @@ pub async fn create(
     let key_binding = binding(id, 1, owner).data_key_binding();
     let stored = match access {
         Access::Unlocked(vault) => StoredKey::Wrapped(vault.wrap_data_key(&key, &key_binding)),
-        Access::Locked(public) => StoredKey::Sealed(seal_data_key(public, &key, &key_binding)),
+        Access::Locked(sealer) => StoredKey::Sealed(
+            sealer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .seal(&key, &key_binding),
+        ),
     };
     items::insert(conn, id, owner, &stored, &content).await?;
     Ok(id)
@@ -368,8 +374,12 @@ fn open_content(
 
 /// Decrypts one stored item for its owner.
 pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
-    let content = data_key(item, vault)
-        .and_then(|key| open_content(&key, item.id, item.version, item.owner, &item.content));
+    open_with(item, data_key(item, vault))
+}
+
+fn open_with(item: &StoredItem, key: Result<DataKey, Unreadable>) -> ItemView {
+    let content =
+        key.and_then(|key| open_content(&key, item.id, item.version, item.owner, &item.content));
     if content.is_err() {
         tracing::warn!(item = %item.id.0, "an item failed its integrity check");
     }
@@ -396,18 +406,19 @@ pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
 
 /// Decrypts one stored item like [`open`]; if its data key is still sealed (captured
 /// while locked), also returns the key re-wrapped under the vault key, for
-/// [`store_rewrapped`]. One X25519 exchange per sealed item, not two.
+/// [`store_rewrapped`]. `cache` keeps each chain of sealed keys opened once (one X25519
+/// exchange per chain, not per item) across every item of one pass.
 pub fn open_rewrapping(
     item: &StoredItem,
     vault: &UnlockedVault,
+    cache: &SealedKeyCache,
 ) -> (ItemView, Option<(ItemId, Vec<u8>)>) {
-    if let StoredKey::Sealed(sealed) = &item.key
-        && let Ok(wrapped) = vault
-            .rewrap_sealed_data_key(sealed, &binding(item.id, 1, item.owner).data_key_binding())
-    {
-        let mut rewrapped = item.clone();
-        rewrapped.key = StoredKey::Wrapped(wrapped.clone());
-        return (open(&rewrapped, vault), Some((item.id, wrapped)));
+    if let StoredKey::Sealed(sealed) = &item.key {
+        let key_binding = binding(item.id, 1, item.owner).data_key_binding();
+        return match vault.rewrap_sealed_data_key(sealed, &key_binding, cache) {
+            Ok((key, wrapped)) => (open_with(item, Ok(key)), Some((item.id, wrapped))),
+            Err(_) => (open_with(item, Err(Unreadable::Tampered)), None),
+        };
     }
     (open(item, vault), None)
 }

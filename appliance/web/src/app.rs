@@ -213,6 +213,7 @@ mod tests {
             pki: pki.clone(),
             tls: Arc::new(CertResolver::load(pki).unwrap()),
             throttle: Mutex::new(Throttle::default()),
+            sealers: crate::state::Sealers::default(),
             keyring: crate::keyring::Keyring::new(time::Duration::minutes(30)),
             sessions: SessionPolicy::from_secs(1800, 43200),
             version: "0.0.0-test".into(),

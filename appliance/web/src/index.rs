@@ -169,6 +169,8 @@ async fn build(
             .await
             .map_err(|e| e.to_string())
     };
+    // Chains of keys sealed while locked, each opened once for the whole build.
+    let sealed_keys = std::sync::Arc::new(cv_crypto::vault::SealedKeyCache::default());
     let mut next = fetch(None).await?;
     let mut stores: Vec<actix_web::rt::task::JoinHandle<Result<usize, String>>> = Vec::new();
     let mut sent = 0u64;
@@ -182,7 +184,8 @@ async fn build(
             break;
         };
         let vault = unlocked.vault.clone();
-        let decrypt = tokio::task::spawn_blocking(move || open_page(&page, &vault));
+        let cache = sealed_keys.clone();
+        let decrypt = tokio::task::spawn_blocking(move || open_page(&page, &vault, &cache));
         let (fetched, decrypted) = tokio::join!(fetch(Some(last)), decrypt);
         next = fetched?;
         let (docs, rewrapped) = decrypted.map_err(|e| e.to_string())?;
@@ -215,12 +218,12 @@ async fn build(
     Ok(sent)
 }
 
-/// Decrypts a page of items into index documents, on every core (opening a key sealed
-/// while the vault was locked is an X25519 exchange); returns them with the re-wrapped
-/// forms of the sealed keys.
+/// Decrypts a page of items into index documents, on every core; returns them with the
+/// re-wrapped forms of the keys sealed while the vault was locked.
 fn open_page(
     page: &[cv_db::items::StoredItem],
     vault: &cv_crypto::vault::UnlockedVault,
+    cache: &cv_crypto::vault::SealedKeyCache,
 ) -> (Vec<Document>, Vec<(ItemId, Vec<u8>)>) {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let chunk = page.len().div_ceil(threads).max(1);
@@ -232,7 +235,7 @@ fn open_page(
                     let mut docs = Vec::with_capacity(items.len());
                     let mut rewrapped = Vec::new();
                     for item in items {
-                        let (view, key) = cv_vault::open_rewrapping(item, vault);
+                        let (view, key) = cv_vault::open_rewrapping(item, vault, cache);
                         docs.extend(document(&view));
                         rewrapped.extend(key);
                     }

@@ -119,6 +119,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         pki,
         tls: resolver.clone(),
         throttle: std::sync::Mutex::new(throttle::Throttle::default()),
+        sealers: state::Sealers::default(),
         keyring: keyring::Keyring::new(time::Duration::seconds(
             i64::try_from(handoff.vault_lock_secs).unwrap_or(i64::MAX),
         )),

@@ -1,9 +1,11 @@
 //! What every request handler shares.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use cv_control::{ApplianceStatus, ControlClient};
+use cv_crypto::vault::{CapturePublicKey, CaptureSealer};
 use cv_db::{DbConn, DbError, DbPool};
 use cv_net::tls::PkiPaths;
 
@@ -22,10 +24,44 @@ pub(crate) struct AppState {
     pub throttle: Mutex<Throttle>,
     /// Unlocked vaults (RAM only).
     pub keyring: Keyring,
+    /// Sealers of locked vaults (RAM only).
+    pub sealers: Sealers,
     pub sessions: SessionPolicy,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,
+}
+
+/// Each person's capture sealer while their vault is locked: one X25519 exchange per
+/// chain of captures (`cv_crypto::vault::CaptureSealer`). Forgotten when the vault
+/// unlocks, so every locked spell starts a new chain.
+#[derive(Default)]
+pub(crate) struct Sealers(Mutex<HashMap<cv_db::UserId, Arc<Mutex<CaptureSealer>>>>);
+
+impl Sealers {
+    /// The person's sealer, started if there is none (or if it seals to another key).
+    pub fn get(&self, user: cv_db::UserId, public: &CapturePublicKey) -> Arc<Mutex<CaptureSealer>> {
+        let mut sealers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let sealer = sealers
+            .entry(user)
+            .or_insert_with(|| Arc::new(Mutex::new(CaptureSealer::new(public))));
+        let current = sealer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recipient()
+            == *public;
+        if !current {
+            *sealer = Arc::new(Mutex::new(CaptureSealer::new(public)));
+        }
+        sealer.clone()
+    }
+
+    pub fn forget(&self, user: cv_db::UserId) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&user);
+    }
 }
 
 impl AppState {

@@ -117,6 +117,7 @@ pub(crate) async fn now_unlocked(
         .map_err(|e| WebError::internal("creating a search index", e))?;
     let (unlocked, fresh) = state.keyring.unlock(user, vault, index, now);
     if fresh {
+        state.sealers.forget(user);
         crate::index::start_build(state, user, unlocked);
     }
     Ok(())
@@ -181,8 +182,9 @@ pub(crate) async fn capture_into(
         }
         None => {
             let public = stored_bundle(state, owner).await?.capture_public();
+            let sealer = state.sealers.get(owner, &public);
             let mut conn = state.conn().await?;
-            cv_vault::capture(&mut conn, owner, Access::Locked(&public), text, tags)
+            cv_vault::capture(&mut conn, owner, Access::Locked(&sealer), text, tags)
                 .await
                 .map(|id| (id, true))
         }
