@@ -1220,17 +1220,10 @@ async fn run(
             Value::Null
         };
         if step == 0 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            println!(
-                "  capture latency, vault locked: {} req/s for {} s (open loop)",
-                config.rate, config.capture_secs
-            );
-            let (warmup, warm) = capture_warmup(&client, app, &token, &corpus, items, config).await;
+            let (result, warm, warm_ok) =
+                capture_run("locked", &client, app, &token, &corpus, items, config).await;
             items += warm;
-            sealed += usize::try_from(warmup["ok"].as_u64().unwrap_or(0)).unwrap();
-            let mut result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
-            result["warmup"] = warmup;
-            print_capture("locked", &result);
+            sealed += warm_ok;
             items += per_run;
             sealed += usize::try_from(result["ok"].as_u64().unwrap_or(0)).unwrap();
             report.lock().unwrap().capture_locked = Some(result);
@@ -1270,16 +1263,9 @@ async fn run(
             "search": searched,
         });
         if step == 0 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            println!(
-                "  capture latency, vault unlocked (index updated): {} req/s for {} s (open loop)",
-                config.rate, config.capture_secs
-            );
-            let (warmup, warm) = capture_warmup(&client, app, &token, &corpus, items, config).await;
+            let (result, warm, _) =
+                capture_run("unlocked", &client, app, &token, &corpus, items, config).await;
             items += warm;
-            let mut result = capture_open_loop(&client, app, &token, &corpus, items, config).await;
-            result["warmup"] = warmup;
-            print_capture("unlocked", &result);
             items += per_run;
             entry["service_memory_after_unlocked_captures"] = service_memory(app);
             report.lock().unwrap().capture_unlocked = Some(result);
@@ -1292,6 +1278,31 @@ async fn run(
 
 fn client_long(app: &TestAppliance) -> reqwest::Client {
     client(app, Duration::from_secs(30 * 60))
+}
+
+/// A pause, the warm-up second, then the measured capture run (printed); returns the
+/// run's result (with the warm-up's numbers in it), and the warm-up's captures: attempted
+/// and acknowledged.
+async fn capture_run(
+    vault: &str,
+    client: &reqwest::Client,
+    app: &TestAppliance,
+    token: &str,
+    corpus: &Corpus,
+    first: usize,
+    config: &Config,
+) -> (Value, usize, usize) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "  capture latency, vault {vault}: {} req/s for {} s (open loop)",
+        config.rate, config.capture_secs
+    );
+    let (warmup, warm) = capture_warmup(client, app, token, corpus, first, config).await;
+    let warm_ok = usize::try_from(warmup["ok"].as_u64().unwrap_or(0)).unwrap_or(0);
+    let mut result = capture_open_loop(client, app, token, corpus, first + warm, config).await;
+    result["warmup"] = warmup;
+    print_capture(vault, &result);
+    (result, warm, warm_ok)
 }
 
 /// One second of captures at the same rate before a measured run, not counted in it: the
