@@ -334,6 +334,16 @@ mod tests {
             assert!(html.contains(field), "{field} missing");
         }
         assert!(html.contains("Your passphrase is changed"));
+        // The title is text only; the links to the other account pages are in the body.
+        assert!(html.contains("<title>Your account · Context Vault</title>"));
+        let body = &html[html.find("<body").expect("a body")..];
+        for link in [
+            r#"href="/account/tokens""#,
+            r#"href="/account/activity""#,
+            r#"href="/account/export""#,
+        ] {
+            assert!(body.contains(link), "{link} missing from the body");
+        }
     }
 
     #[test]
