@@ -797,8 +797,12 @@ pub struct UnlockedVault {
 }
 
 impl UnlockedVault {
-    fn new(vault_key: VaultKey, capture: CaptureSecret) -> UnlockedVault {
-        let capture_public = PublicKey::from(&capture.0);
+    /// `capture_public` must be `capture`'s public half (the callers have it already).
+    fn new(
+        vault_key: VaultKey,
+        capture: CaptureSecret,
+        capture_public: PublicKey,
+    ) -> UnlockedVault {
         UnlockedVault {
             vault_key,
             capture,
@@ -849,7 +853,7 @@ impl UnlockedVault {
         blob: &[u8],
         binding: &DataKeyBinding,
     ) -> Result<DataKey, VaultCryptoError> {
-        self.open_sealed(blob, binding, None)
+        self.open_sealed_data_key_cached(blob, binding, &SealedKeyCache::default())
     }
 
     /// [`UnlockedVault::open_sealed_data_key`] for many keys, with their chains kept in
@@ -859,15 +863,6 @@ impl UnlockedVault {
         blob: &[u8],
         binding: &DataKeyBinding,
         cache: &SealedKeyCache,
-    ) -> Result<DataKey, VaultCryptoError> {
-        self.open_sealed(blob, binding, Some(cache))
-    }
-
-    fn open_sealed(
-        &self,
-        blob: &[u8],
-        binding: &DataKeyBinding,
-        cache: Option<&SealedKeyCache>,
     ) -> Result<DataKey, VaultCryptoError> {
         if blob.get(1) == Some(&(Blob::SealedDataKey as u8)) {
             return self.open_single_sealed(blob, binding);
@@ -880,28 +875,19 @@ impl UnlockedVault {
         if index >= SEAL_CHAIN_MAX {
             return Err(blob_type.malformed("its chain index is out of range"));
         }
-        let sealing_key = match cache {
-            None => {
-                let mut chain = self.chain_root(&ephemeral)?;
-                for _ in 0..index {
-                    *chain = *chain_next(&chain);
-                }
-                chain_key(&chain)
-            }
-            Some(cache) => {
-                let mut chains = cache
-                    .chains
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let chain = match chains.entry(*ephemeral.as_bytes()) {
-                    std::collections::hash_map::Entry::Occupied(chain) => chain.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(slot) => slot.insert(OpenedChain {
-                        next: self.chain_root(&ephemeral)?,
-                        keys: Zeroizing::new(Vec::new()),
-                    }),
-                };
-                chain.key(index)
-            }
+        let sealing_key = {
+            let mut chains = cache
+                .chains
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let chain = match chains.entry(*ephemeral.as_bytes()) {
+                std::collections::hash_map::Entry::Occupied(chain) => chain.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => slot.insert(OpenedChain {
+                    next: self.chain_root(&ephemeral)?,
+                    keys: Zeroizing::new(Vec::new()),
+                }),
+            };
+            chain.key(index)
         };
         unwrap_key(
             &sealing_key,
@@ -1076,7 +1062,7 @@ pub fn create_vault(
             capture.0.as_bytes(),
         ),
     };
-    let unlocked = UnlockedVault::new(vault_key, capture);
+    let unlocked = UnlockedVault::new(vault_key, capture, capture_public.0);
     Ok((bundle, unlocked, recovery))
 }
 
@@ -1137,7 +1123,11 @@ impl KeyBundle {
         if PublicKey::from(&capture.0) != self.capture_public.0 {
             return Err(tampered());
         }
-        Ok(UnlockedVault::new(vault_key, capture))
+        Ok(UnlockedVault::new(
+            vault_key,
+            capture,
+            self.capture_public.0,
+        ))
     }
 
     /// A copy of this bundle whose vault key is wrapped by a new passphrase (with a new
@@ -1232,10 +1222,9 @@ mod tests {
 
     /// Keys without a bundle, for tests of the item layer (no Argon2).
     fn random_vault() -> UnlockedVault {
-        UnlockedVault::new(
-            VaultKey(*random_bytes()),
-            CaptureSecret(StaticSecret::from(*random_bytes::<KEY_LEN>())),
-        )
+        let capture = CaptureSecret(StaticSecret::from(*random_bytes::<KEY_LEN>()));
+        let public = PublicKey::from(&capture.0);
+        UnlockedVault::new(VaultKey(*random_bytes()), capture, public)
     }
 
     fn binding() -> ItemBinding {

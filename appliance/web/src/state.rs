@@ -39,9 +39,13 @@ pub(crate) struct AppState {
 pub(crate) struct Sealers(Mutex<HashMap<cv_db::UserId, Arc<Mutex<CaptureSealer>>>>);
 
 impl Sealers {
+    fn map(&self) -> MutexGuard<'_, HashMap<cv_db::UserId, Arc<Mutex<CaptureSealer>>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The person's sealer, started if there is none (or if it seals to another key).
     pub fn get(&self, user: cv_db::UserId, public: &CapturePublicKey) -> Arc<Mutex<CaptureSealer>> {
-        let mut sealers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sealers = self.map();
         let sealer = sealers
             .entry(user)
             .or_insert_with(|| Arc::new(Mutex::new(CaptureSealer::new(public))));
@@ -57,10 +61,7 @@ impl Sealers {
     }
 
     pub fn forget(&self, user: cv_db::UserId) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&user);
+        self.map().remove(&user);
     }
 }
 
