@@ -144,8 +144,8 @@ macro_rules! current_items {
     };
 }
 
-/// The owner's newest items (current versions), newest first; pinned first when
-/// `pinned_first`. Archived items only when `archived`.
+/// The owner's newest items (current versions) that are not archived: pinned first,
+/// then newest first.
 pub async fn newest(
     conn: &mut AsyncPgConnection,
     owner: UserId,
@@ -205,37 +205,8 @@ pub async fn page(
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// Every version of one of the owner's items, oldest first (empty when it is not theirs).
-pub async fn versions(
-    conn: &mut AsyncPgConnection,
-    owner: UserId,
-    id: ItemId,
-) -> Result<Vec<StoredVersion>, DbError> {
-    let rows: Vec<(i32, Vec<u8>, OffsetDateTime)> = item_versions::table
-        .inner_join(items::table)
-        .filter(items::owner_id.eq(owner.0))
-        .filter(items::id.eq(id.0))
-        .order(item_versions::version)
-        .select((
-            item_versions::version,
-            item_versions::content,
-            item_versions::created_at,
-        ))
-        .load(conn)
-        .await
-        .map_err(DbError::query("reading an item's history"))?;
-    Ok(rows
-        .into_iter()
-        .map(|(version, content, created_at)| StoredVersion {
-            version,
-            content,
-            created_at,
-        })
-        .collect())
-}
-
 /// Every version of the owner's items among `ids`, by item then version: one round trip
-/// for a page of items (export).
+/// for a page of items (export), or for one item (its history).
 pub async fn versions_for(
     conn: &mut AsyncPgConnection,
     owner: UserId,

@@ -24,12 +24,12 @@ use time::{Date, OffsetDateTime};
 use zeroize::{Zeroize, Zeroizing};
 
 /// The longest text one capture may hold: 16 KiB, the web form limit. A note, not a
-/// document (documents arrive as files).
-pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// document (documents arrive as files). The same limits bind imported archives.
+pub const MAX_TEXT_BYTES: usize = cv_archive::MAX_TEXT_BYTES;
 /// At most this many tags on one item.
-pub const MAX_TAGS: usize = 32;
+pub const MAX_TAGS: usize = cv_archive::MAX_TAGS;
 /// The longest tag, in characters.
-pub const MAX_TAG_CHARS: usize = 64;
+pub const MAX_TAG_CHARS: usize = cv_archive::MAX_TAG_CHARS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -372,6 +372,25 @@ fn open_content(
     serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Tampered)
 }
 
+/// A version's fields as the views hold them: the text (or why it is unreadable), the
+/// tags and the task (empty when unreadable).
+fn into_parts(
+    content: Result<Content, Unreadable>,
+) -> (
+    Result<Zeroizing<String>, Unreadable>,
+    Vec<String>,
+    Option<Task>,
+) {
+    match content {
+        Ok(mut c) => (
+            Ok(Zeroizing::new(std::mem::take(&mut c.text))),
+            std::mem::take(&mut c.tags),
+            c.task.take(),
+        ),
+        Err(e) => (Err(e), Vec::new(), None),
+    }
+}
+
 /// Decrypts one stored item for its owner.
 pub fn open(item: &StoredItem, vault: &UnlockedVault) -> ItemView {
     open_with(item, data_key(item, vault))
@@ -383,14 +402,7 @@ fn open_with(item: &StoredItem, key: Result<DataKey, Unreadable>) -> ItemView {
     if content.is_err() {
         tracing::warn!(item = %item.id.0, "an item failed its integrity check");
     }
-    let (text, tags, task) = match content {
-        Ok(mut c) => (
-            Ok(Zeroizing::new(std::mem::take(&mut c.text))),
-            std::mem::take(&mut c.tags),
-            c.task.take(),
-        ),
-        Err(e) => (Err(e), Vec::new(), None),
-    };
+    let (text, tags, task) = into_parts(content);
     ItemView {
         id: item.id,
         version: item.version,
@@ -542,27 +554,20 @@ pub async fn history(
     owner: UserId,
     vault: &UnlockedVault,
     id: ItemId,
-) -> Result<(ItemView, Vec<VersionView>), VaultError> {
+) -> Result<Vec<VersionView>, VaultError> {
     let item = items::get(conn, owner, id)
         .await?
         .ok_or(VaultError::NotFound)?;
-    let stored = items::versions(conn, owner, id).await?;
+    let stored = items::versions_for(conn, owner, &[id.0]).await?;
     let key = data_key(&item, vault);
-    let versions = stored
-        .iter()
-        .map(|v| {
+    Ok(stored
+        .into_iter()
+        .map(|(_, v)| {
             let content = key
                 .as_ref()
                 .map_err(|e| *e)
                 .and_then(|key| open_content(key, id, v.version, owner, &v.content));
-            let (text, tags, task) = match content {
-                Ok(mut c) => (
-                    Ok(Zeroizing::new(std::mem::take(&mut c.text))),
-                    std::mem::take(&mut c.tags),
-                    c.task.take(),
-                ),
-                Err(e) => (Err(e), Vec::new(), None),
-            };
+            let (text, tags, task) = into_parts(content);
             VersionView {
                 version: v.version,
                 created_at: v.created_at,
@@ -571,8 +576,7 @@ pub async fn history(
                 task,
             }
         })
-        .collect();
-    Ok((open(&item, vault), versions))
+        .collect())
 }
 
 /// Pins or unpins, archives or restores the owner's item.

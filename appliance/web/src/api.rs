@@ -259,9 +259,7 @@ async fn login(
     match verify(&state, &typed, passphrase).await? {
         Verified::Ok(user, passphrase) => {
             state.throttle().record_success(&typed);
-            if crate::pages::has_vault(&state, user.id).await? {
-                crate::pages::open_at_login(&state, &user, passphrase).await?;
-            } else {
+            if !crate::pages::open_existing_at_login(&state, user.id, passphrase).await? {
                 return Err(WebError::Conflict(
                     "This account has no vault yet: log in once in the browser to create it (and to see its recovery key).".into(),
                 ));

@@ -441,7 +441,7 @@ async fn history_page(
     let id = item_id(&path)?;
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
-    let (_, versions) = cv_vault::history(&mut conn, user.user.id, &unlocked.vault, id).await?;
+    let versions = cv_vault::history(&mut conn, user.user.id, &unlocked.vault, id).await?;
     let mut rows = Vec::with_capacity(versions.len());
     for (i, v) in versions.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &versions[p]);

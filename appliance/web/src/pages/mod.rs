@@ -15,7 +15,7 @@ mod vault;
 
 pub(crate) use items::item_id;
 pub(crate) use search::percent_encode;
-pub(crate) use vault::{capture_into, has_vault, open_at_login};
+pub(crate) use vault::{capture_into, open_existing_at_login};
 
 use std::net::{IpAddr, Ipv4Addr};
 

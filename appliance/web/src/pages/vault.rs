@@ -70,28 +70,13 @@ pub(crate) async fn open_at_login(
     user: &User,
     passphrase: Passphrase,
 ) -> Result<Opened, WebError> {
-    let stored = {
-        let mut conn = state.conn().await?;
-        match VaultKeys::get(&mut conn, user.id).await {
-            Ok(stored) => stored,
-            Err(e) => return Err(state.db_error(e).await),
+    match stored_keys(state, user.id).await? {
+        Some(bytes) => {
+            unlock_stored(state, user.id, bytes, passphrase).await?;
+            Ok(Opened::Unlocked)
         }
-    };
-    let now = OffsetDateTime::now_utc();
-    match stored {
-        Some(bytes) => match unlock_bundle(bytes, passphrase).await? {
-            Ok(vault) => {
-                now_unlocked(state, user.id, vault, now).await?;
-                Ok(Opened::Unlocked)
-            }
-            // The passphrase matched the account's hash but not its vault: the two
-            // were changed apart. Logging in would leave a vault that never opens.
-            Err(e) => Err(WebError::internal(
-                "the vault does not open with the account's passphrase",
-                e,
-            )),
-        },
         None => {
+            let now = OffsetDateTime::now_utc();
             let (bundle, vault, recovery) = new_vault(passphrase).await?;
             let mut conn = state.conn().await?;
             if let Err(e) = VaultKeys::insert(&mut conn, user.id, &bundle.to_bytes()).await {
@@ -113,6 +98,11 @@ pub(crate) async fn now_unlocked(
     vault: cv_crypto::vault::UnlockedVault,
     now: OffsetDateTime,
 ) -> Result<(), WebError> {
+    // Already open (another device, a passphrase change): its keys and index stay, and
+    // no index is made only to be dropped.
+    if state.keyring.get(user, now).is_some() {
+        return Ok(());
+    }
     let index = crate::index::VaultIndex::new()
         .map_err(|e| WebError::internal("creating a search index", e))?;
     let (unlocked, fresh) = state.keyring.unlock(user, vault, index, now);
@@ -123,11 +113,45 @@ pub(crate) async fn now_unlocked(
     Ok(())
 }
 
-/// Whether the account has a vault (only accounts from before vaults existed have none).
-pub(crate) async fn has_vault(state: &AppState, user: cv_db::UserId) -> Result<bool, WebError> {
+/// Unlocks, with the passphrase they just logged in with, the vault of an account that
+/// has one; `false` (nothing done) for an account from before vaults existed.
+pub(crate) async fn open_existing_at_login(
+    state: &web::Data<AppState>,
+    user: cv_db::UserId,
+    passphrase: Passphrase,
+) -> Result<bool, WebError> {
+    match stored_keys(state, user).await? {
+        Some(bytes) => {
+            unlock_stored(state, user, bytes, passphrase).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Opens a stored bundle with the login passphrase and puts the vault in the keyring.
+async fn unlock_stored(
+    state: &web::Data<AppState>,
+    user: cv_db::UserId,
+    bytes: Vec<u8>,
+    passphrase: Passphrase,
+) -> Result<(), WebError> {
+    match unlock_bundle(bytes, passphrase).await? {
+        Ok(vault) => now_unlocked(state, user, vault, OffsetDateTime::now_utc()).await,
+        // The passphrase matched the account's hash but not its vault: the two were
+        // changed apart. Logging in would leave a vault that never opens.
+        Err(e) => Err(WebError::internal(
+            "the vault does not open with the account's passphrase",
+            e,
+        )),
+    }
+}
+
+/// The account's stored key bundle bytes; `None` for accounts from before vaults existed.
+async fn stored_keys(state: &AppState, user: cv_db::UserId) -> Result<Option<Vec<u8>>, WebError> {
     let mut conn = state.conn().await?;
     match VaultKeys::get(&mut conn, user).await {
-        Ok(stored) => Ok(stored.is_some()),
+        Ok(stored) => Ok(stored),
         Err(e) => Err(state.db_error(e).await),
     }
 }
@@ -138,14 +162,7 @@ pub(crate) async fn stored_bundle(
     state: &AppState,
     user: cv_db::UserId,
 ) -> Result<KeyBundle, WebError> {
-    let stored = {
-        let mut conn = state.conn().await?;
-        match VaultKeys::get(&mut conn, user).await {
-            Ok(stored) => stored,
-            Err(e) => return Err(state.db_error(e).await),
-        }
-    };
-    let Some(bytes) = stored else {
+    let Some(bytes) = stored_keys(state, user).await? else {
         return Err(WebError::InvalidInput(
             "This account has no vault yet: log out and in again to create it.".into(),
         ));
