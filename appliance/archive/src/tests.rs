@@ -186,6 +186,19 @@ fn bytes_of(doc: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(doc).unwrap()
 }
 
+/// [`sample_items`] as item files: each one's path and pretty-printed document.
+fn sample_files() -> Vec<(String, Vec<u8>)> {
+    sample_items()
+        .iter()
+        .map(|i| (item_path(i.id), bytes_of(&doc(i))))
+        .collect()
+}
+
+/// A borrowed view of `files`, as [`archive`] and [`manifest_for`] take them.
+fn entries(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    files.iter().map(|(p, d)| (p.as_str(), &d[..])).collect()
+}
+
 /// An honest archive of one item document (which may itself be wrong), named by its id.
 fn one_item(doc: &Value) -> (String, Vec<u8>) {
     let id: Uuid = doc["id"].as_str().unwrap().parse().unwrap();
@@ -490,12 +503,8 @@ fn unknown_fields_are_refused_everywhere() {
 
 #[test]
 fn a_listed_entry_that_is_missing_is_refused() {
-    let items = sample_items();
-    let files: Vec<(String, Vec<u8>)> = items
-        .iter()
-        .map(|i| (item_path(i.id), bytes_of(&doc(i))))
-        .collect();
-    let listed: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), &d[..])).collect();
+    let files = sample_files();
+    let listed = entries(&files);
     // All three listed, only the first and last present.
     let bytes = archive(&manifest_for(&listed), &[listed[0], listed[2]]);
     let err = refused(&bytes);
@@ -508,12 +517,8 @@ fn a_listed_entry_that_is_missing_is_refused() {
 
 #[test]
 fn an_entry_that_is_not_listed_is_refused() {
-    let items = sample_items();
-    let files: Vec<(String, Vec<u8>)> = items
-        .iter()
-        .map(|i| (item_path(i.id), bytes_of(&doc(i))))
-        .collect();
-    let all: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), &d[..])).collect();
+    let files = sample_files();
+    let all = entries(&files);
     let bytes = archive(&manifest_for(&all[..2]), &all);
     let err = refused(&bytes);
     assert!(
@@ -826,12 +831,8 @@ fn an_entry_the_manifest_says_is_too_large_is_refused_before_unpacking() {
 
 #[test]
 fn the_total_is_limited_while_decompressing() {
-    let items = sample_items();
-    let files: Vec<(String, Vec<u8>)> = items
-        .iter()
-        .map(|i| (item_path(i.id), bytes_of(&doc(i))))
-        .collect();
-    let all: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), &d[..])).collect();
+    let files = sample_files();
+    let all = entries(&files);
     let limits = Limits {
         max_total_bytes: 8 * 1024,
         ..Limits::default()
@@ -1014,15 +1015,11 @@ fn task_words_must_be_known() {
 
 #[test]
 fn nothing_is_returned_when_the_last_item_is_bad() {
-    let items = sample_items();
-    let mut files: Vec<(String, Vec<u8>)> = items
-        .iter()
-        .map(|i| (item_path(i.id), bytes_of(&doc(i))))
-        .collect();
-    let mut last = doc(&items[2]);
+    let mut files = sample_files();
+    let mut last = doc(&sample_items()[2]);
     last["versions"][0]["text"] = json!("");
     files[2].1 = bytes_of(&last);
-    let all: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), &d[..])).collect();
+    let all = entries(&files);
     let bytes = honest_archive(&all);
     assert!(read(&bytes).is_err());
     let err = ArchiveReader::open(Cursor::new(&bytes), &Limits::default())
