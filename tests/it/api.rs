@@ -1,78 +1,86 @@
 //! `POST /api/v1/capture` with bearer tokens: captures while locked (sealed), reads
 //! nothing, and answers bad requests with clear JSON errors, writing nothing.
 
+use serde_json::Value;
+
 use crate::support::*;
 
+/// `method path` on the JSON API, with a bearer token and a body (its content type and
+/// bytes) when given; the status and the JSON answer (the text, as a JSON string, when
+/// the answer is not JSON).
+pub async fn api_request(
+    app: &cv_testkit::TestAppliance,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, reqwest::Body)>,
+) -> (u16, Value) {
+    let mut req = app.client().request(method, app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some((content_type, body)) = body {
+        req = req.header("content-type", content_type).body(body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A JSON body for [`api_request`].
+pub fn json_body(json: &str) -> Option<(&'static str, reqwest::Body)> {
+    Some(("application/json", json.to_owned().into()))
+}
+
+/// `POST /api/v1/capture`.
 async fn post(
     app: &cv_testkit::TestAppliance,
     token: Option<&str>,
     content_type: &str,
     body: impl Into<reqwest::Body>,
-) -> (u16, serde_json::Value) {
-    let mut req = app
-        .client()
-        .post(app.url("/api/v1/capture"))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+) -> (u16, Value) {
+    let path = "/api/v1/capture";
+    let body = Some((content_type, body.into()));
+    api_request(app, reqwest::Method::POST, path, token, body).await
 }
 
 /// `GET path` with a bearer token; the status and the JSON body.
-pub async fn get_json(
-    app: &cv_testkit::TestAppliance,
-    token: &str,
-    path: &str,
-) -> (u16, serde_json::Value) {
-    let resp = app
-        .client()
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+pub async fn get_json(app: &cv_testkit::TestAppliance, token: &str, path: &str) -> (u16, Value) {
+    api_request(app, reqwest::Method::GET, path, Some(token), None).await
 }
 
 /// Logs in through `POST /api/v1/login`; the session token.
 pub async fn api_login(app: &cv_testkit::TestAppliance, user: &str, pass: &str) -> String {
-    let resp = app
-        .client()
-        .post(app.url("/api/v1/login"))
-        .json(&serde_json::json!({"user": user, "passphrase": pass}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let json: serde_json::Value = resp.json().await.unwrap();
+    let body = serde_json::json!({"user": user, "passphrase": pass}).to_string();
+    let (status, json) = api_request(
+        app,
+        reqwest::Method::POST,
+        "/api/v1/login",
+        None,
+        json_body(&body),
+    )
+    .await;
+    assert_eq!(status, 200);
     json["token"].as_str().unwrap().to_owned()
 }
 
 /// Waits until the vault's search index is built (`GET /api/v1/vault`).
-pub async fn wait_for_index(app: &cv_testkit::TestAppliance, token: &str) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (status, json) = get_json(app, token, "/api/v1/vault").await;
-        assert_eq!(status, 200, "{json}");
-        if json["index"]["state"] == "ready" {
-            return json;
-        }
-        assert_ne!(json["index"]["state"], "failed", "{json}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "index never ready: {json}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-fn items_in_dump(dump: &str) -> usize {
-    dump_rows(dump, "items").len()
+pub async fn wait_for_index(app: &cv_testkit::TestAppliance, token: &str) -> Value {
+    cv_testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "the search index to be ready",
+        || async {
+            let (status, json) = get_json(app, token, "/api/v1/vault").await;
+            assert_eq!(status, 200, "{json}");
+            assert_ne!(json["index"]["state"], "failed", "{json}");
+            (json["index"]["state"] == "ready").then_some(json)
+        },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::{api_login, get_json};
+use crate::api::{api_login, api_request, get_json, json_body, wait_for_index};
 use crate::support::*;
 
 /// What the owner keeps; none of it may reach anyone else.
@@ -280,15 +280,6 @@ fn the_matrix_covers_every_registered_route() {
     );
 }
 
-/// The first item id linked from `page`.
-fn first_item(page: &str) -> String {
-    regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
-        .unwrap()
-        .captures(page)
-        .unwrap()[1]
-        .to_owned()
-}
-
 async fn call(
     app: &cv_testkit::TestAppliance,
     client: &reqwest::Client,
@@ -340,35 +331,23 @@ async fn call(
 async fn no_route_leaks_or_changes_the_owners_vault() {
     let app = appliance_with_owner().await;
     let owner = owner_client(&app).await;
-    let csrf = csrf_for(&app, &owner, "/capture").await;
-    let resp = owner
-        .post(app.url("/notes"))
-        .form(&[("text", SECRET_TEXT), ("tags", SECRET_TAG), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/notes",
+        &[("text", SECRET_TEXT), ("tags", SECRET_TAG)],
+    )
+    .await;
     assert_eq!(resp.status(), 303);
     let item = first_item(&text_of(&app, &owner, "/notes").await);
     let capture_token = create_token(&app, OWNER, "capture", SECRET_TOKEN_NAME);
     let tokens_page = text_of(&app, &owner, "/account/tokens").await;
-    let token_id = regex::Regex::new(r#"/account/tokens/([0-9a-f-]{36})/revoke"#)
-        .unwrap()
-        .captures(&tokens_page)
-        .unwrap()[1]
-        .to_owned();
+    let token_id = token_id_in(&tokens_page);
     let owner_api = api_login(&app, OWNER, OWNER_PASS).await;
-    crate::api::wait_for_index(&app, &owner_api).await;
+    wait_for_index(&app, &owner_api).await;
 
-    assert!(
-        app.create_user("max", "max's passphrase", false)
-            .status
-            .success()
-    );
-    let max = app.client();
-    assert_eq!(
-        login(&app, &max, "max", "max's passphrase").await.status(),
-        303
-    );
+    create_member(&app, "max", "max's passphrase");
+    let max = member_client(&app, "max", "max's passphrase").await;
 
     let secrets = [SECRET_TEXT, SECRET_WORD, SECRET_TAG, SECRET_TOKEN_NAME];
     // Members call the API with a session token of their own.
@@ -457,15 +436,15 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
     assert_eq!(json["text"], SECRET_TEXT);
     assert_eq!(json["archived"], false);
     assert_eq!(json["kind"], "note");
-    let resp = app
-        .client()
-        .post(app.url("/api/v1/capture"))
-        .bearer_auth(&capture_token)
-        .json(&serde_json::json!({"text": "still works"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    let (status, _) = api_request(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/capture",
+        Some(&capture_token),
+        json_body(r#"{"text":"still works"}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
     let (_, json) = get_json(&app, &owner_api, "/api/v1/search?q=otter").await;
     assert_eq!(json["total"], 1, "{json}");
     // No member named mallory was made, by setup or by a member.

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cv_testkit::TestAppliance;
 use cv_testkit::browser::Browser;
+use cv_testkit::eventually;
 
 use crate::support::*;
 
@@ -102,6 +104,17 @@ async fn log_out(browser: &Browser) {
     wait_for_path(browser, "/login").await;
 }
 
+/// Logs in as the owner from the login page; on a phone, the capture box is the start
+/// page.
+async fn log_in(browser: &Browser) {
+    browser.type_into("input[name=name]", OWNER).await;
+    browser
+        .type_into("input[name=passphrase]", OWNER_PASS)
+        .await;
+    browser.click(LOGIN_SUBMIT).await;
+    wait_for_path(browser, "/capture").await;
+}
+
 async fn assert_dashboard(browser: &Browser) {
     let text = browser.text("body").await;
     assert!(
@@ -135,13 +148,22 @@ fn browser_available() -> bool {
     }
 }
 
+/// Starts the appliance (`app`) and a phone-sized browser trusting its CA; `None` when
+/// this machine has no browser (and then the appliance is not started).
+async fn on_a_phone(app: impl Future<Output = TestAppliance>) -> Option<(TestAppliance, Browser)> {
+    if !browser_available() {
+        return None;
+    }
+    let app = app.await;
+    let browser = Browser::start(&app.ca_pem(), PHONE_WIDTH, PHONE_HEIGHT).await;
+    Some((app, browser))
+}
+
 #[tokio::test]
 async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
-    if !browser_available() {
+    let Some((app, browser)) = on_a_phone(appliance()).await else {
         return;
-    }
-    let app = appliance().await;
-    let browser = Browser::start(&app.ca_pem(), PHONE_WIDTH, PHONE_HEIGHT).await;
+    };
 
     // A fresh appliance sends everyone to first-run setup.
     browser.goto(&app.url("/")).await;
@@ -179,13 +201,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     screenshot(&browser, "login-phone.png").await;
     assert_fits_phone(&browser).await;
 
-    browser.type_into("input[name=name]", OWNER).await;
-    browser
-        .type_into("input[name=passphrase]", OWNER_PASS)
-        .await;
-    browser.click(LOGIN_SUBMIT).await;
-    // On a phone, the capture box is the start page.
-    wait_for_path(&browser, "/capture").await;
+    log_in(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
     assert_dashboard(&browser).await;
 
@@ -216,59 +232,39 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
 /// Waits until the page's text contains `needle` (a form's answer can land on the path
 /// the browser is already on, so the path alone does not say the new page is there).
 async fn wait_for_text(browser: &Browser, needle: &str) {
-    let deadline = std::time::Instant::now() + NAVIGATION;
-    loop {
-        let text = browser
-            .execute(
-                "return document.body ? document.body.innerText : ''",
-                vec![],
-            )
-            .await;
-        if text.as_str().is_some_and(|t| t.contains(needle)) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page never showed {needle:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Replaces what a field holds.
-async fn replace_text(browser: &Browser, css: &str, text: &str) {
-    browser
-        .execute(
-            "document.querySelector(arguments[0]).value = ''",
-            vec![css.into()],
-        )
-        .await;
-    browser.type_into(css, text).await;
+    eventually(
+        NAVIGATION,
+        &format!("the page to show {needle:?}"),
+        || async {
+            let text = browser
+                .execute(
+                    "return document.body ? document.body.innerText : ''",
+                    vec![],
+                )
+                .await;
+            text.as_str()
+                .is_some_and(|t| t.contains(needle))
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
-    if !browser_available() {
+    let Some((app, browser)) = on_a_phone(appliance_with_owner()).await else {
         return;
-    }
-    let app = appliance_with_owner().await;
-    let browser = Browser::start(&app.ca_pem(), PHONE_WIDTH, PHONE_HEIGHT).await;
+    };
     browser.goto(&app.url("/login")).await;
-    browser.type_into("input[name=name]", OWNER).await;
-    browser
-        .type_into("input[name=passphrase]", OWNER_PASS)
-        .await;
-    browser.click(LOGIN_SUBMIT).await;
+    log_in(&browser).await;
 
     // The capture box: one field, optional tags, one button; it confirms at once.
-    wait_for_path(&browser, "/capture").await;
     assert_fits_phone(&browser).await;
     browser
         .type_into("textarea[name=text]", "Ask Sam about the boat trailer")
         .await;
     browser.type_into("input[name=tags]", "boat").await;
     browser.click("form[action='/notes'] [type=submit]").await;
-    wait_for_path(&browser, "/capture").await;
     wait_for_text(&browser, "Saved").await;
     screenshot(&browser, "capture-phone.png").await;
 
@@ -279,17 +275,16 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     let item_url = browser.current_url().await;
     let item = path_of(&item_url);
     assert!(item.starts_with("/items/"), "{item}");
-    replace_text(
-        &browser,
-        "textarea[name=text]",
-        "Ask Sam about the **boat trailer** and the winter cover",
-    )
-    .await;
-    replace_text(&browser, "input[name=tags]", "boat, weekend").await;
+    browser
+        .type_into(
+            "textarea[name=text]",
+            "Ask Sam about the **boat trailer** and the winter cover",
+        )
+        .await;
+    browser.type_into("input[name=tags]", "boat, weekend").await;
     browser
         .click(&format!("form[action='{item}/edit'] [type=submit]"))
         .await;
-    wait_for_path(&browser, &item).await;
     wait_for_text(&browser, "previous version is kept").await;
     let page = browser.text("main").await;
     assert!(
@@ -318,7 +313,6 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     wait_for_path(&browser, "/search").await;
     browser.type_into("input[name=q]", "trailers").await;
     browser.click("form[action='/search'] [type=submit]").await;
-    wait_for_path(&browser, "/search").await;
     wait_for_text(&browser, "1 result").await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
     screenshot(&browser, "search-phone.png").await;
@@ -330,7 +324,6 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser
         .click(&format!("form[action='{item}/task'] [type=submit]"))
         .await;
-    wait_for_path(&browser, &item).await;
     wait_for_text(&browser, "task: open").await;
     browser.click("nav a[href='/tasks']").await;
     wait_for_path(&browser, "/tasks").await;
@@ -344,41 +337,33 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
         .click("form[action='/vault/lock'] [type=submit]")
         .await;
     // The form posts and lands on the dashboard again: wait for the unlock form.
-    let deadline = std::time::Instant::now() + NAVIGATION;
-    while browser
-        .try_find("form[action='/vault/unlock']")
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the vault never locked"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(NAVIGATION, "the vault to lock", || async {
+        browser
+            .try_find("form[action='/vault/unlock']")
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
     browser.goto(&item_url).await;
     assert!(browser.text("main").await.contains("Your vault is locked"));
     browser.goto(&app.url("/dashboard")).await;
     log_out(&browser).await;
-    browser.type_into("input[name=name]", OWNER).await;
-    browser
-        .type_into("input[name=passphrase]", OWNER_PASS)
-        .await;
-    browser.click(LOGIN_SUBMIT).await;
-    wait_for_path(&browser, "/capture").await;
+    log_in(&browser).await;
     // The index is rebuilt in the background after the login; the page says so while
     // it runs and reloads itself.
-    let deadline = std::time::Instant::now() + NAVIGATION;
-    loop {
-        browser.goto(&app.url("/search?q=cover")).await;
-        if browser.text("main").await.contains("winter cover") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not found again after logging in"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        NAVIGATION,
+        "the note to be found again after logging in",
+        || async {
+            browser.goto(&app.url("/search?q=cover")).await;
+            browser
+                .text("main")
+                .await
+                .contains("winter cover")
+                .then_some(())
+        },
+    )
+    .await;
     browser.quit().await;
 }

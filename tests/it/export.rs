@@ -74,10 +74,6 @@ fn compressed_data_of_first_item(zip: &[u8]) -> usize {
     panic!("no items/ entry in the export");
 }
 
-fn item_count(app: &cv_testkit::TestAppliance) -> usize {
-    dump_rows(&pg_dump(app), "items").len()
-}
-
 #[tokio::test]
 async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     let app = appliance_with_owner().await;
@@ -91,11 +87,7 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
         assert_eq!(resp.status(), 303);
     }
     let page = text_of(&app, &owner, "/search?q=tulip").await;
-    let tulip = regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
-        .unwrap()
-        .captures(&page)
-        .unwrap()[1]
-        .to_owned();
+    let tulip = first_item(&page);
     for (path, fields) in [
         (
             format!("/items/{tulip}/edit"),
@@ -123,11 +115,7 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
         );
     }
     let page = text_of(&app, &owner, "/search?q=archived").await;
-    let third = regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
-        .unwrap()
-        .captures(&page)
-        .unwrap()[1]
-        .to_owned();
+    let third = first_item(&page);
     assert_eq!(
         post_form(
             &app,
@@ -176,16 +164,8 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     assert!(exported.iter().any(|i| i.archived));
 
     // Into another account's empty vault (ids are taken here, so it gets new ones).
-    assert!(
-        app.create_user("max", "max's passphrase", false)
-            .status
-            .success()
-    );
-    let max = app.client();
-    assert_eq!(
-        login(&app, &max, "max", "max's passphrase").await.status(),
-        303
-    );
+    create_member(&app, "max", "max's passphrase");
+    let max = member_client(&app, "max", "max's passphrase").await;
     let resp = import(&app, &max, zip.clone()).await;
     assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
     assert_eq!(location(&resp), "/account/export?imported=3");
@@ -204,22 +184,14 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     assert_eq!(json["total"], 1, "{json}");
 
     // Not into a vault that has items: nothing is written.
-    let before = item_count(&app);
+    let before = items_in_dump(&pg_dump(&app));
     let resp = import(&app, &max, zip.clone()).await;
     assert_eq!(resp.status(), 409);
-    assert_eq!(item_count(&app), before);
+    assert_eq!(items_in_dump(&pg_dump(&app)), before);
 
     // Damaged or foreign files are refused as a whole.
-    assert!(
-        app.create_user("zoe", "zoe's passphrase", false)
-            .status
-            .success()
-    );
-    let zoe = app.client();
-    assert_eq!(
-        login(&app, &zoe, "zoe", "zoe's passphrase").await.status(),
-        303
-    );
+    create_member(&app, "zoe", "zoe's passphrase");
+    let zoe = member_client(&app, "zoe", "zoe's passphrase").await;
     let mut flipped = zip.clone();
     flipped[compressed_data_of_first_item(&zip) + 5] ^= 0x40;
     for (what, bad) in [
@@ -229,7 +201,11 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     ] {
         let resp = import(&app, &zoe, bad).await;
         assert_eq!(resp.status(), 400, "{what}");
-        assert_eq!(item_count(&app), before, "{what}: nothing written");
+        assert_eq!(
+            items_in_dump(&pg_dump(&app)),
+            before,
+            "{what}: nothing written"
+        );
     }
     let activity = text_of(&app, &owner, "/account/activity").await;
     assert!(

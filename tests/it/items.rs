@@ -2,8 +2,10 @@
 //! made tasks, deleted with their keys; and the same items through the JSON API.
 
 use diesel_async::SimpleAsyncConnection as _;
+use reqwest::Method;
 use serde_json::Value;
 
+use crate::api::{api_request, json_body};
 use crate::support::*;
 
 /// The id of the newest note linked from `/notes`.
@@ -201,21 +203,13 @@ async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
     assert_eq!(resp.status(), 400);
 
     // Locked: nothing can be read or changed.
-    let resp = post_form(&app, &owner, "/vault/lock", &[]).await;
-    assert_eq!(resp.status(), 303);
+    lock(&app, &owner).await;
     assert_eq!(status_of(&app, &owner, &item).await, 423);
     assert_eq!(
         status_of(&app, &owner, &format!("{item}/history")).await,
         423
     );
-    let csrf = csrf_for(&app, &owner, "/dashboard").await;
-    let resp = owner
-        .post(app.url("/vault/unlock"))
-        .form(&[("passphrase", OWNER_PASS), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
+    unlock(&app, &owner, OWNER_PASS).await;
 
     // Delete: refused without the confirmation, then gone with every version.
     let resp = post_form(&app, &owner, &format!("{item}/delete"), &[]).await;
@@ -237,82 +231,56 @@ async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
     assert!(dump_rows(&dump, "item_versions").is_empty());
 }
 
-async fn api(
-    app: &cv_testkit::TestAppliance,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value) {
-    let mut req = app.client().request(method, app.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 #[tokio::test]
 async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
-    use reqwest::Method;
     let app = appliance_with_owner().await;
     let login = |pass: &str| format!(r#"{{"user":"{OWNER}","passphrase":"{pass}"}}"#);
 
-    let (status, json) = api(
+    let (status, json) = api_request(
         &app,
         Method::POST,
         "/api/v1/login",
         None,
-        Some(&login("wrong passphrase")),
+        json_body(&login("wrong passphrase")),
     )
     .await;
     assert_eq!(
         (status, json["error"].as_str()),
         (401, Some("login_failed"))
     );
-    let (status, _) = api(
+    let (status, _) = api_request(
         &app,
         Method::POST,
         "/api/v1/login",
         None,
-        Some(r#"{"user":"olivia","passphrase":"x","otp":1}"#),
+        json_body(r#"{"user":"olivia","passphrase":"x","otp":1}"#),
     )
     .await;
     assert_eq!(status, 400, "unknown fields are refused");
-    let (status, json) = api(
+    let (status, json) = api_request(
         &app,
         Method::POST,
         "/api/v1/login",
         None,
-        Some(&login(OWNER_PASS)),
+        json_body(&login(OWNER_PASS)),
     )
     .await;
     assert_eq!(status, 200, "{json}");
     let session = json["token"].as_str().unwrap().to_owned();
     assert!(session.starts_with("cvs_"));
 
-    let (status, json) = api(
+    let (status, json) = api_request(
         &app,
         Method::POST,
         "/api/v1/capture",
         Some(&session),
-        Some(r#"{"text":"the otters came back","tags":["river"]}"#),
+        json_body(r#"{"text":"the otters came back","tags":["river"]}"#),
     )
     .await;
     assert_eq!(status, 201, "{json}");
     let id = json["id"].as_str().unwrap().to_owned();
     let item = format!("/api/v1/items/{id}");
-    let (status, json) = api(&app, Method::GET, &item, Some(&session), None).await;
+    let (status, json) = api_request(&app, Method::GET, &item, Some(&session), None).await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["text"], "the otters came back");
     assert_eq!(json["tags"], serde_json::json!(["river"]));
@@ -320,9 +288,9 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     assert_eq!(json["version"], 1);
 
     let capture_only = create_token(&app, OWNER, "capture", "shortcut");
-    let (status, json) = api(&app, Method::GET, &item, Some(&capture_only), None).await;
+    let (status, json) = api_request(&app, Method::GET, &item, Some(&capture_only), None).await;
     assert_eq!((status, json["error"].as_str()), (403, Some("forbidden")));
-    let (status, _) = api(
+    let (status, _) = api_request(
         &app,
         Method::GET,
         "/api/v1/items/00000000-0000-0000-0000-000000000000",
@@ -331,7 +299,7 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = api(
+    let (status, _) = api_request(
         &app,
         Method::GET,
         "/api/v1/items/nonsense",
@@ -340,7 +308,7 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = api(&app, Method::GET, &item, Some("cvs_forged"), None).await;
+    let (status, _) = api_request(&app, Method::GET, &item, Some("cvs_forged"), None).await;
     assert_eq!(status, 401);
 
     // A flipped bit in the stored ciphertext: reported, never garbage.
@@ -350,7 +318,7 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     )
     .await
     .unwrap();
-    let (status, json) = api(&app, Method::GET, &item, Some(&session), None).await;
+    let (status, json) = api_request(&app, Method::GET, &item, Some(&session), None).await;
     assert_eq!(
         (status, json["error"].as_str()),
         (409, Some("item_tampered")),
@@ -358,16 +326,17 @@ async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     );
     assert!(!json.to_string().contains("otters"));
 
-    let (status, json) = api(&app, Method::POST, "/api/v1/lock", Some(&session), None).await;
+    let (status, json) =
+        api_request(&app, Method::POST, "/api/v1/lock", Some(&session), None).await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["was_unlocked"], true);
-    let (status, json) = api(&app, Method::GET, &item, Some(&session), None).await;
+    let (status, json) = api_request(&app, Method::GET, &item, Some(&session), None).await;
     assert_eq!(
         (status, json["error"].as_str()),
         (423, Some("vault_locked"))
     );
 
-    let (status, json) = api(&app, Method::GET, "/api/v1/openapi.json", None, None).await;
+    let (status, json) = api_request(&app, Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(json["openapi"], "3.1.0");
 }
@@ -383,78 +352,57 @@ async fn tokens_are_managed_in_the_dashboard_and_the_account_activity_shows_thei
         401
     );
     let owner = owner_client(&app).await;
-    let csrf = csrf_for(&app, &owner, "/account/tokens").await;
-    let resp = owner
-        .post(app.url("/account/tokens"))
-        .form(&[("name", ""), ("scope", "capture"), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/account/tokens",
+        &[("name", ""), ("scope", "capture")],
+    )
+    .await;
     assert_eq!(resp.status(), 400, "a token needs a name");
-    let resp = owner
-        .post(app.url("/account/tokens"))
-        .form(&[
-            ("name", "phone"),
-            ("scope", "root"),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/account/tokens",
+        &[("name", "phone"), ("scope", "root")],
+    )
+    .await;
     assert_eq!(resp.status(), 400, "unknown scope");
-    let resp = owner
-        .post(app.url("/account/tokens"))
-        .form(&[
-            ("name", "phone"),
-            ("scope", "capture"),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/account/tokens",
+        &[("name", "phone"), ("scope", "capture")],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
-    let page = resp.text().await.unwrap();
-    let token = regex::Regex::new(r"cvt_[A-Za-z0-9_-]{43}")
-        .unwrap()
-        .find(&page)
-        .unwrap()
-        .as_str()
-        .to_owned();
+    let token = api_token_in(&resp.text().await.unwrap());
     assert!(
         !text_of(&app, &owner, "/account/tokens")
             .await
             .contains(&token),
         "shown once only"
     );
-    let (status, _) = api(
+    let (status, _) = api_request(
         &app,
-        reqwest::Method::POST,
+        Method::POST,
         "/api/v1/capture",
         Some(&token),
-        Some(r#"{"text":"from the phone"}"#),
+        json_body(r#"{"text":"from the phone"}"#),
     )
     .await;
     assert_eq!(status, 201);
     let list = text_of(&app, &owner, "/account/tokens").await;
-    let id = regex::Regex::new(r#"/account/tokens/([0-9a-f-]{36})/revoke"#)
-        .unwrap()
-        .captures(&list)
-        .unwrap()[1]
-        .to_owned();
+    let id = token_id_in(&list);
     assert!(!list.contains("last used never"), "use is recorded: {list}");
-    let resp = owner
-        .post(app.url(&format!("/account/tokens/{id}/revoke")))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(&app, &owner, &format!("/account/tokens/{id}/revoke"), &[]).await;
     assert_eq!(resp.status(), 303);
-    let (status, json) = api(
+    let (status, json) = api_request(
         &app,
-        reqwest::Method::POST,
+        Method::POST,
         "/api/v1/capture",
         Some(&token),
-        Some(r#"{"text":"after revocation"}"#),
+        json_body(r#"{"text":"after revocation"}"#),
     )
     .await;
     assert_eq!(
@@ -462,12 +410,7 @@ async fn tokens_are_managed_in_the_dashboard_and_the_account_activity_shows_thei
         (401, Some("token_revoked"))
     );
     // Revoking twice, or someone else's id: not found.
-    let resp = owner
-        .post(app.url(&format!("/account/tokens/{id}/revoke")))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(&app, &owner, &format!("/account/tokens/{id}/revoke"), &[]).await;
     assert_eq!(resp.status(), 404);
 
     let activity = text_of(&app, &owner, "/account/activity").await;

@@ -8,17 +8,6 @@ use crate::support::*;
 const UNLOCKED_TEXT: &str = "pelicans nest on the old pier";
 const LOCKED_TEXT: &str = "walruses prefer the north beach";
 
-async fn lock(app: &cv_testkit::TestAppliance, client: &reqwest::Client) {
-    let csrf = csrf_for(app, client, "/dashboard").await;
-    let resp = client
-        .post(app.url("/vault/lock"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-}
-
 #[tokio::test]
 async fn notes_are_sealed_while_locked_and_never_in_a_database_dump() {
     let app = appliance_with_owner().await;
@@ -53,14 +42,7 @@ async fn notes_are_sealed_while_locked_and_never_in_a_database_dump() {
     }
 
     // Unlocking re-wraps the sealed key, and both notes read again.
-    let csrf = csrf_for(&app, &owner, "/dashboard").await;
-    let resp = owner
-        .post(app.url("/vault/unlock"))
-        .form(&[("passphrase", OWNER_PASS), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
+    unlock(&app, &owner, OWNER_PASS).await;
     let page = text_of(&app, &owner, "/notes").await;
     assert!(
         page.contains(UNLOCKED_TEXT) && page.contains(LOCKED_TEXT),
@@ -120,18 +102,14 @@ async fn bad_notes_are_refused_and_nothing_is_stored() {
     assert!(resp.text().await.unwrap().contains("at most 16 KiB"));
     let resp = capture_note(&app, &owner, &"x".repeat(70 * 1024)).await;
     assert_eq!(resp.status(), 413, "over the 64 KiB form limit");
-    let csrf = csrf_for(&app, &owner, "/notes").await;
     let many_tags = vec!["t"; 10_000].join(",");
-    let resp = owner
-        .post(app.url("/notes"))
-        .form(&[
-            ("text", "hello"),
-            ("tags", many_tags.as_str()),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/notes",
+        &[("text", "hello"), ("tags", many_tags.as_str())],
+    )
+    .await;
     assert_eq!(resp.status(), 400, "10 000 tags");
     assert!(resp.text().await.unwrap().contains("at most 32 tags"));
     let csrf = csrf_for(&app, &owner, "/notes").await;
@@ -151,31 +129,19 @@ async fn bad_notes_are_refused_and_nothing_is_stored() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     let dump = pg_dump(&app);
-    assert_eq!(
-        dump_rows(&dump, "items").len(),
-        0,
-        "no refused note was stored"
-    );
+    assert_eq!(items_in_dump(&dump), 0, "no refused note was stored");
 }
 
 #[tokio::test]
 async fn household_members_never_see_each_others_notes() {
     let app = appliance_with_owner().await;
-    assert!(
-        app.create_user("max", "max's passphrase", false)
-            .status
-            .success()
-    );
+    create_member(&app, "max", "max's passphrase");
     let owner = owner_client(&app).await;
     assert_eq!(
         capture_note(&app, &owner, UNLOCKED_TEXT).await.status(),
         303
     );
-    let max = app.client();
-    assert_eq!(
-        login(&app, &max, "max", "max's passphrase").await.status(),
-        303
-    );
+    let max = member_client(&app, "max", "max's passphrase").await;
     let page = text_of(&app, &max, "/notes").await;
     assert!(!page.contains(UNLOCKED_TEXT));
     assert!(page.contains("Nothing yet"));

@@ -1,7 +1,7 @@
 //! Search and the task list: built from the decrypted vault at unlock, kept current on
 //! every write, filtered, highlighted; never another person's items.
 
-use crate::api::{api_login, get_json, wait_for_index};
+use crate::api::{api_login, api_request, get_json, wait_for_index};
 use crate::support::*;
 
 fn ids_in(page: &str) -> Vec<String> {
@@ -179,11 +179,7 @@ async fn search_finds_filters_highlights_and_follows_every_write() {
     }
 
     // Another member finds nothing of the owner's.
-    assert!(
-        app.create_user("max", "max's passphrase", false)
-            .status
-            .success()
-    );
+    create_member(&app, "max", "max's passphrase");
     let max = api_login(&app, "max", "max's passphrase").await;
     wait_for_index(&app, &max).await;
     let (_, json) = get_json(&app, &max, "/api/v1/search?q=canal").await;
@@ -192,14 +188,14 @@ async fn search_finds_filters_highlights_and_follows_every_write() {
     assert_eq!(json["total"], 0, "{json}");
 
     // Locked: no search at all.
-    let (status, _) = app
-        .client()
-        .post(app.url("/api/v1/lock"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .map(|r| (r.status().as_u16(), ()))
-        .unwrap();
+    let (status, _) = api_request(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/lock",
+        Some(&session),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(status_of(&app, &owner, "/search?q=canal").await, 423);
     let (status, json) = get_json(&app, &session, "/api/v1/search?q=canal").await;

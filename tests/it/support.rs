@@ -19,13 +19,18 @@ pub async fn appliance() -> TestAppliance {
 /// An appliance with an owner account created by the admin CLI.
 pub async fn appliance_with_owner() -> TestAppliance {
     let app = appliance().await;
-    let out = app.create_user(OWNER, OWNER_PASS, false);
+    create_member(&app, OWNER, OWNER_PASS);
+    app
+}
+
+/// Creates an account (not an admin) with the admin CLI.
+pub fn create_member(app: &TestAppliance, name: &str, pass: &str) {
+    let out = app.create_user(name, pass, false);
     assert!(
         out.status.success(),
         "create-user failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    app
 }
 
 /// The value of the hidden `csrf` field in a page.
@@ -63,8 +68,13 @@ pub async fn login(
 
 /// Logs in as the owner and checks it worked.
 pub async fn owner_client(app: &TestAppliance) -> reqwest::Client {
+    member_client(app, OWNER, OWNER_PASS).await
+}
+
+/// Logs in as account `name` and checks it worked.
+pub async fn member_client(app: &TestAppliance, name: &str, pass: &str) -> reqwest::Client {
     let client = app.client();
-    let resp = login(app, &client, OWNER, OWNER_PASS).await;
+    let resp = login(app, &client, name, pass).await;
     assert_eq!(
         resp.status(),
         303,
@@ -202,12 +212,40 @@ pub fn create_token(app: &TestAppliance, user: &str, scope: &str, name: &str) ->
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let re = regex::Regex::new(r"cvt_[A-Za-z0-9_-]{43}").unwrap();
-    re.find(&stdout)
-        .expect("a token in the output")
+    api_token_in(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The API token (`cvt_…`) shown in `text`.
+pub fn api_token_in(text: &str) -> String {
+    regex::Regex::new(r"cvt_[A-Za-z0-9_-]{43}")
+        .unwrap()
+        .find(text)
+        .unwrap_or_else(|| panic!("no API token in:\n{text}"))
         .as_str()
         .to_owned()
+}
+
+/// The id of the first token in a `/account/tokens` page (from its revoke form).
+pub fn token_id_in(page: &str) -> String {
+    regex::Regex::new(r#"/account/tokens/([0-9a-f-]{36})/revoke"#)
+        .unwrap()
+        .captures(page)
+        .unwrap_or_else(|| panic!("no token to revoke in page:\n{page}"))[1]
+        .to_owned()
+}
+
+/// The first item id linked from `page`.
+pub fn first_item(page: &str) -> String {
+    regex::Regex::new(r#"/items/([0-9a-f-]{36})"#)
+        .unwrap()
+        .captures(page)
+        .unwrap_or_else(|| panic!("no item link in page:\n{page}"))[1]
+        .to_owned()
+}
+
+/// How many items a `pg_dump` holds.
+pub fn items_in_dump(dump: &str) -> usize {
+    dump_rows(dump, "items").len()
 }
 
 /// Posts a signed-in form to `path`, with the session's CSRF token added.
@@ -221,4 +259,16 @@ pub async fn post_form(
     let mut form: Vec<(&str, &str)> = fields.to_vec();
     form.push(("csrf", &csrf));
     client.post(app.url(path)).form(&form).send().await.unwrap()
+}
+
+/// Locks the signed-in account's vault ("Lock now").
+pub async fn lock(app: &TestAppliance, client: &reqwest::Client) {
+    let resp = post_form(app, client, "/vault/lock", &[]).await;
+    assert_eq!(resp.status(), 303);
+}
+
+/// Unlocks the signed-in account's vault with its passphrase.
+pub async fn unlock(app: &TestAppliance, client: &reqwest::Client, pass: &str) {
+    let resp = post_form(app, client, "/vault/unlock", &[("passphrase", pass)]).await;
+    assert_eq!(resp.status(), 303);
 }

@@ -125,18 +125,17 @@ async fn after_a_restart_of_the_service_every_vault_is_locked() {
 async fn a_member_added_by_the_owner_gets_a_vault_of_their_own() {
     let app = appliance_with_owner().await;
     let owner = owner_client(&app).await;
-    let csrf = csrf_for(&app, &owner, "/users").await;
-    let resp = owner
-        .post(app.url("/users"))
-        .form(&[
+    let resp = post_form(
+        &app,
+        &owner,
+        "/users",
+        &[
             ("name", "max"),
             ("passphrase", "member passphrase 1"),
             ("role", "member"),
-            ("csrf", csrf.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let page = resp.text().await.unwrap();
     assert!(page.contains("Recovery key for max"));
