@@ -1,12 +1,14 @@
 //! The `contextvault` command line: one binary that is the root supervisor
-//! (`run`, `dev`), the unprivileged vault service it starts (`serve`), and the tools an
-//! administrator uses (`config check`, `admin`).
+//! (`run`, `dev`), the unprivileged vault service it starts (`serve`), the jailed AI
+//! worker (`worker`, started through `jail-enter`), and the tools an administrator uses
+//! (`config check`, `admin`).
 //!
 //! Errors here are `anyhow` (this is the binary): each is printed once, with its causes,
 //! and the process exits non-zero.
 
 mod admin;
 mod logging;
+mod worker;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -46,6 +48,9 @@ enum Command {
     /// The vault service; started by the supervisor, not by hand.
     #[command(hide = true)]
     Serve,
+    /// A jailed AI worker; started by the supervisor, not by hand.
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -72,6 +77,14 @@ enum ConfigCommand {
 
 /// Parses the command line and runs the command; the exit code says whether it worked.
 pub fn main() -> ExitCode {
+    // `contextvault jail-enter` builds a worker's jail around itself (see `cv_sandbox`):
+    // it must run before anything could start a thread, so before any parsing.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "jail-enter")
+    {
+        return cv_sandbox::enter_jail_and_exec();
+    }
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -105,6 +118,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             supervise(config)
         }
         Command::Serve => serve(),
+        Command::Worker(args) => worker::run(&args),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => config_check(&config),

@@ -19,3 +19,4 @@ mod supervision;
 mod support;
 mod unit_file;
 mod vault;
+mod workers;

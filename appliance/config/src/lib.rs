@@ -70,6 +70,7 @@ pub struct Config {
     pub service: Service,
     pub sessions: Sessions,
     pub log: Log,
+    pub workers: Workers,
 }
 
 /// Where the web service listens.
@@ -116,6 +117,34 @@ pub struct Sessions {
     /// An unlocked vault with no request for this long locks (its keys leave memory),
     /// even while the login lasts. 1 minute to 30 days.
     pub vault_lock: Duration,
+}
+
+/// The jailed AI workers (`contextvault worker`), started by the supervisor for the
+/// vault service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workers {
+    /// How many run at once, 0 to 16; 0 turns local AI off.
+    pub count: u32,
+    /// The unprivileged user they run as (never root, never a user of another service).
+    pub system_user: SystemUserName,
+    /// The model files (`scripts/fetch-model`), bound read-only into each jail.
+    pub models_dir: PathBuf,
+    /// Memory limit of one worker (its cgroup), in bytes.
+    pub memory_bytes: u64,
+    /// CPU of one worker, in thousandths of a core.
+    pub cpu_millicores: u64,
+    /// A worker is replaced after answering this many requests…
+    pub max_requests: u64,
+    /// …after living this long…
+    pub max_age: Duration,
+    /// …and after this long without a request, so texts do not linger in its memory.
+    pub max_idle: Duration,
+    /// A request a worker has not answered in this time counts as a hang: the worker
+    /// is killed and replaced.
+    pub request_timeout: Duration,
+    /// Refuse to start a worker whose jail lacks any protection (the appliance), rather
+    /// than start it and report what is missing (dev).
+    pub require_jail: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +289,40 @@ impl Config {
             ),
             ("log.format", self.log.format.to_string()),
             ("log.level", self.log.level.clone()),
+            ("workers.count", self.workers.count.to_string()),
+            ("workers.system_user", self.workers.system_user.to_string()),
+            (
+                "workers.models_dir",
+                self.workers.models_dir.display().to_string(),
+            ),
+            (
+                "workers.memory_mib",
+                (self.workers.memory_bytes >> 20).to_string(),
+            ),
+            (
+                "workers.cpu_percent",
+                (self.workers.cpu_millicores / 10).to_string(),
+            ),
+            (
+                "workers.max_requests",
+                self.workers.max_requests.to_string(),
+            ),
+            (
+                "workers.max_age_minutes",
+                (self.workers.max_age.as_secs() / 60).to_string(),
+            ),
+            (
+                "workers.idle_minutes",
+                (self.workers.max_idle.as_secs() / 60).to_string(),
+            ),
+            (
+                "workers.request_timeout_seconds",
+                self.workers.request_timeout.as_secs().to_string(),
+            ),
+            (
+                "workers.require_jail",
+                self.workers.require_jail.to_string(),
+            ),
         ];
         let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);
         let mut text = String::new();

@@ -42,6 +42,8 @@ pub(crate) struct RawConfig {
     pub sessions: RawSessions,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub workers: RawWorkers,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,9 +96,24 @@ pub(crate) struct RawLog {
     pub level: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkers {
+    pub count: Option<i64>,
+    pub system_user: Option<String>,
+    pub models_dir: Option<PathBuf>,
+    pub memory_mib: Option<i64>,
+    pub cpu_percent: Option<i64>,
+    pub max_requests: Option<i64>,
+    pub max_age_minutes: Option<i64>,
+    pub idle_minutes: Option<i64>,
+    pub request_timeout_seconds: Option<i64>,
+    pub require_jail: Option<bool>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 8] = [
     "appliance",
     "network",
     "tls",
@@ -104,6 +121,7 @@ pub(crate) const TABLES: [&str; 7] = [
     "service",
     "sessions",
     "log",
+    "workers",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

@@ -77,6 +77,18 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 format: LogFormat::Json,
                 level: "info".into(),
             },
+            workers: Workers {
+                count: 1,
+                system_user: "contextvault-worker".parse().expect("name"),
+                models_dir: "/srv/cv/models".into(),
+                memory_bytes: 1 << 30,
+                cpu_millicores: 1000,
+                max_requests: 1000,
+                max_age: Duration::from_secs(3600),
+                max_idle: Duration::from_secs(300),
+                request_timeout: Duration::from_secs(60),
+                require_jail: true,
+            },
         }
     );
 }
@@ -106,9 +118,35 @@ absolute_timeout_days = 1
 [log]
 format = "text"
 level = "info,cv_web=debug"
+[workers]
+count = 0
+system_user = "ai"
+models_dir = "/opt/models"
+memory_mib = 512
+cpu_percent = 250
+max_requests = 10
+max_age_minutes = 2
+idle_minutes = 3
+request_timeout_seconds = 4
+require_jail = false
 "#,
     )
     .expect("valid");
+    assert_eq!(
+        config.workers,
+        Workers {
+            count: 0,
+            system_user: "ai".parse().expect("name"),
+            models_dir: "/opt/models".into(),
+            memory_bytes: 512 << 20,
+            cpu_millicores: 2500,
+            max_requests: 10,
+            max_age: Duration::from_secs(120),
+            max_idle: Duration::from_secs(180),
+            request_timeout: Duration::from_secs(4),
+            require_jail: false,
+        }
+    );
     assert_eq!(config.data_dir, Path::new("/tank/vault"));
     assert_eq!(
         config.hostname.as_ref().map(Hostname::as_str),
@@ -134,6 +172,50 @@ level = "info,cv_web=debug"
     );
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info,cv_web=debug");
+}
+
+#[test]
+fn worker_settings_out_of_range_or_shared_users_are_refused() {
+    assert_invalid(
+        &with("[workers]\ncount = 17\n"),
+        "workers.count",
+        5,
+        "from 0 to 16",
+    );
+    assert_invalid(
+        &with("[workers]\nmemory_mib = 64\n"),
+        "workers.memory_mib",
+        5,
+        "from 128",
+    );
+    assert_invalid(
+        &with("[workers]\nmodels_dir = \"models\"\n"),
+        "workers.models_dir",
+        5,
+        "relative path",
+    );
+    assert_invalid(
+        &with("[workers]\nsystem_user = \"contextvault\"\n"),
+        "workers.system_user",
+        5,
+        "a user of their own",
+    );
+    assert_invalid(
+        &with("[workers]\nsystem_user = \"root\"\n"),
+        "workers.system_user",
+        5,
+        "is root",
+    );
+}
+
+#[test]
+fn dev_mode_reports_missing_jail_protections_instead_of_refusing() {
+    let config = Config::dev(DevOverrides::default(), Path::new("/home/me/cv")).expect("dev");
+    assert!(!config.workers.require_jail);
+    assert_eq!(
+        config.workers.models_dir,
+        Path::new("/home/me/cv/var/models")
+    );
 }
 
 // ---- errors of reading and syntax ----
@@ -668,8 +750,10 @@ fn summary_lists_every_setting_by_its_key() {
         "sessions.absolute_timeout_days  30",
         "log.level                       info",
     ] {
+        // Keys and values line up in two columns, whatever the longest key.
+        let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            summary.lines().any(|l| l == line),
+            summary.lines().any(|l| words(l) == words(line)),
             "{line:?} not in\n{summary}"
         );
     }

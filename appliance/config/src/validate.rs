@@ -13,10 +13,11 @@ use crate::error::{ConfigError, Origin, Problem, ProblemKind};
 use crate::names::{self, Hostname, SystemUserName};
 use crate::raw::{
     Document, RawAppliance, RawConfig, RawLog, RawNetwork, RawPostgres, RawService, RawSessions,
-    RawTls,
+    RawTls, RawWorkers,
 };
 use crate::{
     Config, Log, LogFormat, Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls,
+    Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -33,6 +34,17 @@ const DEFAULT_ABSOLUTE_DAYS: i64 = 30;
 /// session with pauses, short enough that a phone left on a table does not keep the
 /// keys in memory all evening.
 const DEFAULT_VAULT_LOCK_MINUTES: i64 = 30;
+const DEFAULT_WORKER_USER: &str = "contextvault-worker";
+/// One worker: the embedding model answers a query in milliseconds; more workers help
+/// only bulk indexing, at 100–200 MiB of memory each.
+const DEFAULT_WORKERS: i64 = 1;
+/// The model needs about 150 MiB; the rest is room for large batches.
+const DEFAULT_WORKER_MEMORY_MIB: i64 = 1024;
+const DEFAULT_WORKER_CPU_PERCENT: i64 = 100;
+const DEFAULT_WORKER_MAX_REQUESTS: i64 = 1000;
+const DEFAULT_WORKER_MAX_AGE_MINUTES: i64 = 60;
+const DEFAULT_WORKER_IDLE_MINUTES: i64 = 5;
+const DEFAULT_WORKER_TIMEOUT_SECONDS: i64 = 60;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -70,7 +82,28 @@ pub(crate) fn validate(
     }
     let sessions = sessions(&mut c, raw.sessions);
     let log = log(&mut c, raw.log);
-    match (appliance, network, tls, postgres, service, sessions, log) {
+    let workers = workers(
+        &mut c,
+        raw.workers,
+        mode,
+        appliance.as_ref().map(|(data_dir, _)| data_dir.as_path()),
+    );
+    if let (Some(workers), Some(postgres), Some(service)) = (&workers, &postgres, &service)
+        && (workers.system_user == postgres.system_user
+            || workers.system_user == service.system_user)
+    {
+        c.invalid(
+            "workers.system_user",
+            format!(
+                "is {}, a user another part of the appliance runs as; the jailed workers \
+                 need a user of their own",
+                workers.system_user
+            ),
+        );
+    }
+    match (
+        appliance, network, tls, postgres, service, sessions, log, workers,
+    ) {
         (
             Some((data_dir, hostname)),
             Some(network),
@@ -79,6 +112,7 @@ pub(crate) fn validate(
             Some(service),
             Some(sessions),
             Some(log),
+            Some(workers),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -89,6 +123,7 @@ pub(crate) fn validate(
             service,
             sessions,
             log,
+            workers,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -368,6 +403,100 @@ fn sessions(c: &mut Checker<'_>, raw: RawSessions) -> Option<Sessions> {
         idle_timeout,
         absolute_timeout,
         vault_lock,
+    })
+}
+
+fn workers(
+    c: &mut Checker<'_>,
+    raw: RawWorkers,
+    mode: Mode,
+    data_dir: Option<&Path>,
+) -> Option<Workers> {
+    let mut number = |key: &str, value: Option<i64>, default: i64, min: i64, max: i64, unit| {
+        c.take(key, in_range(value.unwrap_or(default), min, max, unit))
+    };
+    let count = number(
+        "workers.count",
+        raw.count,
+        DEFAULT_WORKERS,
+        0,
+        16,
+        "workers",
+    );
+    let memory_mib = number(
+        "workers.memory_mib",
+        raw.memory_mib,
+        DEFAULT_WORKER_MEMORY_MIB,
+        128,
+        65_536,
+        "MiB",
+    );
+    let cpu_percent = number(
+        "workers.cpu_percent",
+        raw.cpu_percent,
+        DEFAULT_WORKER_CPU_PERCENT,
+        10,
+        6_400,
+        "percent of one core",
+    );
+    let max_requests = number(
+        "workers.max_requests",
+        raw.max_requests,
+        DEFAULT_WORKER_MAX_REQUESTS,
+        1,
+        1_000_000,
+        "requests",
+    );
+    let max_age = number(
+        "workers.max_age_minutes",
+        raw.max_age_minutes,
+        DEFAULT_WORKER_MAX_AGE_MINUTES,
+        1,
+        7 * 24 * 60,
+        "minutes (a week)",
+    );
+    let idle = number(
+        "workers.idle_minutes",
+        raw.idle_minutes,
+        DEFAULT_WORKER_IDLE_MINUTES,
+        1,
+        24 * 60,
+        "minutes (a day)",
+    );
+    let timeout = number(
+        "workers.request_timeout_seconds",
+        raw.request_timeout_seconds,
+        DEFAULT_WORKER_TIMEOUT_SECONDS,
+        1,
+        3_600,
+        "seconds",
+    );
+    let system_user = system_user(
+        c,
+        "workers.system_user",
+        raw.system_user,
+        DEFAULT_WORKER_USER,
+    );
+    let models_dir = match (raw.models_dir, data_dir) {
+        (Some(dir), _) => c.take(
+            "workers.models_dir",
+            absolute("the models directory", &dir).map(|()| dir),
+        ),
+        (None, Some(data_dir)) => Some(data_dir.join("models")),
+        // The data directory is missing or invalid, which is reported already.
+        (None, None) => None,
+    };
+    Some(Workers {
+        count: u32::try_from(count?).ok()?,
+        system_user: system_user?,
+        models_dir: models_dir?,
+        memory_bytes: memory_mib? << 20,
+        cpu_millicores: cpu_percent? * 10,
+        max_requests: max_requests?,
+        max_age: Duration::from_secs(max_age? * 60),
+        max_idle: Duration::from_secs(idle? * 60),
+        request_timeout: Duration::from_secs(timeout?),
+        require_jail: raw.require_jail.unwrap_or(mode == Mode::Appliance),
     })
 }
 

@@ -8,12 +8,19 @@
 //! The socket lives in the appliance's run directory, owned by root and the service's
 //! group, mode 0660, so only the supervisor, the service and root can speak it.
 
+mod workers;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+
+pub use crate::workers::{
+    JailProtection, SPAWN_TIMEOUT, WorkerEnded, WorkerJail, WorkerStarted, receive_with_fd,
+    send_with_fd,
+};
 
 /// The largest message either side accepts, so a confused peer cannot make the other
 /// buffer without bound.
@@ -34,6 +41,12 @@ pub enum Request {
         /// The pid of the service process, checked against the child it started.
         pid: u32,
     },
+    /// Start one AI worker in its jail. The answer is [`Response::WorkerStarted`], with
+    /// the service's end of the worker's socket attached (`SCM_RIGHTS`).
+    SpawnWorker {},
+    /// End a worker this service was given: wait at most `grace_ms` for it to exit (its
+    /// socket closed, it should), then kill it. The answer says how it ended.
+    StopWorker { id: u64, grace_ms: u64 },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -42,6 +55,8 @@ pub enum Request {
 pub enum Response {
     Status(ApplianceStatus),
     Ok,
+    WorkerStarted(WorkerStarted),
+    WorkerEnded(WorkerEnded),
     /// The request was refused; the message says why (shown to admins, never secret).
     Error {
         message: String,
@@ -235,25 +250,11 @@ impl ControlClient {
     /// Sends `request` and waits (at most [`CLIENT_TIMEOUT`]) for the answer.
     pub async fn call(&self, request: &Request) -> Result<Response, ControlError> {
         let exchange = async {
-            let stream =
-                UnixStream::connect(&self.path)
-                    .await
-                    .map_err(|source| ControlError::Connect {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-            let (read, mut write) = stream.into_split();
+            let (read, mut write) = self.connect().await?.into_split();
             write_message(&mut write, request).await?;
-            let mut reader = BufReader::new(read);
-            read_message::<Response, _>(&mut reader).await
+            read_message::<Response, _>(&mut BufReader::new(read)).await
         };
-        match tokio::time::timeout(CLIENT_TIMEOUT, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(ControlError::Timeout {
-                path: self.path.clone(),
-                timeout: CLIENT_TIMEOUT,
-            }),
-        }
+        self.within(CLIENT_TIMEOUT, exchange).await
     }
 
     /// Asks for the appliance status.
@@ -261,10 +262,75 @@ impl ControlClient {
         match self.call(&Request::Status {}).await? {
             Response::Status(status) => Ok(status),
             Response::Error { message } => Err(ControlError::Refused(message)),
-            Response::Ok => Err(ControlError::Refused(
-                "answered a status request with a bare ok".into(),
+            _ => Err(ControlError::Refused(
+                "answered a status request with something else".into(),
             )),
         }
+    }
+
+    /// Asks for a new AI worker: its description, and the service's end of its socket.
+    /// Waits at most [`SPAWN_TIMEOUT`] (a jail takes a moment to build).
+    pub async fn spawn_worker(
+        &self,
+    ) -> Result<(WorkerStarted, std::os::fd::OwnedFd), ControlError> {
+        let exchange = async {
+            let mut stream = self.connect().await?;
+            write_message(&mut stream, &Request::SpawnWorker {}).await?;
+            let (response, fd) = receive_with_fd::<Response>(&stream).await?;
+            match (response, fd) {
+                (Response::WorkerStarted(started), Some(fd)) => Ok((started, fd)),
+                (Response::WorkerStarted(_), None) => Err(ControlError::Refused(
+                    "the supervisor started a worker but sent no socket".into(),
+                )),
+                (Response::Error { message }, _) => Err(ControlError::Refused(message)),
+                (_, _) => Err(ControlError::Refused(
+                    "answered a worker request with something else".into(),
+                )),
+            }
+        };
+        self.within(SPAWN_TIMEOUT, exchange).await
+    }
+
+    /// Ends worker `id`, and says how it ended.
+    pub async fn stop_worker(&self, id: u64, grace: Duration) -> Result<WorkerEnded, ControlError> {
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let request = Request::StopWorker { id, grace_ms };
+        let exchange = async {
+            let (read, mut write) = self.connect().await?.into_split();
+            write_message(&mut write, &request).await?;
+            read_message::<Response, _>(&mut BufReader::new(read)).await
+        };
+        match self.within(CLIENT_TIMEOUT + grace, exchange).await? {
+            Response::WorkerEnded(ended) => Ok(ended),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a stop request with something else".into(),
+            )),
+        }
+    }
+
+    async fn connect(&self) -> Result<UnixStream, ControlError> {
+        UnixStream::connect(&self.path)
+            .await
+            .map_err(|source| ControlError::Connect {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        exchange: impl Future<Output = Result<T, ControlError>>,
+    ) -> Result<T, ControlError> {
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ControlError::Timeout {
+                    path: self.path.clone(),
+                    timeout,
+                })
+            })
     }
 
     /// Tells the supervisor that the service is serving.
@@ -272,8 +338,8 @@ impl ControlClient {
         match self.call(&Request::ServiceReady { pid }).await? {
             Response::Ok => Ok(()),
             Response::Error { message } => Err(ControlError::Refused(message)),
-            Response::Status(_) => Err(ControlError::Refused(
-                "answered a readiness report with a status".into(),
+            _ => Err(ControlError::Refused(
+                "answered a readiness report with something else".into(),
             )),
         }
     }

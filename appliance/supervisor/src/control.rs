@@ -7,14 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cv_control::{ComponentState, Request, Response, read_message, write_message};
+use cv_control::{ComponentState, Request, Response, read_message, send_with_fd, write_message};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::board::Component;
-use crate::{Context, Stop, SupervisorError, TaskResult};
+use crate::{Context, Stop, SupervisorError, TaskResult, workers};
 
-/// A connection that says nothing for this long is dropped.
+/// A connection that sends no request for this long is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn bind(ctx: &Context) -> Result<UnixListener, SupervisorError> {
@@ -50,43 +50,96 @@ pub async fn serve(listener: UnixListener, ctx: Arc<Context>, mut stop: Stop) ->
             }
         };
         let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &ctx)).await {
-                tracing::debug!(error = %e, "control connection timed out");
-            }
-        });
+        tokio::spawn(handle(stream, ctx));
     }
 }
 
-async fn handle(stream: UnixStream, ctx: &Context) {
+async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
     let peer_uid = stream.peer_cred().map(|c| c.uid()).ok();
     let allowed = peer_uid.is_some_and(|uid| {
         uid == 0
             || uid == ctx.users.service.uid.as_raw()
             || uid == nix::unistd::Uid::effective().as_raw()
     });
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    let response = if !allowed {
+    if !allowed {
         tracing::warn!(
             ?peer_uid,
             "control connection from an unexpected user refused"
         );
-        Response::Error {
+        let refusal = Response::Error {
             message: "not allowed".into(),
-        }
-    } else {
-        match read_message::<Request, _>(&mut reader).await {
-            Ok(request) => answer(ctx, request),
-            Err(e) => Response::Error {
+        };
+        let _ = write_message(&mut stream, &refusal).await;
+        return;
+    }
+    let read = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        read_message::<Request, _>(&mut BufReader::new(&mut stream)),
+    )
+    .await;
+    let request = match read {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => {
+            let bad = Response::Error {
                 message: format!("bad request: {e}"),
-            },
+            };
+            let _ = write_message(&mut stream, &bad).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("control connection sent no request in time");
+            return;
         }
     };
-    let _ = write_message(&mut write, &response).await;
+    match request {
+        // Workers take a moment (a jail to build, a process to wait for): off the async
+        // workers, and not bound by the request timeout (the jail has its own).
+        Request::SpawnWorker {} => {
+            let ctx2 = Arc::clone(&ctx);
+            let spawned = tokio::task::spawn_blocking(move || workers::spawn(&ctx2)).await;
+            let result = match spawned {
+                Ok(Ok((started, fd))) => {
+                    let id = started.id;
+                    let sent = send_with_fd(&stream, &Response::WorkerStarted(started), &fd).await;
+                    if let Err(e) = sent {
+                        // Nobody holds the socket: end the worker rather than leak it.
+                        tracing::warn!(id, error = %e, "could not hand a worker to the service");
+                        drop(fd);
+                        let _ = tokio::task::spawn_blocking(move || {
+                            workers::stop(&ctx, id, Duration::ZERO)
+                        })
+                        .await;
+                    }
+                    return;
+                }
+                Ok(Err(message)) => message,
+                Err(e) => format!("starting the worker failed: {e}"),
+            };
+            tracing::warn!(error = %result, "an AI worker could not be started");
+            let _ = write_message(&mut stream, &Response::Error { message: result }).await;
+        }
+        Request::StopWorker { id, grace_ms } => {
+            let ctx2 = Arc::clone(&ctx);
+            let grace = Duration::from_millis(grace_ms);
+            let stopped =
+                tokio::task::spawn_blocking(move || workers::stop(&ctx2, id, grace)).await;
+            let response = match stopped {
+                Ok(Ok(ended)) => Response::WorkerEnded(ended),
+                Ok(Err(message)) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: format!("stopping the worker failed: {e}"),
+                },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        other => {
+            let response = answer(&ctx, other);
+            let _ = write_message(&mut stream, &response).await;
+        }
+    }
 }
 
-/// Re-validates and answers one request.
+/// Re-validates and answers one quick request.
 fn answer(ctx: &Context, request: Request) -> Response {
     match request {
         Request::Status {} => Response::Status(ctx.board.snapshot()),
@@ -102,5 +155,8 @@ fn answer(ctx: &Context, request: Request) -> Response {
                 }
             }
         }
+        Request::SpawnWorker {} | Request::StopWorker { .. } => Response::Error {
+            message: "worker requests are answered elsewhere".into(),
+        },
     }
 }

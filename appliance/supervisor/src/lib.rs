@@ -19,6 +19,7 @@ mod disk;
 mod postgres;
 mod prepare;
 mod service;
+mod workers;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -80,6 +81,7 @@ pub enum TaskName {
     VaultService,
     DiskUsage,
     Watchdog,
+    Workers,
 }
 
 impl std::fmt::Display for TaskName {
@@ -90,6 +92,7 @@ impl std::fmt::Display for TaskName {
             TaskName::VaultService => "vault-service",
             TaskName::DiskUsage => "disk-usage",
             TaskName::Watchdog => "watchdog",
+            TaskName::Workers => "workers",
         })
     }
 }
@@ -104,6 +107,8 @@ pub struct Users {
     pub postgres: OsUser,
     /// Runs the vault service.
     pub service: OsUser,
+    /// Runs the jailed AI workers.
+    pub worker: OsUser,
 }
 
 /// Everything the tasks share.
@@ -120,6 +125,8 @@ pub struct Context {
     pub http_listeners: Vec<TcpListener>,
     /// Broadcast on SIGHUP.
     pub reload: broadcast::Sender<()>,
+    /// The AI workers started for the vault service.
+    pub workers: workers::Workers,
     /// Whether a setup code was already issued by this supervisor.
     setup_code_issued: AtomicBool,
 }
@@ -174,6 +181,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         https_listeners,
         http_listeners,
         reload,
+        workers: workers::Workers::default(),
         setup_code_issued: AtomicBool::new(false),
     });
     tracing::info!(
@@ -206,7 +214,11 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ),
         (
             TaskName::Watchdog,
-            tokio::spawn(watchdog(Arc::clone(&ctx), Stop(stop_rest))),
+            tokio::spawn(watchdog(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
+            TaskName::Workers,
+            tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
     let pg_task = tokio::spawn(postgres::supervise(Arc::clone(&ctx), Stop(stop_core)));

@@ -23,12 +23,15 @@ pub fn resolve_users(config: &Config) -> Result<Users, SupervisorError> {
                 .map_err(SupervisorError::Users)?,
             service: ensure_system_user(config.service.system_user.as_str())
                 .map_err(SupervisorError::Users)?,
+            worker: ensure_system_user(config.workers.system_user.as_str())
+                .map_err(SupervisorError::Users)?,
         })
     } else {
         let me = OsUser::current().map_err(SupervisorError::Users)?;
         Ok(Users {
             postgres: me.clone(),
-            service: me,
+            service: me.clone(),
+            worker: me,
         })
     }
 }

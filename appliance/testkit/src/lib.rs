@@ -44,6 +44,7 @@ fn ensure_users() {
         if nix::unistd::Uid::effective().is_root() {
             cv_storage::ensure_system_user("contextvault-pg").unwrap();
             cv_storage::ensure_system_user("contextvault").unwrap();
+            cv_storage::ensure_system_user("contextvault-worker").unwrap();
         }
     });
 }
