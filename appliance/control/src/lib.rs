@@ -173,10 +173,25 @@ pub struct ServiceHandoff {
     pub session_absolute_timeout_secs: u64,
     /// An unlocked vault idle this long locks, in seconds.
     pub vault_lock_secs: u64,
+    /// The AI workers the service may ask for, and how it treats them.
+    pub workers: WorkerSettings,
     /// "json" or "text".
     pub log_format: String,
     /// A tracing EnvFilter directive.
     pub log_level: String,
+}
+
+/// The `[workers]` settings the vault service's pool applies (the supervisor applies
+/// the jail's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// How many workers run at once; 0: local AI is off.
+    pub count: u32,
+    pub max_requests: u64,
+    pub max_age_secs: u64,
+    pub max_idle_secs: u64,
+    pub request_timeout_secs: u64,
 }
 
 /// Why a control exchange failed.

@@ -108,6 +108,13 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
         session_idle_timeout_secs: ctx.config.sessions.idle_timeout.as_secs(),
         session_absolute_timeout_secs: ctx.config.sessions.absolute_timeout.as_secs(),
         vault_lock_secs: ctx.config.sessions.vault_lock.as_secs(),
+        workers: cv_control::WorkerSettings {
+            count: ctx.config.workers.count,
+            max_requests: ctx.config.workers.max_requests,
+            max_age_secs: ctx.config.workers.max_age.as_secs(),
+            max_idle_secs: ctx.config.workers.max_idle.as_secs(),
+            request_timeout_secs: ctx.config.workers.request_timeout.as_secs(),
+        },
         log_format: ctx.config.log.format.to_string(),
         log_level: ctx.config.log.level.clone(),
     };
