@@ -32,9 +32,20 @@
 //!
 //! Texts and their vectors (which can be inverted back to text) are content: the
 //! `Debug` form of [`Message`] shows counts, never either, and no error carries them.
+//!
+//! # The two sides
+//!
+//! - The worker runs [`serve`] over its end of the socket with its [`Model`].
+//! - The service runs a [`pool::Pool`]: a few slots (tokio tasks), each keeping one
+//!   worker started through a [`pool::Spawner`] (the supervisor, in the appliance),
+//!   sharing one queue of requests. It replaces workers that crash, hang or break the
+//!   protocol (retrying their request once), recycles them by use, age and idleness,
+//!   backs off when none can start, and answers every request within
+//!   [`pool::PoolConfig::answer_deadline`]. See the module for the details.
 
 mod codec;
 mod io;
+pub mod pool;
 mod serve;
 
 pub use crate::codec::{
