@@ -216,6 +216,15 @@ async fn the_real_worker_runs_jailed_and_embeds() {
     assert!(pids.len() <= 4, "{pids:?}");
     assert!(!pids.contains(&app.supervisor_pid()), "{pids:?}");
 
+    // The service's own pool has a worker up too, and says so.
+    let health = cv_testkit::eventually(Duration::from_secs(90), "local AI up", || async {
+        let (_, health) = app.health().await;
+        (health["ai"]["state"] == "up").then_some(health)
+    })
+    .await;
+    assert_eq!(health["ai"]["provider"], "cpu");
+    assert_eq!(health["ai"]["jail_missing"], serde_json::json!([]));
+
     // Closing the socket ends the worker; the supervisor reports how.
     drop(stream);
     let control = ControlClient::new(app.layout().control_socket());
@@ -315,4 +324,92 @@ async fn a_worker_over_its_memory_limit_is_oom_killed_and_a_new_one_serves() {
         matches!(answer, Message::Embedded { id: 8, .. }),
         "{answer:?}"
     );
+}
+
+/// Waits until the pool's only worker is in `state`; returns its host pid.
+async fn worker_in_state(
+    pool: &cv_worker::pool::Pool<cv_web::ai::ControlSpawner>,
+    state: cv_worker::pool::SlotState,
+) -> u32 {
+    cv_testkit::eventually(Duration::from_secs(90), "the worker's state", || async {
+        let status = pool.status();
+        let slot = &status.slots[0];
+        (slot.state == state)
+            .then(|| slot.worker.as_ref().and_then(|w| w.info.pid))
+            .flatten()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn killed_and_hung_workers_are_replaced_and_callers_still_answered() {
+    use cv_worker::pool::{Pool, PoolConfig, SlotState};
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let Some(app) = appliance_with_workers("").await else {
+        return;
+    };
+    // The pool the vault service runs, here driven by the test, against the real
+    // supervisor and real jailed workers.
+    let control = ControlClient::new(app.layout().control_socket());
+    let config = PoolConfig {
+        workers: 1,
+        request_timeout: Duration::from_secs(10),
+        stop_grace: Duration::from_secs(1),
+        ..PoolConfig::default()
+    };
+    let deadline = config.answer_deadline();
+    let pool = Pool::start(cv_web::ai::ControlSpawner::new(control), config);
+    let first = worker_in_state(&pool, SlotState::Ready).await;
+
+    // Killed in the middle of a request that takes seconds: the request is retried on a
+    // replacement and answered.
+    let long = "the committee discussed the budget for the new library wing at length ".repeat(12);
+    let texts: Vec<String> = (0..40).map(|i| format!("{i} {long}")).collect();
+    let caller = {
+        let pool = pool.clone();
+        let texts = texts.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (pool.embed(texts).await, started.elapsed())
+        })
+    };
+    let busy = worker_in_state(&pool, SlotState::Busy).await;
+    assert_eq!(busy, first);
+    kill(Pid::from_raw(busy as i32), Signal::SIGKILL).unwrap();
+    let (result, took) = caller.await.unwrap();
+    let vectors = result.expect("answered by the replacement");
+    assert_eq!(vectors.len(), 40);
+    assert!(took < deadline, "{took:?}");
+    let status = pool.status();
+    assert_eq!(status.restarts, 1);
+    let error = status.last_error.expect("the kill is reported").message;
+    assert!(error.contains("exited during a request"), "{error}");
+
+    // Hung (stopped, as by a deadlock): after the 10 s timeout it is killed, replaced,
+    // and the request answered by the new worker.
+    let second = worker_in_state(&pool, SlotState::Ready).await;
+    assert_ne!(second, first);
+    kill(Pid::from_raw(second as i32), Signal::SIGSTOP).unwrap();
+    let started = std::time::Instant::now();
+    let vectors = pool
+        .embed(vec!["is anyone there?".to_owned()])
+        .await
+        .expect("answered by the replacement");
+    let took = started.elapsed();
+    assert_eq!(vectors.len(), 1);
+    assert!(took >= Duration::from_secs(10), "{took:?}");
+    assert!(took < deadline, "{took:?}");
+    let status = pool.status();
+    assert_eq!(status.restarts, 2);
+    let error = status.last_error.expect("the hang is reported").message;
+    assert!(error.contains("did not answer within 10 s"), "{error}");
+    assert!(!cv_testkit::is_alive(second));
+
+    // Later requests are served by the new worker.
+    let third = worker_in_state(&pool, SlotState::Ready).await;
+    assert!(third != first && third != second);
+    assert_eq!(pool.embed(texts[..3].to_vec()).await.unwrap().len(), 3);
+    pool.shutdown().await;
 }

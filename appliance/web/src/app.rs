@@ -216,6 +216,7 @@ mod tests {
             sealers: crate::state::Sealers::default(),
             keyring: crate::keyring::Keyring::new(time::Duration::minutes(30)),
             sessions: SessionPolicy::from_secs(1800, 43200),
+            ai: crate::ai::Ai { pool: None },
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })

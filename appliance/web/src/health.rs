@@ -27,6 +27,10 @@ pub(crate) struct Health {
     pub components: BTreeMap<String, ComponentHealth>,
     /// Names of the components that are not up, sorted.
     pub failing: Vec<String>,
+    /// The local AI's workers. Reported, but not counted in `failing`: notes, search by
+    /// words and everything else work without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai: Option<crate::ai::AiHealth>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -41,7 +45,8 @@ pub(crate) struct ComponentHealth {
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let status = state.status.get().await;
     let database = check_database(&state).await;
-    let health = build(&state.version, status.as_deref().map_err(|_| ()), database);
+    let mut health = build(&state.version, status.as_deref().map_err(|_| ()), database);
+    health.ai = Some(state.ai.health());
     let code = if health.failing.is_empty() {
         StatusCode::OK
     } else {
@@ -145,6 +150,7 @@ pub(crate) fn build(
         version: status.map_or_else(|()| version.to_owned(), |s| s.version.clone()),
         components,
         failing,
+        ai: None,
     }
 }
 

@@ -18,6 +18,7 @@
 
 // A failing `unwrap` in a test is the test failing, with its location: the right tool.
 
+pub mod ai;
 pub mod api;
 pub mod app;
 mod assets;
@@ -127,6 +128,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
             handoff.session_idle_timeout_secs,
             handoff.session_absolute_timeout_secs,
         ),
+        ai: ai::Ai::start(control.clone(), &handoff.workers),
         version: handoff.version.clone(),
         mode: handoff.mode.clone(),
     });
@@ -181,6 +183,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
 
     let (https_result, http_result) = futures_util::future::join(https, http).await;
     stop.abort();
+    state.ai.shutdown().await;
     https_result.map_err(|source| ServeError::Server {
         server: "HTTPS",
         source,

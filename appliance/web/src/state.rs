@@ -27,6 +27,8 @@ pub(crate) struct AppState {
     /// Sealers of locked vaults (RAM only).
     pub sealers: Sealers,
     pub sessions: SessionPolicy,
+    /// The jailed AI workers.
+    pub ai: crate::ai::Ai,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,

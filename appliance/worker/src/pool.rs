@@ -630,6 +630,8 @@ enum Failure {
     Malformed(Phase, String),
     /// The socket failed otherwise.
     Io(Phase, String),
+    /// It said, instead of hello, why it cannot start (its model did not load).
+    CannotStart(String),
 }
 
 impl Failure {
@@ -682,6 +684,7 @@ impl Failure {
                 "the socket of worker {id} failed {} ({detail}) and the worker was stopped",
                 phase.during()
             ),
+            (Failure::CannotStart(why), _) => format!("worker {id} could not start: {why}"),
         };
         if let Err(e) = ended {
             message.push_str(&format!("; stopping it failed: {e}"));
@@ -1104,6 +1107,9 @@ async fn hello(
             dimensions,
             pid,
         })) if dimensions > 0 => Ok((stream, provider, dimensions, pid)),
+        // A worker that cannot load its model says why before it exits (the message names
+        // files, never a text).
+        Ok(Ok(Message::Failed { message, .. })) => Err(Failure::CannotStart(message)),
         Ok(Ok(_)) => Err(Failure::Malformed(
             Phase::Starting,
             "its first message was not a hello with a vector width".into(),

@@ -42,6 +42,8 @@ pub(crate) struct DashboardPage {
     /// The search index of the unlocked vault, in words ("ready: 1,204 items, 2.1 MiB";
     /// "building: 400 of 10,000 items").
     pub index: Option<String>,
+    /// The AI workers; `None` when local AI is off (`workers.count` = 0).
+    pub ai: Option<crate::ai::AiView>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,7 @@ async fn dashboard(
     );
     page.vault_unlocked_for = unlocked;
     page.index = index;
+    page.ai = state.ai.view(now);
     Ok(page)
 }
 
@@ -142,6 +145,7 @@ fn build(
         cert,
         vault_unlocked_for: None,
         index: None,
+        ai: None,
     }
 }
 
@@ -281,6 +285,60 @@ mod tests {
             r#"href="/users""#,
             r#"action="/logout""#,
             r#"name="csrf" value="csrf-token-1""#,
+        ] {
+            assert!(html.contains(text), "{text} missing");
+        }
+    }
+
+    #[test]
+    fn the_local_ai_card_shows_workers_their_jail_and_the_last_error() {
+        use crate::ai::{AiView, WorkerView};
+        let status = status();
+        let mut page = build(&user(Role::Owner), "0", "x", Ok(&status), None, NOW);
+        let html = page.render().unwrap();
+        assert!(html.contains("<code>workers.count</code> is 0"), "off by default");
+        let worker = |slot, missing: Vec<(String, String)>| WorkerView {
+            slot,
+            state: "ready",
+            tone: "ok",
+            id: Some(slot as u64 + 6),
+            pid: Some(4242),
+            provider: Some("cpu".into()),
+            served: 1,
+            running_for: Some("2 min".into()),
+            next_try_in: None,
+            jail_missing: Some(missing),
+        };
+        page.ai = Some(AiView {
+            state: "up",
+            tone: "ok",
+            workers: vec![
+                worker(1, vec![]),
+                worker(
+                    2,
+                    vec![("memory limit".into(), "no cgroup hierarchy found".into())],
+                ),
+            ],
+            served: 12,
+            restarts: 1,
+            recycled: 3,
+            last_error: Some((
+                "worker 5 was killed by the out-of-memory killer".into(),
+                "4 min".into(),
+            )),
+        });
+        let html = page.render().unwrap();
+        check(&html);
+        for text in [
+            "Worker 1 (#7, pid 4242)",
+            "on cpu",
+            "1 request",
+            "every protection in force",
+            "<strong>memory limit</strong>: no cgroup hierarchy found",
+            "Requests answered: 12",
+            "replaced after a failure: 1",
+            "recycled: 3",
+            "Last error (4 min ago): worker 5 was killed by the out-of-memory killer",
         ] {
             assert!(html.contains(text), "{text} missing");
         }

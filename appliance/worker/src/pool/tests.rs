@@ -51,6 +51,8 @@ struct Script {
     rogue: bool,
     /// Rogue: exits right after its hello.
     exit_after_hello: bool,
+    /// Rogue: says why it cannot start instead of hello, and exits.
+    cannot_start: bool,
 }
 
 impl Script {
@@ -328,6 +330,15 @@ impl Model for TestModel {
 
 /// A worker that answers wrongly on purpose, which `serve` would not.
 fn rogue(worker: u64, mut stream: StdStream, pid: u32, script: Script) -> bool {
+    if script.cannot_start {
+        let failed = Message::Failed {
+            id: 0,
+            reason: FailReason::Inference,
+            message: "the model file is missing".into(),
+        };
+        let _ = write_message(&mut stream, &failed);
+        return false;
+    }
     let hello = Message::Hello {
         provider: "test".into(),
         dimensions: 3,
@@ -758,6 +769,26 @@ async fn a_worker_that_never_says_hello_is_stopped_and_replaced() {
         }]
     );
     assert_eq!(worker_of(&pool.embed(texts(&["x"])).await.unwrap()), 2);
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_load_its_model_says_why() {
+    let spawner = TestSpawner::new(vec![Script {
+        rogue: true,
+        cannot_start: true,
+        ..Script::default()
+    }]);
+    let pool = Pool::start(spawner.clone(), config());
+    let status = until(&pool, "worker 2's hello", |s| {
+        ready(s) && s.slots[0].worker.as_ref().unwrap().id == 2
+    })
+    .await;
+    assert_eq!(status.start_failures, 1);
+    assert_eq!(
+        status.last_error.unwrap().message,
+        "worker 1 could not start: the model file is missing"
+    );
     pool.shutdown().await;
 }
 
