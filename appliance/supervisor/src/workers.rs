@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ const REAP_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct Workers {
     next_id: AtomicU64,
+    /// Jails being built: counted with the live ones against the limit.
+    starting: AtomicUsize,
     live: Mutex<HashMap<u64, JailedWorker>>,
     ended: Mutex<VecDeque<WorkerEnded>>,
 }
@@ -59,9 +61,25 @@ impl Workers {
         list.iter().find(|e| e.id == id).cloned()
     }
 
-    /// How many workers are alive.
-    pub fn alive(&self) -> usize {
-        self.live().len()
+    /// Claims a place for one more worker if fewer than `limit` are alive or starting;
+    /// the place is given back when the returned guard is dropped.
+    fn claim(&self, limit: usize) -> Option<Starting<'_>> {
+        let live = self.live();
+        let starting = self.starting.load(Ordering::SeqCst);
+        if live.len() + starting >= limit {
+            return None;
+        }
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        Some(Starting(self))
+    }
+}
+
+/// A place claimed for a worker whose jail is being built.
+struct Starting<'a>(&'a Workers);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.starting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -98,11 +116,11 @@ pub fn spawn(ctx: &Context) -> Result<(WorkerStarted, OwnedFd), String> {
     // slack for replacements whose predecessor is still being reaped) is the most a
     // well-behaved service ever holds.
     let limit = 2 * w.count as usize + 2;
-    if ctx.workers.alive() >= limit {
+    let Some(_place) = ctx.workers.claim(limit) else {
         return Err(format!(
-            "{limit} workers are already running; stop one before starting another"
+            "{limit} workers are already running or starting; stop one before starting another"
         ));
-    }
+    };
     cv_inference::ModelFiles::in_dir(&w.models_dir).map_err(|e| e.to_string())?;
 
     let (ours, theirs) =
@@ -258,4 +276,32 @@ pub async fn reap(ctx: std::sync::Arc<Context>, mut shutdown: Stop) -> TaskResul
     })
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jails_being_built_count_against_the_limit() {
+        let workers = Workers::default();
+        let first = workers.claim(2).expect("room for one");
+        let second = workers.claim(2).expect("room for two");
+        assert!(workers.claim(2).is_none(), "a third would pass the limit");
+        drop(first);
+        let third = workers.claim(2).expect("a place was given back");
+        drop((second, third));
+        assert_eq!(workers.starting.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn exit_statuses_read_as_words() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(describe(ExitStatus::from_raw(0)), "exit status 0");
+        assert_eq!(describe(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(
+            describe(ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+    }
 }
