@@ -296,7 +296,10 @@ mod tests {
         let status = status();
         let mut page = build(&user(Role::Owner), "0", "x", Ok(&status), None, NOW);
         let html = page.render().unwrap();
-        assert!(html.contains("<code>workers.count</code> is 0"), "off by default");
+        assert!(
+            html.contains("<code>workers.count</code> is 0"),
+            "off by default"
+        );
         let worker = |slot, missing: Vec<(String, String)>| WorkerView {
             slot,
             state: "ready",
