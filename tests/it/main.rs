@@ -15,6 +15,7 @@ mod items;
 mod migrations;
 mod notes;
 mod search;
+mod semantic;
 mod supervision;
 mod support;
 mod unit_file;

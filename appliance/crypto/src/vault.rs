@@ -74,6 +74,9 @@
 //!
 //! - Content: item id, version, owner. A ciphertext copied to another item, version or
 //!   person fails to decrypt.
+//! - Embeddings (the vectors of an item's chunks, under the item's data key): item id,
+//!   version, owner and the model's name (length-prefixed), with their own label, so
+//!   a row moved to another item or version, or passed off as content, fails.
 //! - Data keys (wrapped or sealed): item id and owner, **not the version**: a data key
 //!   belongs to the item, every version of which is encrypted under it, so that deleting
 //!   the item's single data key shreds all of its versions. Binding a version here would
@@ -96,6 +99,7 @@
 //!                          | recovery wrap 60 | capture public key 32 | capture secret wrap 60
 //!                          | SHA-256 of everything before 32
 //! content (30 + n)         01 02 | nonce 12 | ciphertext n | tag 16
+//! embeddings (30 + n)      01 06 | nonce 12 | ciphertext n | tag 16
 //! wrapped data key (62)    01 03 | nonce 12 | ciphertext 32 | tag 16
 //! sealed data key (94)     01 04 | ephemeral public key 32 | nonce 12 | ciphertext 32 | tag 16
 //!                          (one exchange per seal; still opened, no longer written)
@@ -168,6 +172,7 @@ const LABEL_RECOVERY_KDF: &[u8] = b"contextvault/v1/recovery-key/wrapping-key";
 const LABEL_RECOVERY_CHECK: &[u8] = b"contextvault/v1/recovery-key/checksum";
 const LABEL_CAPTURE_WRAP: &[u8] = b"contextvault/v1/capture-secret/wrap";
 const LABEL_CONTENT: &[u8] = b"contextvault/v1/item/content";
+const LABEL_EMBEDDINGS: &[u8] = b"contextvault/v1/item/embeddings";
 const LABEL_DATA_KEY_WRAP: &[u8] = b"contextvault/v1/data-key/wrap";
 const LABEL_DATA_KEY_SEAL: &[u8] = b"contextvault/v1/data-key/seal";
 const LABEL_DATA_KEY_CHAIN_SEAL: &[u8] = b"contextvault/v1/data-key/chain-seal";
@@ -207,6 +212,7 @@ enum Blob {
     WrappedDataKey = 3,
     SealedDataKey = 4,
     ChainSealedDataKey = 5,
+    Embeddings = 6,
 }
 
 impl Blob {
@@ -220,6 +226,7 @@ impl Blob {
             Blob::Content => "item content",
             Blob::WrappedDataKey => "wrapped data key",
             Blob::SealedDataKey | Blob::ChainSealedDataKey => "sealed data key",
+            Blob::Embeddings => "item embeddings",
         }
     }
 
@@ -558,19 +565,23 @@ impl DataKeyBinding {
 /// Only for content over 64 GiB (AES-GCM's limit, SP 800-38D §5.2.1.1), which is never
 /// held in memory: large files are encrypted in streamed segments.
 pub fn encrypt_content(key: &DataKey, binding: &ItemBinding, plaintext: &[u8]) -> Vec<u8> {
-    let aad = content_aad(binding);
+    encrypt_item_blob(Blob::Content, key, &content_aad(binding), plaintext)
+}
+
+/// AES-256-GCM with a random nonce: `header | nonce | ciphertext | tag`.
+fn encrypt_item_blob(blob: Blob, key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce = random_bytes::<NONCE_LEN>();
     let ciphertext = Aes256Gcm::new((&key.0).into())
         .encrypt(
             Nonce::from_slice(nonce.as_slice()),
             Payload {
                 msg: plaintext,
-                aad: &aad,
+                aad,
             },
         )
         .expect("content over 64 GiB is never encrypted in one piece");
     let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&Blob::Content.header());
+    out.extend_from_slice(&blob.header());
     out.extend_from_slice(nonce.as_slice());
     out.extend_from_slice(&ciphertext);
     out
@@ -582,22 +593,78 @@ pub fn decrypt_content(
     binding: &ItemBinding,
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
-    let mut reader = Blob::Content.parse(blob, None)?;
+    decrypt_item_blob(Blob::Content, key, &content_aad(binding), blob)
+}
+
+fn decrypt_item_blob(
+    kind: Blob,
+    key: &DataKey,
+    aad: &[u8],
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
+    let mut reader = kind.parse(blob, None)?;
     let nonce = reader.take::<NONCE_LEN>()?;
     let ciphertext = reader.rest();
     if ciphertext.len() < TAG_LEN {
-        return Err(Blob::Content.malformed("truncated"));
+        return Err(kind.malformed("truncated"));
     }
     Aes256Gcm::new((&key.0).into())
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
-                aad: &content_aad(binding),
+                aad,
             },
         )
         .map(Zeroizing::new)
-        .map_err(|_| Blob::Content.tampered())
+        .map_err(|_| kind.tampered())
+}
+
+/// Encrypts the embeddings of one version of an item (its chunks' vectors, which can be
+/// inverted back to text) under the item's data key: AES-256-GCM, random nonce, AAD
+/// binding item, version, owner and the model's name, with a label of its own so that
+/// content and embeddings can never stand in for each other.
+///
+/// # Panics
+///
+/// Only for a plaintext over 64 GiB, which embeddings never approach.
+pub fn encrypt_embeddings(
+    key: &DataKey,
+    binding: &ItemBinding,
+    model: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    encrypt_item_blob(
+        Blob::Embeddings,
+        key,
+        &embeddings_aad(binding, model),
+        plaintext,
+    )
+}
+
+/// Decrypts what [`encrypt_embeddings`] made for the same binding and model.
+pub fn decrypt_embeddings(
+    key: &DataKey,
+    binding: &ItemBinding,
+    model: &str,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
+    decrypt_item_blob(Blob::Embeddings, key, &embeddings_aad(binding, model), blob)
+}
+
+fn embeddings_aad(binding: &ItemBinding, model: &str) -> Vec<u8> {
+    // The model name is the only variable-length field: last, after its length.
+    let model_len = u32::try_from(model.len()).unwrap_or(u32::MAX);
+    Blob::Embeddings.aad(
+        LABEL_EMBEDDINGS,
+        &[
+            &binding.item,
+            &binding.version.to_be_bytes(),
+            &binding.owner,
+            &model_len.to_be_bytes(),
+            model.as_bytes(),
+        ],
+    )
 }
 
 fn content_aad(binding: &ItemBinding) -> Vec<u8> {
@@ -1434,6 +1501,50 @@ mod tests {
                 "{typed}"
             );
         }
+    }
+
+    #[test]
+    fn embeddings_are_bound_to_item_version_owner_and_model_and_are_not_content() {
+        let key = DataKey::generate();
+        let model = "all-MiniLM-L6-v2";
+        let blob = encrypt_embeddings(&key, &binding(), model, b"vectors");
+        assert_eq!(blob[..HEADER_LEN], [FORMAT_VERSION, 6]);
+        assert_eq!(
+            &**decrypt_embeddings(&key, &binding(), model, &blob).unwrap(),
+            b"vectors"
+        );
+        let tampered = VaultCryptoError::Tampered {
+            what: "item embeddings",
+        };
+        // Moved to another item, version or person: refused.
+        for other in other_bindings() {
+            assert_eq!(
+                decrypt_embeddings(&key, &other, model, &blob).unwrap_err(),
+                tampered
+            );
+        }
+        // Relabelled as another model's vectors: refused.
+        assert_eq!(
+            decrypt_embeddings(&key, &binding(), "other-model", &blob).unwrap_err(),
+            tampered
+        );
+        // Embeddings and content cannot stand in for each other, even re-tagged: the
+        // labels differ.
+        assert!(decrypt_content(&key, &binding(), &blob).is_err());
+        let content = encrypt_content(&key, &binding(), b"vectors");
+        assert!(decrypt_embeddings(&key, &binding(), model, &content).is_err());
+        let mut retagged = content.clone();
+        retagged[1] = 6;
+        assert_eq!(
+            decrypt_embeddings(&key, &binding(), model, &retagged).unwrap_err(),
+            tampered
+        );
+        assert!(is_tampered_or_malformed(decrypt_embeddings(
+            &DataKey::generate(),
+            &binding(),
+            model,
+            &blob
+        )));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! recovering" page and anything else to a 500 that is logged with its context.
 
 pub mod audit;
+pub mod embeddings;
 pub mod items;
 pub mod models;
 pub mod schema;

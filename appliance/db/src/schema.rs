@@ -26,6 +26,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    item_embeddings (item_id) {
+        item_id -> Uuid,
+        version -> Int4,
+        model -> Text,
+        ciphertext -> Bytea,
+    }
+}
+
+diesel::table! {
     item_versions (item_id, version) {
         item_id -> Uuid,
         version -> Int4,
@@ -87,6 +96,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
+diesel::joinable!(item_embeddings -> items (item_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -95,6 +105,7 @@ diesel::joinable!(vault_keys -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    item_embeddings,
     item_versions,
     items,
     sessions,

@@ -545,45 +545,7 @@ impl SearchIndex {
         if let Some(text_query) = &text_query {
             clauses.push((Occur::Must, text_query.box_clone()));
         }
-        // Filters select, they do not rank: a constant score of zero keeps BM25 the
-        // text's alone.
-        let mut filter = |query: Box<dyn TantivyQuery>| {
-            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0))));
-        };
-        let mut normalizer = shared.tag_normalizer.clone();
-        for tag in &q.tags {
-            let tag = tags::normalize(&mut normalizer, tag);
-            if !tag.is_empty() {
-                filter(term_query(Term::from_field_text(fields.tag_exact, &tag)));
-            }
-        }
-        if let Some(kind) = q.kind {
-            filter(term_query(Term::from_field_text(
-                fields.kind,
-                kind.as_str(),
-            )));
-        }
-        if let Some(status) = q.status {
-            filter(term_query(Term::from_field_text(
-                fields.status,
-                status.as_str(),
-            )));
-        }
-        if q.created_from.is_some() || q.created_to.is_some() {
-            let bound = |t: Option<time::OffsetDateTime>, make: fn(Term) -> Bound<Term>| {
-                t.map_or(Bound::Unbounded, |t| {
-                    make(Term::from_field_i64(fields.created, fields::micros(t)))
-                })
-            };
-            // A fast field: tantivy scans the column rather than the term dictionary.
-            filter(Box::new(RangeQuery::new(
-                bound(q.created_from, Bound::Included),
-                bound(q.created_to, Bound::Excluded),
-            )));
-        }
-        if !q.include_archived {
-            filter(term_query(Term::from_field_bool(fields.archived, false)));
-        }
+        clauses.extend(self.filter_clauses(q));
         let query: Box<dyn TantivyQuery> = if clauses.is_empty() {
             Box::new(AllQuery)
         } else {
@@ -656,6 +618,109 @@ impl SearchIndex {
             });
         }
         Ok(Results { hits, total })
+    }
+
+    /// The query's filters (tags, kind, status, created range, archived) as clauses
+    /// that select without ranking: a constant score of zero keeps BM25 the text's alone.
+    fn filter_clauses(&self, q: &Query) -> Vec<(Occur, Box<dyn TantivyQuery>)> {
+        let shared = &self.shared;
+        let fields = &shared.fields;
+        let mut clauses: Vec<(Occur, Box<dyn TantivyQuery>)> = Vec::new();
+        let mut filter = |query: Box<dyn TantivyQuery>| {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0))));
+        };
+        let mut normalizer = shared.tag_normalizer.clone();
+        for tag in &q.tags {
+            let tag = tags::normalize(&mut normalizer, tag);
+            if !tag.is_empty() {
+                filter(term_query(Term::from_field_text(fields.tag_exact, &tag)));
+            }
+        }
+        if let Some(kind) = q.kind {
+            filter(term_query(Term::from_field_text(
+                fields.kind,
+                kind.as_str(),
+            )));
+        }
+        if let Some(status) = q.status {
+            filter(term_query(Term::from_field_text(
+                fields.status,
+                status.as_str(),
+            )));
+        }
+        if q.created_from.is_some() || q.created_to.is_some() {
+            let bound = |t: Option<time::OffsetDateTime>, make: fn(Term) -> Bound<Term>| {
+                t.map_or(Bound::Unbounded, |t| {
+                    make(Term::from_field_i64(fields.created, fields::micros(t)))
+                })
+            };
+            // A fast field: tantivy scans the column rather than the term dictionary.
+            filter(Box::new(RangeQuery::new(
+                bound(q.created_from, Bound::Included),
+                bound(q.created_to, Bound::Excluded),
+            )));
+        }
+        if !q.include_archived {
+            filter(term_query(Term::from_field_bool(fields.archived, false)));
+        }
+        clauses
+    }
+
+    /// The documents among `items` that pass `q`'s filters (its text is ignored), in
+    /// the order given, each with the lead of its text as snippet, or of the part of it
+    /// in the given byte range (a chunk that matched in meaning) when that range is
+    /// valid. For results that came from elsewhere (vector search) and need the same
+    /// filters and the same fields as [`search`](Self::search)'s. Sees earlier writes.
+    pub fn lookup(
+        &self,
+        q: &Query,
+        items: &[(uuid::Uuid, Option<std::ops::Range<usize>>)],
+    ) -> Result<Vec<Hit>, SearchError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.wait_for_writes(Some(READ_YOUR_WRITES_WAIT));
+        let shared = &self.shared;
+        let fields = &shared.fields;
+        let searcher = shared.reader.searcher();
+        let ids: Vec<(Occur, Box<dyn TantivyQuery>)> = items
+            .iter()
+            .map(|(id, _)| (Occur::Should, term_query(fields.id_term(*id))))
+            .collect();
+        let mut clauses = self.filter_clauses(q);
+        clauses.push((Occur::Must, Box::new(BooleanQuery::new(ids))));
+        let query = BooleanQuery::new(clauses);
+        let found = searcher.search(&query, &tantivy::collector::DocSetCollector)?;
+        let mut by_id = std::collections::HashMap::with_capacity(found.len());
+        for address in found {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let stored = fields.stored(&doc);
+            by_id.insert(stored.id, stored);
+        }
+        let mut hits = Vec::with_capacity(by_id.len());
+        for (id, range) in items {
+            let Some(stored) = by_id.remove(id) else {
+                continue;
+            };
+            let part = range
+                .as_ref()
+                .and_then(|r| stored.text.get(r.clone()))
+                .filter(|part| !part.trim().is_empty())
+                .unwrap_or(&stored.text);
+            hits.push(Hit {
+                id: stored.id,
+                score: 0.0,
+                snippet: snippet::lead(part),
+                kind: stored.kind,
+                tags: stored.tags,
+                status: stored.status,
+                due: stored.due,
+                created: stored.created,
+                pinned: stored.pinned,
+                archived: stored.archived,
+            });
+        }
+        Ok(hits)
     }
 
     /// Every tag with the number of non-archived items carrying it, ordered by name

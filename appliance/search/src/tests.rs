@@ -797,3 +797,101 @@ fn writes_are_committed_in_batches_without_a_search_asking() {
         started.elapsed()
     );
 }
+
+#[test]
+fn lookup_applies_the_filters_keeps_the_order_and_cuts_the_chunk() {
+    let note_a = tagged(
+        note("First sentence here. The dentist appointment is on Monday."),
+        &["Health"],
+    );
+    let task_b = tagged(
+        task("Call the dentist", TaskStatus::Open, None),
+        &["health"],
+    );
+    let done_c = task("Pay the dentist bill", TaskStatus::Done, None);
+    let mut old_d = created(
+        note("An old note about teeth"),
+        datetime!(2020-01-01 0:00 UTC),
+    );
+    old_d.tags = vec!["health".into()];
+    let mut archived_e = note("Archived dental note");
+    archived_e.archived = true;
+    let (a, b, c, d, e) = (note_a.id, task_b.id, done_c.id, old_d.id, archived_e.id);
+    let index = index_with(vec![note_a, task_b, done_c, old_d, archived_e]);
+    let unknown = Uuid::new_v4();
+    let all: Vec<(Uuid, Option<std::ops::Range<usize>>)> = [e, d, unknown, c, b, a]
+        .iter()
+        .map(|id| (*id, None))
+        .collect();
+    let lookup = |q: &Query| -> Vec<Uuid> {
+        index
+            .lookup(q, &all)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect()
+    };
+    // No filter but the default (archived hidden); the text is ignored; order kept.
+    assert_eq!(lookup(&text("nothing matches this")), vec![d, c, b, a]);
+    assert_eq!(
+        lookup(&Query {
+            include_archived: true,
+            ..Query::default()
+        }),
+        vec![e, d, c, b, a]
+    );
+    let tag = |t: &str| Query {
+        tags: vec![t.to_owned()],
+        ..Query::default()
+    };
+    assert_eq!(lookup(&tag("HEALTH")), vec![d, b, a]);
+    assert_eq!(
+        lookup(&Query {
+            kind: Some(Kind::Task),
+            ..Query::default()
+        }),
+        vec![c, b]
+    );
+    assert_eq!(
+        lookup(&Query {
+            status: Some(TaskStatus::Open),
+            ..Query::default()
+        }),
+        vec![b]
+    );
+    assert_eq!(
+        lookup(&Query {
+            created_to: Some(datetime!(2021-01-01 0:00 UTC)),
+            ..Query::default()
+        }),
+        vec![d]
+    );
+    assert_eq!(
+        lookup(&Query {
+            created_from: Some(datetime!(2021-01-01 0:00 UTC)),
+            tags: vec!["health".into()],
+            ..Query::default()
+        }),
+        vec![b, a]
+    );
+    assert!(index.lookup(&Query::default(), &[]).unwrap().is_empty());
+    // The snippet is the chunk's text when its range is valid, else the start.
+    let hit = |range| {
+        index
+            .lookup(&Query::default(), &[(a, range)])
+            .unwrap()
+            .remove(0)
+    };
+    assert_eq!(
+        hit(Some(21..58)).snippet.text,
+        "The dentist appointment is on Monday."
+    );
+    assert!(
+        hit(Some(3..1000))
+            .snippet
+            .text
+            .starts_with("First sentence")
+    );
+    assert!(hit(None).snippet.text.starts_with("First sentence"));
+    assert_eq!(hit(None).tags, vec!["Health".to_owned()]);
+}

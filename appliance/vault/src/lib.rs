@@ -10,6 +10,7 @@
 //! Error policy: [`VaultError`] says what failed and for which item; an item whose
 //! ciphertext does not authenticate is reported as tampered, never shown as garbage.
 
+pub mod embeddings;
 pub mod export;
 
 use cv_crypto::vault::{
@@ -433,6 +434,58 @@ pub fn open_rewrapping(
         };
     }
     (open(item, vault), None)
+}
+
+/// One item opened for the indexes at unlock (see [`open_for_index`]).
+#[derive(Debug)]
+pub struct Opened {
+    pub view: ItemView,
+    /// Its data key re-wrapped, when it was still sealed (for [`store_rewrapped`]).
+    pub rewrapped: Option<(ItemId, Vec<u8>)>,
+    /// Its embeddings, when a current row was given and opens; else why not (`None`:
+    /// there is no row).
+    pub embeddings: Option<Result<embeddings::Embeddings, embeddings::NotUsable>>,
+}
+
+/// [`open_rewrapping`], and the item's embeddings row decrypted with the same data key
+/// (one key unwrap per item for both).
+pub fn open_for_index(
+    item: &StoredItem,
+    vault: &UnlockedVault,
+    cache: &SealedKeyCache,
+    row: Option<&cv_db::embeddings::StoredEmbeddings>,
+    model: &str,
+) -> Opened {
+    let (key, rewrapped) = match &item.key {
+        StoredKey::Sealed(sealed) => {
+            let key_binding = binding(item.id, 1, item.owner).data_key_binding();
+            match vault.rewrap_sealed_data_key(sealed, &key_binding, cache) {
+                Ok((key, wrapped)) => (Ok(key), Some((item.id, wrapped))),
+                Err(_) => (Err(Unreadable::Tampered), None),
+            }
+        }
+        StoredKey::Wrapped(_) => (data_key(item, vault), None),
+    };
+    let embeddings = row.map(|row| match &key {
+        Ok(key) => embeddings::open_with_key(item, key, model, row),
+        Err(_) => Err(embeddings::NotUsable::Unreadable),
+    });
+    Opened {
+        view: open_with(item, key),
+        rewrapped,
+        embeddings,
+    }
+}
+
+/// The owner's item, still encrypted (for the embedding job, which needs its key).
+pub async fn stored(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: ItemId,
+) -> Result<StoredItem, VaultError> {
+    items::get(conn, owner, id)
+        .await?
+        .ok_or(VaultError::NotFound)
 }
 
 /// Stores keys re-wrapped by [`open_rewrapping`], in one statement.

@@ -379,14 +379,17 @@ async fn vault_status(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "locked": unlocked.is_none(),
         "items": items,
-        "index": crate::index::status_json(unlocked.as_ref()),
+        "index": crate::index::status_json(unlocked.as_ref(), state.ai.pool.is_some()),
     })))
 }
 
 #[derive(Serialize)]
 struct SearchHit {
     id: String,
+    /// BM25 by words only; the fused (reciprocal rank) score in hybrid mode.
     score: f32,
+    /// Why it matched: "words", "meaning" or "both"; `None` for a listing without text.
+    matched: Option<&'static str>,
     snippet: String,
     highlights: Vec<[usize; 2]>,
     kind: &'static str,
@@ -400,7 +403,9 @@ struct SearchHit {
 }
 
 /// `GET /api/v1/search?q=&tag=&kind=&status=&from=&to=&archived=&limit=` → `{"results":
-/// [{"id", "snippet", "score", …}], "total", "indexing"}` (read scope, unlocked vault).
+/// [{"id", "snippet", "score", "matched", …}], "total", "mode", "words_only_reason",
+/// "indexing"}` (read scope, unlocked vault): by words and meaning when the local AI
+/// can embed the query (`crate::semantic::search`), else by words, saying why.
 async fn search(
     caller: ApiCaller,
     state: web::Data<AppState>,
@@ -412,14 +417,16 @@ async fn search(
         .query()
         .map_err(|why| WebError::BadRequest(format!("{why}.")))?;
     let indexing = unlocked.index.is_building();
-    let results = crate::pages::search::run(unlocked.index.clone(), query).await?;
-    let total = results.total;
-    let results: Vec<SearchHit> = results
+    let outcome = crate::semantic::search(&state, unlocked.index.clone(), query).await?;
+    let (total, mode) = (outcome.total, outcome.mode_str());
+    let reason = outcome.reason().map(str::to_owned);
+    let results: Vec<SearchHit> = outcome
         .hits
         .into_iter()
-        .map(|hit| SearchHit {
+        .map(|(hit, matched)| SearchHit {
             id: hit.id.to_string(),
             score: hit.score,
+            matched: matched.map(cv_semantic::Matched::as_str),
             highlights: hit
                 .snippet
                 .highlights
@@ -439,6 +446,8 @@ async fn search(
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "results": results,
         "total": total,
+        "mode": mode,
+        "words_only_reason": reason,
         "indexing": indexing,
     })))
 }

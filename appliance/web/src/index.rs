@@ -25,6 +25,8 @@ const FAILED: u8 = 2;
 /// One vault's index and how far its build got.
 pub(crate) struct VaultIndex {
     pub index: SearchIndex,
+    /// The vector side (search by meaning), filled in the same pass.
+    pub semantic: crate::semantic::Semantic,
     phase: AtomicU8,
     indexed: AtomicU64,
     total: AtomicU64,
@@ -42,6 +44,7 @@ impl VaultIndex {
     pub fn new() -> Result<VaultIndex, cv_search::SearchError> {
         Ok(VaultIndex {
             index: SearchIndex::new()?,
+            semantic: crate::semantic::Semantic::default(),
             phase: AtomicU8::new(BUILDING),
             indexed: AtomicU64::new(0),
             total: AtomicU64::new(0),
@@ -115,11 +118,14 @@ pub(crate) fn start_build(
         let started = Instant::now();
         let index = unlocked.index.clone();
         match build(&state, user, &unlocked).await {
-            Ok(n) => {
+            Ok((n, stale)) => {
                 let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 index.build_ms.store(ms, Ordering::Relaxed);
                 index.phase.store(READY, Ordering::Release);
-                info!(%user, items = n, ms, memory_bytes = index.index.memory_bytes(), "search index ready");
+                info!(%user, items = n, ms, memory_bytes = index.index.memory_bytes(), by_meaning = index.semantic.items(), to_embed = stale.len(), "search index ready");
+                // What has no current embeddings (captured while locked, or while the
+                // AI was off or failing) is embedded now, in the background.
+                crate::semantic::embed_later(&state, user, stale);
             }
             Err(why) => {
                 index.phase.store(FAILED, Ordering::Release);
@@ -129,11 +135,13 @@ pub(crate) fn start_build(
     });
 }
 
+/// Builds the index; returns how many items it holds and the items without current
+/// embeddings.
 async fn build(
     state: &actix_web::web::Data<AppState>,
     user: UserId,
     unlocked: &Unlocked,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<ItemId>), String> {
     let index = unlocked.index.clone();
     let total = {
         let mut conn = state.conn().await.map_err(|e| e.to_string())?;
@@ -165,30 +173,45 @@ async fn build(
     // before that.
     let fetch = |after: Option<ItemId>| async move {
         let mut conn = state.conn().await.map_err(|e| e.to_string())?;
-        cv_vault::page(&mut conn, user, after, BUILD_PAGE)
+        let items = cv_vault::page(&mut conn, user, after, BUILD_PAGE)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let ids: Vec<ItemId> = items.iter().map(|i| i.id).collect();
+        let rows = cv_db::embeddings::for_items(&mut conn, user, &ids)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((items, rows))
     };
     // Chains of keys sealed while locked, each opened once for the whole build.
     let sealed_keys = std::sync::Arc::new(cv_crypto::vault::SealedKeyCache::default());
     let mut next = fetch(None).await?;
     let mut stores: Vec<actix_web::rt::task::JoinHandle<Result<usize, String>>> = Vec::new();
     let mut sent = 0u64;
+    let mut stale = Vec::new();
     loop {
         if !state.keyring.holds(user, &index) {
             info!(%user, "vault locked during indexing; stopped");
             break;
         }
-        let page = std::mem::take(&mut next);
+        let (page, rows) = std::mem::take(&mut next);
         let Some(last) = page.last().map(|i| i.id) else {
             break;
         };
         let vault = unlocked.vault.clone();
         let cache = sealed_keys.clone();
-        let decrypt = tokio::task::spawn_blocking(move || open_page(&page, &vault, &cache));
+        let decrypt = tokio::task::spawn_blocking(move || open_page(&page, &rows, &vault, &cache));
         let (fetched, decrypted) = tokio::join!(fetch(Some(last)), decrypt);
         next = fetched?;
-        let (docs, rewrapped) = decrypted.map_err(|e| e.to_string())?;
+        let Opened {
+            docs,
+            rewrapped,
+            vectors,
+            stale: page_stale,
+        } = decrypted.map_err(|e| e.to_string())?;
+        for (id, embeddings) in vectors {
+            index.semantic.upsert(id.0, &embeddings);
+        }
+        stale.extend(page_stale);
         if !rewrapped.is_empty() {
             let state = state.clone();
             stores.push(actix_web::rt::spawn(async move {
@@ -215,16 +238,33 @@ async fn build(
     }
     drop(tx);
     builder.await.map_err(|e| e.to_string())??;
-    Ok(sent)
+    Ok((sent, stale))
 }
 
-/// Decrypts a page of items into index documents, on every core; returns them with the
-/// re-wrapped forms of the keys sealed while the vault was locked.
+/// A page of items decrypted for the indexes.
+#[derive(Default)]
+struct Opened {
+    docs: Vec<Document>,
+    /// Keys sealed while locked, re-wrapped.
+    rewrapped: Vec<(ItemId, Vec<u8>)>,
+    /// Current embeddings, opened.
+    vectors: Vec<(ItemId, cv_vault::embeddings::Embeddings)>,
+    /// Readable items without current embeddings.
+    stale: Vec<ItemId>,
+}
+
+/// Decrypts a page of items into index documents and their embeddings rows into
+/// vectors, on every core; also returns the re-wrapped forms of the keys sealed while
+/// the vault was locked, and the items whose embeddings are missing or stale.
 fn open_page(
     page: &[cv_db::items::StoredItem],
+    rows: &[cv_db::embeddings::StoredEmbeddings],
     vault: &cv_crypto::vault::UnlockedVault,
     cache: &cv_crypto::vault::SealedKeyCache,
-) -> (Vec<Document>, Vec<(ItemId, Vec<u8>)>) {
+) -> Opened {
+    let rows: std::collections::HashMap<ItemId, &cv_db::embeddings::StoredEmbeddings> =
+        rows.iter().map(|r| (r.item, r)).collect();
+    let rows = &rows;
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let chunk = page.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -232,33 +272,45 @@ fn open_page(
             .chunks(chunk)
             .map(|items| {
                 scope.spawn(move || {
-                    let mut docs = Vec::with_capacity(items.len());
-                    let mut rewrapped = Vec::new();
+                    let mut part = Opened::default();
                     for item in items {
-                        let (view, key) = cv_vault::open_rewrapping(item, vault, cache);
-                        docs.extend(document(&view));
-                        rewrapped.extend(key);
+                        let opened = cv_vault::open_for_index(
+                            item,
+                            vault,
+                            cache,
+                            rows.get(&item.id).copied(),
+                            crate::semantic::MODEL,
+                        );
+                        if let Some(doc) = document(&opened.view) {
+                            part.docs.push(doc);
+                            match opened.embeddings {
+                                Some(Ok(embeddings)) => part.vectors.push((item.id, embeddings)),
+                                _ => part.stale.push(item.id),
+                            }
+                        }
+                        part.rewrapped.extend(opened.rewrapped);
                     }
-                    (docs, rewrapped)
+                    part
                 })
             })
             .collect();
-        let mut docs = Vec::with_capacity(page.len());
-        let mut rewrapped = Vec::new();
+        let mut all = Opened::default();
         for part in parts {
             // A panic while decrypting (none is expected) loses that chunk's documents
             // from the index, not the vault's data.
-            if let Ok((d, r)) = part.join() {
-                docs.extend(d);
-                rewrapped.extend(r);
+            if let Ok(part) = part.join() {
+                all.docs.extend(part.docs);
+                all.rewrapped.extend(part.rewrapped);
+                all.vectors.extend(part.vectors);
+                all.stale.extend(part.stale);
             }
         }
-        (docs, rewrapped)
+        all
     })
 }
 
 /// The item changed (edited, re-flagged, made a task): re-index it from the database.
-pub(crate) async fn changed(state: &AppState, user: UserId, id: ItemId) {
+pub(crate) async fn changed(state: &actix_web::web::Data<AppState>, user: UserId, id: ItemId) {
     let Some(unlocked) = state.keyring.peek(user) else {
         return;
     };
@@ -268,8 +320,15 @@ pub(crate) async fn changed(state: &AppState, user: UserId, id: ItemId) {
     };
     match view {
         Ok(view) => match document(&view) {
-            Some(doc) => unlocked.index.index.upsert(doc),
-            None => unlocked.index.index.remove(id.0),
+            Some(doc) => {
+                unlocked.index.index.upsert(doc);
+                // Its text may have changed: embed it again (in the background).
+                crate::semantic::embed_later(state, user, vec![id]);
+            }
+            None => {
+                unlocked.index.index.remove(id.0);
+                unlocked.index.semantic.remove(id.0);
+            }
         },
         Err(e) => warn!(%user, item = %id.0, error = %e, "could not re-index an item"),
     }
@@ -277,7 +336,13 @@ pub(crate) async fn changed(state: &AppState, user: UserId, id: ItemId) {
 
 /// A note was just captured into an unlocked vault: index it from what was written,
 /// without reading it back.
-pub(crate) fn captured(state: &AppState, user: UserId, id: ItemId, text: &str, tags: &[String]) {
+pub(crate) fn captured(
+    state: &actix_web::web::Data<AppState>,
+    user: UserId,
+    id: ItemId,
+    text: &str,
+    tags: &[String],
+) {
     let Some(unlocked) = state.keyring.peek(user) else {
         return;
     };
@@ -297,17 +362,19 @@ pub(crate) fn captured(state: &AppState, user: UserId, id: ItemId, text: &str, t
         pinned: false,
         archived: false,
     });
+    crate::semantic::embed_later(state, user, vec![id]);
 }
 
 /// The item is gone: drop it from the index.
 pub(crate) fn removed(state: &AppState, user: UserId, id: ItemId) {
     if let Some(unlocked) = state.keyring.peek(user) {
         unlocked.index.index.remove(id.0);
+        unlocked.index.semantic.remove(id.0);
     }
 }
 
 /// The index's state for `GET /api/v1/vault`.
-pub(crate) fn status_json(unlocked: Option<&Unlocked>) -> serde_json::Value {
+pub(crate) fn status_json(unlocked: Option<&Unlocked>, ai_on: bool) -> serde_json::Value {
     let Some(unlocked) = unlocked else {
         return serde_json::Value::Null;
     };
@@ -320,6 +387,7 @@ pub(crate) fn status_json(unlocked: Option<&Unlocked>) -> serde_json::Value {
         "documents": index.index.len(),
         "memory_bytes": index.index.memory_bytes(),
         "build_ms": index.build_ms(),
+        "semantic": index.semantic.status_json(ai_on),
     })
 }
 

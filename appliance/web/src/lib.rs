@@ -31,6 +31,7 @@ mod keyring;
 mod markdown;
 mod pages;
 pub mod redirect;
+mod semantic;
 pub mod session;
 mod sockets;
 mod state;

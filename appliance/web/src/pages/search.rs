@@ -1,5 +1,5 @@
-//! Search (BM25 over the vault's in-RAM index, with filters and highlighted snippets)
-//! and the task list, which is a search for tasks sorted by due date.
+//! Search (BM25 over the vault's in-RAM index, with filters and highlighted snippets,
+//! fused with search by meaning when the local AI is up: `crate::semantic`) and the task list, which is a search for tasks sorted by due date.
 
 use std::sync::Arc;
 
@@ -134,6 +134,8 @@ pub(crate) struct HitView {
     pub created: String,
     pub pinned: bool,
     pub archived: bool,
+    /// Why it matched ("words", "meaning", "both"), on search results.
+    pub matched: Option<&'static str>,
 }
 
 impl HitView {
@@ -180,6 +182,7 @@ impl HitView {
             created: date(hit.created),
             pinned: hit.pinned,
             archived: hit.archived,
+            matched: None,
         }
     }
 }
@@ -212,6 +215,8 @@ pub(crate) struct SearchPage {
     pub error: Option<FormError>,
     pub next_offset: Option<usize>,
     pub next_query: String,
+    /// Why this search is by words only (the local AI is off, failing or indexing).
+    pub words_only: Option<String>,
 }
 
 /// `GET /search`: the search box, filters and results.
@@ -227,6 +232,7 @@ async fn search_page(
         .map_err(|e| WebError::BadRequest(format!("The search could not be read: {e}.")))?;
     let searched = !req.query_string().is_empty();
     let query = params.query();
+    let mut words_only = None;
     let (status, hits, total, error, next_offset) = match query {
         Err(why) => {
             let e = WebError::InvalidInput(format!("{}{}.", why[..1].to_uppercase(), &why[1..]));
@@ -240,15 +246,19 @@ async fn search_page(
         }
         Ok(query) if searched => {
             let (offset, limit) = (query.offset, query.limit);
-            let results = run(index.clone(), query).await?;
+            let outcome = crate::semantic::search(&state, index.clone(), query).await?;
+            words_only = outcome.reason().map(str::to_owned);
             let today = OffsetDateTime::now_utc().date();
-            let next = (offset + limit < results.total).then_some(offset + limit);
-            let hits = results
+            let next = (offset + limit < outcome.total).then_some(offset + limit);
+            let hits = outcome
                 .hits
                 .into_iter()
-                .map(|h| HitView::of(h, today))
+                .map(|(h, matched)| HitView {
+                    matched: matched.map(cv_semantic::Matched::as_str),
+                    ..HitView::of(h, today)
+                })
                 .collect();
-            (StatusCode::OK, hits, results.total, None, next)
+            (StatusCode::OK, hits, outcome.total, None, next)
         }
         Ok(_) => (StatusCode::OK, Vec::new(), 0, None, None),
     };
@@ -286,6 +296,7 @@ async fn search_page(
             error,
             next_offset,
             next_query,
+            words_only,
         },
     )
 }

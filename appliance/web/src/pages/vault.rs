@@ -175,7 +175,7 @@ pub(crate) async fn stored_bundle(
 /// new item's id and whether it was sealed; the inner error is the capture's own
 /// (empty, too long, bad tags, database), for the caller to word.
 pub(crate) async fn capture_into(
-    state: &AppState,
+    state: &web::Data<AppState>,
     owner: cv_db::UserId,
     text: &str,
     tags: &[String],
