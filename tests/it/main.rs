@@ -11,6 +11,7 @@ mod browser;
 mod config_cli;
 mod crash;
 mod export;
+mod insights;
 mod items;
 mod migrations;
 mod notes;

@@ -71,6 +71,7 @@ pub struct Config {
     pub sessions: Sessions,
     pub log: Log,
     pub workers: Workers,
+    pub insights: Insights,
 }
 
 /// Where the web service listens.
@@ -145,6 +146,17 @@ pub struct Workers {
     /// Refuse to start a worker whose jail lacks any protection (the appliance), rather
     /// than start it and report what is missing (dev).
     pub require_jail: bool,
+}
+
+/// The insights job: themes among recent captures and tasks due soon, on the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insights {
+    /// How often they are computed again for each unlocked vault (5 minutes to a day).
+    pub interval: Duration,
+    /// Captures of the last this many days are grouped into themes (1 to 365).
+    pub recent_days: u32,
+    /// Open tasks due within this many days (or overdue) are listed (1 to 60).
+    pub due_soon_days: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +334,18 @@ impl Config {
             (
                 "workers.require_jail",
                 self.workers.require_jail.to_string(),
+            ),
+            (
+                "insights.interval_minutes",
+                (self.insights.interval.as_secs() / 60).to_string(),
+            ),
+            (
+                "insights.recent_days",
+                self.insights.recent_days.to_string(),
+            ),
+            (
+                "insights.due_soon_days",
+                self.insights.due_soon_days.to_string(),
             ),
         ];
         let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);

@@ -44,6 +44,8 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub workers: RawWorkers,
+    #[serde(default)]
+    pub insights: RawInsights,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,9 +113,17 @@ pub(crate) struct RawWorkers {
     pub require_jail: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInsights {
+    pub interval_minutes: Option<i64>,
+    pub recent_days: Option<i64>,
+    pub due_soon_days: Option<i64>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 8] = [
+pub(crate) const TABLES: [&str; 9] = [
     "appliance",
     "network",
     "tls",
@@ -122,6 +132,7 @@ pub(crate) const TABLES: [&str; 8] = [
     "sessions",
     "log",
     "workers",
+    "insights",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

@@ -89,6 +89,11 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 request_timeout: Duration::from_secs(60),
                 require_jail: true,
             },
+            insights: Insights {
+                interval: Duration::from_secs(3600),
+                recent_days: 14,
+                due_soon_days: 7,
+            },
         }
     );
 }
@@ -129,6 +134,10 @@ max_age_minutes = 2
 idle_minutes = 3
 request_timeout_seconds = 4
 require_jail = false
+[insights]
+interval_minutes = 30
+recent_days = 7
+due_soon_days = 3
 "#,
     )
     .expect("valid");
@@ -145,6 +154,14 @@ require_jail = false
             max_idle: Duration::from_secs(180),
             request_timeout: Duration::from_secs(4),
             require_jail: false,
+        }
+    );
+    assert_eq!(
+        config.insights,
+        Insights {
+            interval: Duration::from_secs(1800),
+            recent_days: 7,
+            due_soon_days: 3,
         }
     );
     assert_eq!(config.data_dir, Path::new("/tank/vault"));
@@ -199,6 +216,12 @@ fn worker_settings_out_of_range_or_shared_users_are_refused() {
         "workers.system_user",
         5,
         "a user of their own",
+    );
+    assert_invalid(
+        &with("[insights]\ninterval_minutes = 1\n"),
+        "insights.interval_minutes",
+        5,
+        "from 5 to 1440",
     );
     assert_invalid(
         &with("[workers]\nsystem_user = \"root\"\n"),

@@ -12,12 +12,12 @@ use std::time::Duration;
 use crate::error::{ConfigError, Origin, Problem, ProblemKind};
 use crate::names::{self, Hostname, SystemUserName};
 use crate::raw::{
-    Document, RawAppliance, RawConfig, RawLog, RawNetwork, RawPostgres, RawService, RawSessions,
-    RawTls, RawWorkers,
+    Document, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres, RawService,
+    RawSessions, RawTls, RawWorkers,
 };
 use crate::{
-    Config, Log, LogFormat, Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls,
-    Workers,
+    Config, Insights, Log, LogFormat, Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions,
+    Tls, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -45,6 +45,11 @@ const DEFAULT_WORKER_MAX_REQUESTS: i64 = 1000;
 const DEFAULT_WORKER_MAX_AGE_MINUTES: i64 = 60;
 const DEFAULT_WORKER_IDLE_MINUTES: i64 = 5;
 const DEFAULT_WORKER_TIMEOUT_SECONDS: i64 = 60;
+/// Hourly: themes change over days, and each computation clusters up to 2,000 items.
+const DEFAULT_INSIGHTS_MINUTES: i64 = 60;
+/// Two weeks of captures: long enough for a theme to recur, short enough to be "recent".
+const DEFAULT_RECENT_DAYS: i64 = 14;
+const DEFAULT_DUE_SOON_DAYS: i64 = 7;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -101,8 +106,9 @@ pub(crate) fn validate(
             ),
         );
     }
+    let insights = insights(&mut c, raw.insights);
     match (
-        appliance, network, tls, postgres, service, sessions, log, workers,
+        appliance, network, tls, postgres, service, sessions, log, workers, insights,
     ) {
         (
             Some((data_dir, hostname)),
@@ -113,6 +119,7 @@ pub(crate) fn validate(
             Some(sessions),
             Some(log),
             Some(workers),
+            Some(insights),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -124,6 +131,7 @@ pub(crate) fn validate(
             sessions,
             log,
             workers,
+            insights,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -497,6 +505,23 @@ fn workers(
         max_idle: Duration::from_secs(idle? * 60),
         request_timeout: Duration::from_secs(timeout?),
         require_jail: raw.require_jail.unwrap_or(mode == Mode::Appliance),
+    })
+}
+
+fn insights(c: &mut Checker<'_>, raw: RawInsights) -> Option<Insights> {
+    let interval = raw.interval_minutes.unwrap_or(DEFAULT_INSIGHTS_MINUTES);
+    let interval = c.take(
+        "insights.interval_minutes",
+        in_range(interval, 5, 24 * 60, "minutes (a day)"),
+    );
+    let recent = raw.recent_days.unwrap_or(DEFAULT_RECENT_DAYS);
+    let recent = c.take("insights.recent_days", in_range(recent, 1, 365, "days"));
+    let due = raw.due_soon_days.unwrap_or(DEFAULT_DUE_SOON_DAYS);
+    let due = c.take("insights.due_soon_days", in_range(due, 1, 60, "days"));
+    Some(Insights {
+        interval: Duration::from_secs(interval? * 60),
+        recent_days: u32::try_from(recent?).ok()?,
+        due_soon_days: u32::try_from(due?).ok()?,
     })
 }
 

@@ -175,6 +175,8 @@ pub struct ServiceHandoff {
     pub vault_lock_secs: u64,
     /// The AI workers the service may ask for, and how it treats them.
     pub workers: WorkerSettings,
+    /// The dashboard's insights (`[insights]`).
+    pub insights: InsightSettings,
     /// "json" or "text".
     pub log_format: String,
     /// A tracing EnvFilter directive.
@@ -192,6 +194,15 @@ pub struct WorkerSettings {
     pub max_age_secs: u64,
     pub max_idle_secs: u64,
     pub request_timeout_secs: u64,
+}
+
+/// The `[insights]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightSettings {
+    pub interval_secs: u64,
+    pub recent_days: u32,
+    pub due_soon_days: u32,
 }
 
 /// Why a control exchange failed.

@@ -235,6 +235,24 @@ impl VectorIndex {
         self.items.contains_key(&item)
     }
 
+    /// The item's chunk vectors as stored (dequantised: unit length within the int8
+    /// rounding), by chunk index; `None` for an item not in the index.
+    pub fn item_vectors(&self, item: Uuid) -> Option<Vec<Vec<f32>>> {
+        let rows = self.items.get(&item)?;
+        Some(
+            rows.iter()
+                .map(|&r| {
+                    let r = r as usize;
+                    let scale = self.scales[r];
+                    self.codes[r * self.dimensions..(r + 1) * self.dimensions]
+                        .iter()
+                        .map(|&c| f32::from(c) * scale)
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
     /// Bytes allocated by the index: the vector block and its scales, the row owners, and
     /// the item map with its row lists (the map's per-entry overhead is an estimate: one
     /// control byte per bucket, as in hashbrown).

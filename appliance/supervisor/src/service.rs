@@ -115,6 +115,11 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
             max_idle_secs: ctx.config.workers.max_idle.as_secs(),
             request_timeout_secs: ctx.config.workers.request_timeout.as_secs(),
         },
+        insights: cv_control::InsightSettings {
+            interval_secs: ctx.config.insights.interval.as_secs(),
+            recent_days: ctx.config.insights.recent_days,
+            due_soon_days: ctx.config.insights.due_soon_days,
+        },
         log_format: ctx.config.log.format.to_string(),
         log_level: ctx.config.log.level.clone(),
     };

@@ -217,6 +217,11 @@ mod tests {
             keyring: crate::keyring::Keyring::new(time::Duration::minutes(30)),
             sessions: SessionPolicy::from_secs(1800, 43200),
             ai: crate::ai::Ai { pool: None },
+            insights: cv_control::InsightSettings {
+                interval_secs: 3600,
+                recent_days: 14,
+                due_soon_days: 7,
+            },
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })

@@ -27,6 +27,8 @@ pub(crate) struct VaultIndex {
     pub index: SearchIndex,
     /// The vector side (search by meaning), filled in the same pass.
     pub semantic: crate::semantic::Semantic,
+    /// Themes and tasks due soon, computed from the two indexes.
+    pub insights: crate::insights::Slot,
     phase: AtomicU8,
     indexed: AtomicU64,
     total: AtomicU64,
@@ -45,6 +47,7 @@ impl VaultIndex {
         Ok(VaultIndex {
             index: SearchIndex::new()?,
             semantic: crate::semantic::Semantic::default(),
+            insights: crate::insights::Slot::default(),
             phase: AtomicU8::new(BUILDING),
             indexed: AtomicU64::new(0),
             total: AtomicU64::new(0),

@@ -87,6 +87,14 @@ impl Keyring {
     }
 
     /// The account's unlocked vault, without counting this as use (background work).
+    /// The index of every unlocked vault (for background work; counts as no use).
+    pub fn indexes(&self) -> Vec<Arc<VaultIndex>> {
+        self.map()
+            .values()
+            .map(|e| Arc::clone(&e.unlocked.index))
+            .collect()
+    }
+
     pub fn peek(&self, user: UserId) -> Option<Unlocked> {
         self.map().get(&user).map(|e| e.unlocked.clone())
     }

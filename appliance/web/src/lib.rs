@@ -27,6 +27,7 @@ pub mod error;
 mod format;
 mod health;
 mod index;
+mod insights;
 mod keyring;
 mod markdown;
 mod pages;
@@ -130,6 +131,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
             handoff.session_absolute_timeout_secs,
         ),
         ai: ai::Ai::start(control.clone(), &handoff.workers),
+        insights: handoff.insights.clone(),
         version: handoff.version.clone(),
         mode: handoff.mode.clone(),
     });
@@ -174,6 +176,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
     tasks::spawn_cert_reload(resolver)?;
     tasks::spawn_session_sweep(state.clone());
     tasks::spawn_vault_lock(state.clone());
+    insights::spawn(state.clone());
 
     // The sockets were listening before we started (the supervisor bound them), so
     // connections queue in the backlog until the workers accept: ready means ready.

@@ -126,6 +126,12 @@ impl Semantic {
         self.read().index.as_ref().is_some_and(|i| i.contains(item))
     }
 
+    /// One vector for the whole item (its chunks' mean, normalised), if it is indexed.
+    pub fn item_vector(&self, item: Uuid) -> Option<Vec<f32>> {
+        let chunks = self.read().index.as_ref()?.item_vectors(item)?;
+        cv_semantic::item_vector(&chunks)
+    }
+
     /// Items in the vector index.
     pub fn items(&self) -> usize {
         self.read().index.as_ref().map_or(0, VectorIndex::items)

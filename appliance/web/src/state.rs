@@ -29,6 +29,8 @@ pub(crate) struct AppState {
     pub sessions: SessionPolicy,
     /// The jailed AI workers.
     pub ai: crate::ai::Ai,
+    /// The `[insights]` settings.
+    pub insights: cv_control::InsightSettings,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,

@@ -211,3 +211,21 @@ fn removing_everything_empties_the_index() {
     assert!(index.search(&vector(1, DIMENSIONS), 3, |_| true).is_empty());
     index.shrink_to_fit();
 }
+
+#[test]
+fn an_items_vectors_come_back_as_stored_within_rounding() {
+    let mut index = VectorIndex::new(16);
+    let chunks = vec![vector(1, 16), vector(2, 16)];
+    index.upsert(id(1), chunks.clone()).unwrap();
+    index.upsert(id(2), vec![vector(3, 16)]).unwrap();
+    index.remove(id(2));
+    let back = index.item_vectors(id(1)).unwrap();
+    assert_eq!(back.len(), 2);
+    for (original, stored) in chunks.iter().zip(&back) {
+        let norm = dot(original, original).sqrt();
+        for (a, b) in original.iter().zip(stored) {
+            assert!((a / norm - b).abs() < 0.01, "{a} vs {b}");
+        }
+    }
+    assert!(index.item_vectors(id(2)).is_none());
+}

@@ -44,6 +44,82 @@ pub(crate) struct DashboardPage {
     pub index: Option<String>,
     /// The AI workers; `None` when local AI is off (`workers.count` = 0).
     pub ai: Option<crate::ai::AiView>,
+    /// Themes and tasks due soon of the person's vault, while it is unlocked.
+    pub insights: Option<InsightsView>,
+}
+
+/// The insights card.
+#[derive(Debug, Clone)]
+pub(crate) struct InsightsView {
+    pub computed_ago: String,
+    pub recent_days: u32,
+    pub recent: usize,
+    pub recent_with_meaning: usize,
+    pub ai_on: bool,
+    pub themes: Vec<ThemeCard>,
+    pub due_soon_days: u32,
+    pub due_soon: Vec<DueCard>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ThemeCard {
+    pub label: String,
+    pub keywords: String,
+    pub size: usize,
+    /// Links to the most central items, with the start of their text.
+    pub evidence: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct DueCard {
+    pub href: String,
+    pub title: String,
+    pub due: String,
+    pub overdue: bool,
+}
+
+fn insights_view(
+    insights: &crate::insights::Insights,
+    settings: &cv_control::InsightSettings,
+    ai_on: bool,
+    now: OffsetDateTime,
+) -> InsightsView {
+    InsightsView {
+        computed_ago: human_duration(now - insights.computed_at),
+        recent_days: settings.recent_days,
+        recent: insights.recent,
+        recent_with_meaning: insights.recent_with_meaning,
+        ai_on,
+        themes: insights
+            .themes
+            .iter()
+            .map(|t| ThemeCard {
+                label: if t.label.is_empty() {
+                    "(no common words)".to_owned()
+                } else {
+                    t.label.clone()
+                },
+                keywords: t.keywords.join(", "),
+                size: t.size,
+                evidence: t
+                    .evidence
+                    .iter()
+                    .map(|(id, text)| (format!("/items/{id}"), text.clone()))
+                    .collect(),
+            })
+            .collect(),
+        due_soon_days: settings.due_soon_days,
+        due_soon: insights
+            .due_soon
+            .iter()
+            .map(|d| DueCard {
+                href: format!("/items/{}", d.id),
+                title: d.title.clone(),
+                due: cv_vault::iso_date::format(d.due),
+                overdue: d.overdue,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +173,12 @@ async fn dashboard(
             _ => "failed (see the appliance's log); lock and unlock to retry".to_owned(),
         }
     });
+    let insights = match &unlocked {
+        Some(u) => crate::insights::current(&state, u.index.clone())
+            .await
+            .map(|i| insights_view(&i, &state.insights, state.ai.pool.is_some(), now)),
+        None => None,
+    };
     let unlocked = unlocked.map(|u| human_duration(now - u.since));
     let mut page = build(
         &user,
@@ -109,6 +191,7 @@ async fn dashboard(
     page.vault_unlocked_for = unlocked;
     page.index = index;
     page.ai = state.ai.view(now);
+    page.insights = insights;
     Ok(page)
 }
 
@@ -146,6 +229,7 @@ fn build(
         vault_unlocked_for: None,
         index: None,
         ai: None,
+        insights: None,
     }
 }
 
@@ -345,6 +429,49 @@ mod tests {
         ] {
             assert!(html.contains(text), "{text} missing");
         }
+    }
+
+    #[test]
+    fn the_insights_card_shows_themes_with_evidence_and_tasks_due() {
+        let status = status();
+        let mut page = build(&user(Role::Owner), "0", "x", Ok(&status), None, NOW);
+        page.insights = Some(InsightsView {
+            computed_ago: "3 min".into(),
+            recent_days: 14,
+            recent: 9,
+            recent_with_meaning: 8,
+            ai_on: true,
+            themes: vec![ThemeCard {
+                label: "garden <tomato>".into(),
+                keywords: "garden, tomato, bed".into(),
+                size: 4,
+                evidence: vec![("/items/abc".into(), "Plant the tomatoes".into())],
+            }],
+            due_soon_days: 7,
+            due_soon: vec![DueCard {
+                href: "/items/def".into(),
+                title: "Pay the insurance".into(),
+                due: "2026-06-13".into(),
+                overdue: true,
+            }],
+        });
+        let html = page.render().unwrap();
+        check(&html);
+        for text in [
+            "Themes of the last 14 days",
+            "<strong>garden &#60;tomato&#62;</strong>",
+            "4 notes · garden, tomato, bed",
+            r#"<a href="/items/abc">Plant the tomatoes</a>"#,
+            r#"<a href="/items/def">Pay the insurance</a>"#,
+            "overdue since 2026-06-13",
+            "3 min ago",
+        ] {
+            assert!(html.contains(text), "{text} missing in {html}");
+        }
+        page.insights.as_mut().unwrap().themes.clear();
+        page.insights.as_mut().unwrap().ai_on = false;
+        let html = page.render().unwrap();
+        assert!(html.contains("Themes need the local AI"));
     }
 
     #[test]
