@@ -235,6 +235,26 @@ impl VectorIndex {
         self.items.contains_key(&item)
     }
 
+    /// The vectors of `item`'s chunks, in chunk order, as the index holds them (unit
+    /// length, each component within half a quantisation step), or `None` when it has
+    /// none: to find the items nearest to an item.
+    pub fn item_vectors(&self, item: Uuid) -> Option<Vec<Vec<f32>>> {
+        let rows = self.items.get(&item)?;
+        let d = self.dimensions;
+        Some(
+            rows.iter()
+                .map(|&row| {
+                    let row = row as usize;
+                    let scale = self.scales[row];
+                    self.codes[row * d..(row + 1) * d]
+                        .iter()
+                        .map(|&c| f32::from(c) * scale)
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
     /// Bytes allocated by the index: the vector block and its scales, the row owners, and
     /// the item map with its row lists (the map's per-entry overhead is an estimate: one
     /// control byte per bucket, as in hashbrown).
