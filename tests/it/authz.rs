@@ -137,6 +137,21 @@ const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
+        "/items/{item}/suggestions/task",
+        Body::Form(&[
+            ("version", "1"),
+            ("index", "0"),
+            ("title", "Hijacked"),
+            ("action", "accept"),
+        ]),
+    ),
+    route(
+        "POST",
+        "/items/{item}/suggestions/tag",
+        Body::Form(&[("version", "1"), ("tag", "hijacked"), ("action", "accept")]),
+    ),
+    route(
+        "POST",
         "/items/{item}/delete",
         Body::Form(&[("confirm", "yes")]),
     ),

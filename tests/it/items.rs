@@ -92,6 +92,13 @@ async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
     assert!(page.contains("<h1>Groceries</h1>"), "Markdown is rendered");
     assert!(!page.contains("<script>alert"), "raw HTML is never live");
     assert!(page.contains("&lt;script&gt;"));
+    // Without the local AI: no related notes, and the page says why; the rule-based
+    // task suggestions still come ("buy milk" starts with a task verb).
+    assert!(
+        page.contains("Related notes appear once this note is indexed by meaning"),
+        "{page}"
+    );
+    assert!(page.contains(r#"name="title" value="Buy milk""#), "{page}");
     assert!(
         page.contains("#home") && page.contains("#errands"),
         "{page}"

@@ -17,6 +17,7 @@ mod migrations;
 mod notes;
 mod search;
 mod semantic;
+mod suggestions;
 mod supervision;
 mod support;
 mod unit_file;

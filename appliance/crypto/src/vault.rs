@@ -25,6 +25,7 @@
 //! | [`KeyBundle`]              | the person's account record      | passphrase or recovery key  |
 //! | wrapped or sealed data key | the item's record                | vault key or capture secret |
 //! | content blob               | each version of the item         | the item's data key         |
+//! | suggestion feedback        | one row per answer               | vault key                   |
 //! | recovery key               | with the person only (on paper)  | —                           |
 //!
 //! Never stored: the KEK, the vault key, the capture secret key and plaintext data keys
@@ -47,7 +48,8 @@
 //!   nonces (§5.2.1.1) drawn at random (§8.2.2) and full 128-bit tags. Random nonces keep
 //!   the collision risk acceptable only below 2^32 messages per key (§8.3); no key here
 //!   comes close: a data key encrypts one message per version of one item, the vault key
-//!   wraps one data key per item plus the capture secret, and every KEK and sealing key
+//!   wraps one data key per item plus the capture secret and encrypts one record per
+//!   answer to a suggestion, and every KEK and sealing key
 //!   encrypts exactly one message.
 //! - **X25519** (RFC 7748) for sealing data keys to the person while the vault is locked,
 //!   in the shape of HPKE's base mode (RFC 9180) with DHKEM(X25519, HKDF-SHA256) and
@@ -77,6 +79,9 @@
 //! - Embeddings (the vectors of an item's chunks, under the item's data key): item id,
 //!   version, owner and the model's name (length-prefixed), with their own label, so
 //!   a row moved to another item or version, or passed off as content, fails.
+//! - Suggestion feedback (what the person accepted or dismissed, under the vault key):
+//!   owner and the record's id, with its own label, so a row moved to another person or
+//!   duplicated under a new id fails.
 //! - Data keys (wrapped or sealed): item id and owner, **not the version**: a data key
 //!   belongs to the item, every version of which is encrypted under it, so that deleting
 //!   the item's single data key shreds all of its versions. Binding a version here would
@@ -100,6 +105,7 @@
 //!                          | SHA-256 of everything before 32
 //! content (30 + n)         01 02 | nonce 12 | ciphertext n | tag 16
 //! embeddings (30 + n)      01 06 | nonce 12 | ciphertext n | tag 16
+//! feedback (30 + n)        01 07 | nonce 12 | ciphertext n | tag 16
 //! wrapped data key (62)    01 03 | nonce 12 | ciphertext 32 | tag 16
 //! sealed data key (94)     01 04 | ephemeral public key 32 | nonce 12 | ciphertext 32 | tag 16
 //!                          (one exchange per seal; still opened, no longer written)
@@ -173,6 +179,7 @@ const LABEL_RECOVERY_CHECK: &[u8] = b"contextvault/v1/recovery-key/checksum";
 const LABEL_CAPTURE_WRAP: &[u8] = b"contextvault/v1/capture-secret/wrap";
 const LABEL_CONTENT: &[u8] = b"contextvault/v1/item/content";
 const LABEL_EMBEDDINGS: &[u8] = b"contextvault/v1/item/embeddings";
+const LABEL_FEEDBACK: &[u8] = b"contextvault/v1/suggestion-feedback";
 const LABEL_DATA_KEY_WRAP: &[u8] = b"contextvault/v1/data-key/wrap";
 const LABEL_DATA_KEY_SEAL: &[u8] = b"contextvault/v1/data-key/seal";
 const LABEL_DATA_KEY_CHAIN_SEAL: &[u8] = b"contextvault/v1/data-key/chain-seal";
@@ -213,6 +220,7 @@ enum Blob {
     SealedDataKey = 4,
     ChainSealedDataKey = 5,
     Embeddings = 6,
+    Feedback = 7,
 }
 
 impl Blob {
@@ -227,6 +235,7 @@ impl Blob {
             Blob::WrappedDataKey => "wrapped data key",
             Blob::SealedDataKey | Blob::ChainSealedDataKey => "sealed data key",
             Blob::Embeddings => "item embeddings",
+            Blob::Feedback => "suggestion feedback",
         }
     }
 
@@ -570,8 +579,13 @@ pub fn encrypt_content(key: &DataKey, binding: &ItemBinding, plaintext: &[u8]) -
 
 /// AES-256-GCM with a random nonce: `header | nonce | ciphertext | tag`.
 fn encrypt_item_blob(blob: Blob, key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    encrypt_blob(blob, &key.0, aad, plaintext)
+}
+
+/// AES-256-GCM under any 256-bit key: `header | nonce | ciphertext | tag`.
+fn encrypt_blob(blob: Blob, key: &[u8; KEY_LEN], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce = random_bytes::<NONCE_LEN>();
-    let ciphertext = Aes256Gcm::new((&key.0).into())
+    let ciphertext = Aes256Gcm::new(key.into())
         .encrypt(
             Nonce::from_slice(nonce.as_slice()),
             Payload {
@@ -602,13 +616,22 @@ fn decrypt_item_blob(
     aad: &[u8],
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
+    decrypt_blob(kind, &key.0, aad, blob)
+}
+
+fn decrypt_blob(
+    kind: Blob,
+    key: &[u8; KEY_LEN],
+    aad: &[u8],
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
     let mut reader = kind.parse(blob, None)?;
     let nonce = reader.take::<NONCE_LEN>()?;
     let ciphertext = reader.rest();
     if ciphertext.len() < TAG_LEN {
         return Err(kind.malformed("truncated"));
     }
-    Aes256Gcm::new((&key.0).into())
+    Aes256Gcm::new(key.into())
         .decrypt(
             Nonce::from_slice(nonce),
             Payload {
@@ -665,6 +688,10 @@ fn embeddings_aad(binding: &ItemBinding, model: &str) -> Vec<u8> {
             model.as_bytes(),
         ],
     )
+}
+
+fn feedback_aad(owner: [u8; 16], record: [u8; 16]) -> Vec<u8> {
+    Blob::Feedback.aad(LABEL_FEEDBACK, &[&owner, &record])
 }
 
 fn content_aad(binding: &ItemBinding) -> Vec<u8> {
@@ -892,6 +919,39 @@ impl UnlockedVault {
         out.extend_from_slice(&Blob::WrappedDataKey.header());
         out.extend_from_slice(&wrapped);
         out
+    }
+
+    /// Encrypts one record of the person's answers to suggestions (which tag or task
+    /// was accepted or dismissed: as private as the tags themselves) under the vault
+    /// key: AES-256-GCM, random nonce, AAD binding the owner and the record's own id with
+    /// a label of its own, so a row moved to another person, copied under another id or
+    /// passed off as any other blob fails to decrypt.
+    ///
+    /// # Panics
+    ///
+    /// Only for a plaintext over 64 GiB; a record is a few hundred bytes.
+    pub fn encrypt_feedback(&self, owner: [u8; 16], record: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
+        encrypt_blob(
+            Blob::Feedback,
+            &self.vault_key.0,
+            &feedback_aad(owner, record),
+            plaintext,
+        )
+    }
+
+    /// Decrypts what [`UnlockedVault::encrypt_feedback`] made for the same owner and record.
+    pub fn decrypt_feedback(
+        &self,
+        owner: [u8; 16],
+        record: [u8; 16],
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
+        decrypt_blob(
+            Blob::Feedback,
+            &self.vault_key.0,
+            &feedback_aad(owner, record),
+            blob,
+        )
     }
 
     pub fn unwrap_data_key(
@@ -1316,6 +1376,50 @@ mod tests {
                 ..b
             },
         ]
+    }
+
+    #[test]
+    fn feedback_opens_only_for_its_owner_and_record_under_its_vault_key() {
+        let vault = random_vault();
+        let (owner, record) = ([0x31; 16], [0x32; 16]);
+        let plain = br#"{"kind":"tag","tag":"garden","accepted":false}"#;
+        let blob = vault.encrypt_feedback(owner, record, plain);
+        assert_eq!(&blob[..2], &[FORMAT_VERSION, Blob::Feedback as u8]);
+        assert!(!blob.windows(6).any(|w| w == b"garden"));
+        assert_eq!(
+            vault
+                .decrypt_feedback(owner, record, &blob)
+                .unwrap()
+                .as_slice(),
+            plain
+        );
+        // Another owner, another record id, another vault: refused.
+        assert!(is_tampered_or_malformed(
+            vault.decrypt_feedback([0x33; 16], record, &blob)
+        ));
+        assert!(is_tampered_or_malformed(
+            vault.decrypt_feedback(owner, [0x34; 16], &blob)
+        ));
+        assert!(is_tampered_or_malformed(
+            random_vault().decrypt_feedback(owner, record, &blob)
+        ));
+        // Not interchangeable with item blobs, and damage is detected.
+        let mut flipped = blob.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(is_tampered_or_malformed(
+            vault.decrypt_feedback(owner, record, &flipped)
+        ));
+        let key = DataKey::generate();
+        let content = encrypt_content(&key, &binding(), plain);
+        assert!(is_tampered_or_malformed(
+            vault.decrypt_feedback(owner, record, &content)
+        ));
+        assert!(is_tampered_or_malformed(vault.decrypt_feedback(
+            owner,
+            record,
+            &[]
+        )));
     }
 
     fn same_key(a: &DataKey, b: &DataKey) -> bool {

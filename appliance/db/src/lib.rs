@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod embeddings;
+pub mod feedback;
 pub mod items;
 pub mod models;
 pub mod schema;

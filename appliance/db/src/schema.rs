@@ -77,6 +77,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    suggestion_feedback (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        ciphertext -> Bytea,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         name -> Text,
@@ -100,6 +109,7 @@ diesel::joinable!(item_embeddings -> items (item_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(suggestion_feedback -> users (user_id));
 diesel::joinable!(vault_keys -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -110,6 +120,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     items,
     sessions,
     setup_code,
+    suggestion_feedback,
     users,
     vault_keys,
 );

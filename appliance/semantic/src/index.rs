@@ -235,16 +235,18 @@ impl VectorIndex {
         self.items.contains_key(&item)
     }
 
-    /// The item's chunk vectors as stored (dequantised: unit length within the int8
-    /// rounding), by chunk index; `None` for an item not in the index.
+    /// The vectors of `item`'s chunks, in chunk order, as the index holds them (unit
+    /// length, each component within half a quantisation step), or `None` when it has
+    /// none: to find the items nearest to an item.
     pub fn item_vectors(&self, item: Uuid) -> Option<Vec<Vec<f32>>> {
         let rows = self.items.get(&item)?;
+        let d = self.dimensions;
         Some(
             rows.iter()
-                .map(|&r| {
-                    let r = r as usize;
-                    let scale = self.scales[r];
-                    self.codes[r * self.dimensions..(r + 1) * self.dimensions]
+                .map(|&row| {
+                    let row = row as usize;
+                    let scale = self.scales[row];
+                    self.codes[row * d..(row + 1) * d]
                         .iter()
                         .map(|&c| f32::from(c) * scale)
                         .collect()

@@ -52,6 +52,10 @@ pub(crate) const VECTOR_TOP: usize = 50;
 /// least 1/(60+50)), so pages cut from the fused list are in their final order.
 const BM25_DEPTH: usize = 50;
 
+/// The most chunks of one item searched with to find its nearest items: a long note's
+/// first chunks say what it is about, and each chunk is one pass over the index.
+pub(crate) const NEAREST_QUERY_CHUNKS: usize = 8;
+
 /// Items embedded per request to the workers (their chunks go in one request).
 pub(crate) const EMBED_BATCH: usize = 16;
 
@@ -130,6 +134,48 @@ impl Semantic {
     pub fn item_vector(&self, item: Uuid) -> Option<Vec<f32>> {
         let chunks = self.read().index.as_ref()?.item_vectors(item)?;
         cv_semantic::item_vector(&chunks)
+    }
+
+    /// The `k` items nearest in meaning to `item` (not itself), best first, each with its
+    /// similarity and the range of its closest chunk: every chunk of `item` (at most
+    /// [`NEAREST_QUERY_CHUNKS`]) is searched with, and each other item ranks by its best
+    /// score against any of them. Items under `min_similarity` are left out. Empty when
+    /// `item` has no vectors.
+    pub fn nearest_to(
+        &self,
+        item: Uuid,
+        k: usize,
+        min_similarity: f32,
+    ) -> Vec<(Uuid, f32, Option<Range<usize>>)> {
+        let guard = self.read();
+        let Some(index) = guard.index.as_ref() else {
+            return Vec::new();
+        };
+        let Some(vectors) = index.item_vectors(item) else {
+            return Vec::new();
+        };
+        let mut best: HashMap<Uuid, (f32, usize)> = HashMap::new();
+        for vector in vectors.iter().take(NEAREST_QUERY_CHUNKS) {
+            for hit in index.search(vector, k, |other| other != item) {
+                if hit.score < min_similarity {
+                    continue;
+                }
+                let entry = best.entry(hit.item).or_insert((hit.score, hit.chunk_index));
+                if hit.score > entry.0 {
+                    *entry = (hit.score, hit.chunk_index);
+                }
+            }
+        }
+        let mut nearest: Vec<(Uuid, f32, Option<Range<usize>>)> = best
+            .into_iter()
+            .map(|(id, (score, chunk))| {
+                let range = guard.ranges.get(&id).and_then(|r| r.get(chunk)).cloned();
+                (id, score, range)
+            })
+            .collect();
+        nearest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        nearest.truncate(k);
+        nearest
     }
 
     /// Items in the vector index.

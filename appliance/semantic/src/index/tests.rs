@@ -229,3 +229,21 @@ fn an_items_vectors_come_back_as_stored_within_rounding() {
     }
     assert!(index.item_vectors(id(2)).is_none());
 }
+
+#[test]
+fn an_items_vectors_come_back_close_to_what_was_stored() {
+    let mut index = VectorIndex::new(64);
+    let chunks = vec![vector(1, 64), vector(2, 64)];
+    index.upsert(id(1), chunks.clone()).unwrap();
+    index.upsert(id(2), vec![vector(3, 64)]).unwrap();
+    index.remove(id(1));
+    index.upsert(id(1), chunks.clone()).unwrap();
+    let back = index.item_vectors(id(1)).unwrap();
+    assert_eq!(back.len(), 2);
+    for (a, b) in chunks.iter().zip(&back) {
+        assert!(dot(a, b) > 0.999, "{}", dot(a, b));
+    }
+    // Searching with them finds the item itself first.
+    assert_eq!(index.search(&back[1], 1, |_| true)[0].item, id(1));
+    assert!(index.item_vectors(id(9)).is_none());
+}

@@ -73,6 +73,8 @@ pub(crate) struct ItemPage {
     pub error: Option<FormError>,
     pub statuses: &'static [TaskStatus],
     pub priorities: &'static [Priority],
+    /// Related notes, tasks and tags suggested (empty on a re-shown form).
+    pub suggestions: super::suggestions::Suggestions,
 }
 
 impl ItemPage {
@@ -96,6 +98,7 @@ impl ItemPage {
             error: None,
             statuses: TaskStatus::ALL,
             priorities: Priority::ALL,
+            suggestions: super::suggestions::Suggestions::default(),
         }
     }
 }
@@ -116,7 +119,9 @@ async fn item_page(
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
     let view = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
+    drop(conn);
     let mut page = ItemPage::new(&user, &view);
+    page.suggestions = super::suggestions::for_page(&state, user.user.id, &unlocked, &view).await;
     if let Ok(q) = web::Query::<NoticeQuery>::from_query(req.query_string()) {
         if q.saved.is_some() {
             page.notice = Some("Saved. The previous version is kept in the history.");

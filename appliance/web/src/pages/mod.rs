@@ -8,6 +8,7 @@ mod export;
 mod items;
 mod notes;
 pub(crate) mod search;
+mod suggestions;
 mod tokens;
 mod trust;
 mod users;
@@ -34,6 +35,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);
+    suggestions::config(cfg);
     users::config(cfg);
     tokens::config(cfg);
     trust::config(cfg);
