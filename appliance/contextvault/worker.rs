@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use cv_inference::{EmbedOptions, Embedder, ModelFiles};
+use cv_inference::{EmbedOptions, Embedder, ExecutionProvider, ModelFiles};
 use cv_worker::{FailReason, Message, Model};
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +54,12 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut stream = socket_from_inherited_fd(args.fd)?;
     let options = EmbedOptions {
         intra_threads: args.threads,
+        // Built with `--features cuda`: CUDA when it loads, else the CPU (logged).
+        execution_provider: if cfg!(feature = "cuda") {
+            ExecutionProvider::Cuda
+        } else {
+            ExecutionProvider::Cpu
+        },
         ..EmbedOptions::default()
     };
     let engine =
