@@ -48,6 +48,19 @@ async fn post(
     api_request(app, reqwest::Method::POST, path, token, body).await
 }
 
+/// Captures `text` with `tags` through the API (expecting 201); the new item's id.
+pub async fn capture(
+    app: &cv_testkit::TestAppliance,
+    token: &str,
+    text: &str,
+    tags: &[&str],
+) -> String {
+    let body = serde_json::json!({"text": text, "tags": tags}).to_string();
+    let (status, json) = post(app, Some(token), "application/json", body).await;
+    assert_eq!(status, 201, "{json}");
+    json["id"].as_str().unwrap().to_owned()
+}
+
 /// `GET path` with a bearer token; the status and the JSON body.
 pub async fn get_json(app: &cv_testkit::TestAppliance, token: &str, path: &str) -> (u16, Value) {
     api_request(app, reqwest::Method::GET, path, Some(token), None).await

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::api::{api_login, api_request, get_json, json_body, wait_for_index};
+use crate::api::{api_login, capture, get_json, wait_for_index};
 use crate::support::*;
 use crate::workers::appliance_with_workers;
 
@@ -35,18 +35,9 @@ async fn recent_notes_are_grouped_into_themes_on_the_dashboard() {
     wait_for_index(&app, &session).await;
     let mut garden = Vec::new();
     for text in GARDEN.iter().chain(&DENTIST) {
-        let body = serde_json::json!({ "text": text }).to_string();
-        let (status, json) = api_request(
-            &app,
-            reqwest::Method::POST,
-            "/api/v1/capture",
-            Some(&session),
-            json_body(&body),
-        )
-        .await;
-        assert_eq!(status, 201, "{json}");
+        let id = capture(&app, &session, text, &[]).await;
         if GARDEN.contains(text) {
-            garden.push(json["id"].as_str().unwrap().to_owned());
+            garden.push(id);
         }
     }
     cv_testkit::eventually(Duration::from_secs(180), "every note embedded", || async {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cv_testkit::{Launch, TestAppliance};
 use serde_json::Value;
 
-use crate::api::{api_login, api_request, get_json, json_body, wait_for_index};
+use crate::api::{api_login, api_request, capture, get_json, wait_for_index};
 use crate::support::*;
 use crate::workers::appliance_with_workers;
 
@@ -22,20 +22,6 @@ const NOTES: [&str; 3] = [
 ];
 const LOCKED_NOTE: &str = "The kitten needs its vaccination at the vet next week";
 const LOCKED_PARAPHRASE: &str = "take the cat to the animal doctor";
-
-async fn capture(app: &TestAppliance, token: &str, text: &str, tags: &[&str]) -> String {
-    let body = serde_json::json!({"text": text, "tags": tags}).to_string();
-    let (status, json) = api_request(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/capture",
-        Some(token),
-        json_body(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{json}");
-    json["id"].as_str().unwrap().to_owned()
-}
 
 async fn search(app: &TestAppliance, token: &str, query: &str) -> Value {
     let (status, json) = get_json(app, token, &format!("/api/v1/search?{query}")).await;

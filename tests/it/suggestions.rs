@@ -9,7 +9,7 @@ use std::time::Duration;
 use cv_testkit::TestAppliance;
 use serde_json::Value;
 
-use crate::api::{api_login, api_request, get_json, json_body, wait_for_index};
+use crate::api::{api_login, capture, get_json, wait_for_index};
 use crate::support::*;
 use crate::workers::appliance_with_workers;
 
@@ -26,20 +26,6 @@ const UNTAGGED: [&str; 4] = [
     "Spread mulch around the roses in the flower bed",
     "Watered the basil and tomato seedlings in the raised bed",
 ];
-
-async fn capture(app: &TestAppliance, token: &str, text: &str, tags: &[&str]) -> String {
-    let body = serde_json::json!({"text": text, "tags": tags}).to_string();
-    let (status, json) = api_request(
-        app,
-        reqwest::Method::POST,
-        "/api/v1/capture",
-        Some(token),
-        json_body(&body),
-    )
-    .await;
-    assert_eq!(status, 201, "{json}");
-    json["id"].as_str().unwrap().to_owned()
-}
 
 async fn item(app: &TestAppliance, token: &str, id: &str) -> Value {
     let (status, json) = get_json(app, token, &format!("/api/v1/items/{id}")).await;

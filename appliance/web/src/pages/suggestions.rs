@@ -483,6 +483,17 @@ fn no_longer_offered() -> WebError {
     )
 }
 
+/// Whether an answer's `action` accepts (`accept`) or dismisses (`dismiss`).
+fn accepts(action: &str) -> Result<bool, WebError> {
+    match action {
+        "accept" => Ok(true),
+        "dismiss" => Ok(false),
+        _ => Err(WebError::BadRequest(
+            "`action` is accept or dismiss.".into(),
+        )),
+    }
+}
+
 #[derive(Deserialize)]
 struct TaskAnswer {
     csrf: String,
@@ -506,15 +517,7 @@ async fn answer_task(
     let id = item_id(&path)?;
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    let accept = match form.action.as_str() {
-        "accept" => true,
-        "dismiss" => false,
-        _ => {
-            return Err(WebError::BadRequest(
-                "`action` is accept or dismiss.".into(),
-            ));
-        }
-    };
+    let accept = accepts(&form.action)?;
     let owner = user.user.id;
     let unlocked = state.unlocked(owner)?;
     let view = current(&state, owner, &unlocked, id, form.version).await?;
@@ -575,15 +578,7 @@ async fn answer_tag(
     let id = item_id(&path)?;
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    let accept = match form.action.as_str() {
-        "accept" => true,
-        "dismiss" => false,
-        _ => {
-            return Err(WebError::BadRequest(
-                "`action` is accept or dismiss.".into(),
-            ));
-        }
-    };
+    let accept = accepts(&form.action)?;
     let owner = user.user.id;
     let unlocked = state.unlocked(owner)?;
     let view = current(&state, owner, &unlocked, id, form.version).await?;
