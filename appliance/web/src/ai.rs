@@ -98,12 +98,8 @@ impl Ai {
             };
         };
         let status = pool.status();
-        let ready = status
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Ready | SlotState::Busy))
-            .count();
-        let state = state_of(&status, ready);
+        let ready = ready(&status);
+        let state = state_of(&status);
         let workers = status.slots.iter().filter_map(|s| s.worker.as_ref());
         let mut jail_missing: Vec<String> = workers
             .clone()
@@ -122,8 +118,17 @@ impl Ai {
     }
 }
 
-fn state_of(status: &PoolStatus<WorkerStarted>, ready: usize) -> &'static str {
-    if ready > 0 {
+/// Slots whose worker is ready or answering.
+fn ready(status: &PoolStatus<WorkerStarted>) -> usize {
+    status
+        .slots
+        .iter()
+        .filter(|s| matches!(s.state, SlotState::Ready | SlotState::Busy))
+        .count()
+}
+
+fn state_of(status: &PoolStatus<WorkerStarted>) -> &'static str {
+    if ready(status) > 0 {
         "up"
     } else if status
         .slots
@@ -191,12 +196,7 @@ impl Ai {
         use crate::format::human_duration;
         let pool = self.pool.as_ref()?;
         let status = pool.status();
-        let ready = status
-            .slots
-            .iter()
-            .filter(|s| matches!(s.state, SlotState::Ready | SlotState::Busy))
-            .count();
-        let state = state_of(&status, ready);
+        let state = state_of(&status);
         let workers = status
             .slots
             .iter()

@@ -193,6 +193,23 @@ fn task_suggestions(view: &ItemView) -> Vec<TaskSuggestion> {
     }
 }
 
+/// The item's [`TAG_NEIGHBOURS`] nearest notes in meaning (off the async workers), for
+/// its tag suggestions and related notes; `None` when it is not indexed by meaning (the
+/// AI is off, or it is not embedded yet).
+async fn nearest(
+    state: &AppState,
+    unlocked: &Unlocked,
+    item: Uuid,
+) -> Result<Option<Vec<(cv_search::Hit, f32)>>, actix_web::error::BlockingError> {
+    if state.ai.pool.is_none() || !unlocked.index.semantic.contains(item) {
+        return Ok(None);
+    }
+    let unlocked = unlocked.clone();
+    web::block(move || neighbours(&unlocked, item, TAG_NEIGHBOURS))
+        .await
+        .map(Some)
+}
+
 /// The nearest items to `item` that pass the default filters (not archived), with
 /// their similarity, best first.
 fn neighbours(unlocked: &Unlocked, item: Uuid, k: usize) -> Vec<(cv_search::Hit, f32)> {
@@ -397,14 +414,10 @@ pub(crate) async fn for_page(
             evidence: evidence(text, s),
         })
         .collect();
-    let indexed = state.ai.pool.is_some() && unlocked.index.semantic.contains(item);
-    let near = if indexed {
-        let unlocked = unlocked.clone();
-        web::block(move || neighbours(&unlocked, item, TAG_NEIGHBOURS))
-            .await
-            .unwrap_or_default()
-    } else {
-        Vec::new()
+    let (indexed, near) = match nearest(state, unlocked, item).await {
+        Ok(Some(near)) => (true, near),
+        Ok(None) => (false, Vec::new()),
+        Err(_) => (true, Vec::new()),
     };
     let related = indexed.then(|| {
         near.iter()
@@ -583,12 +596,7 @@ async fn answer_tag(
     let unlocked = state.unlocked(owner)?;
     let view = current(&state, owner, &unlocked, id, form.version).await?;
     let feedback = load_feedback(&state, owner, &unlocked).await?;
-    let near = if state.ai.pool.is_some() && unlocked.index.semantic.contains(id.0) {
-        let unlocked = unlocked.clone();
-        web::block(move || neighbours(&unlocked, id.0, TAG_NEIGHBOURS)).await?
-    } else {
-        Vec::new()
-    };
+    let near = nearest(&state, &unlocked, id.0).await?.unwrap_or_default();
     let wanted = form.tag.trim().to_lowercase();
     let suggestion = tag_suggestions(&unlocked, &view, &near, &feedback)
         .into_iter()
