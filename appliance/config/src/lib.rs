@@ -27,6 +27,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use ipnet::IpNet;
+
 pub use environment::EnvironmentProblem;
 pub use error::{ConfigError, Origin, Problem, ProblemKind};
 pub use names::{Hostname, InvalidName, SystemUserName};
@@ -82,7 +84,21 @@ pub struct Network {
     pub https_port: u16,
     /// Plain HTTP only redirects to HTTPS. Never equal to `https_port`.
     pub http_port: u16,
+    /// The source networks whose requests are answered (host bits cleared, no
+    /// duplicates); loopback and the WireGuard network are always answered as well.
+    pub allowed_sources: Vec<IpNet>,
 }
+
+/// `network.allowed_sources` by default: the private LAN ranges (RFC 1918, RFC 4193
+/// unique local IPv6) and link-local addresses, where a home network lives.
+pub const DEFAULT_ALLOWED_SOURCES: [&str; 6] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 /// The LAN certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +245,7 @@ impl Config {
                 bind: None,
                 https_port: Some(overrides.https_port.unwrap_or(DEV_HTTPS_PORT).into()),
                 http_port: Some(overrides.http_port.unwrap_or(DEV_HTTP_PORT).into()),
+                allowed_sources: None,
             },
             log: raw::RawLog {
                 format: Some("text".to_owned()),
@@ -277,6 +294,16 @@ impl Config {
             ),
             ("network.https_port", self.network.https_port.to_string()),
             ("network.http_port", self.network.http_port.to_string()),
+            (
+                "network.allowed_sources",
+                join(
+                    self.network
+                        .allowed_sources
+                        .iter()
+                        .map(IpNet::to_string)
+                        .collect(),
+                ),
+            ),
             ("tls.extra_names", join(self.tls.extra_names.clone())),
             (
                 "postgres.bin_dir",

@@ -57,6 +57,10 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 bind: vec![IpAddr::from([0, 0, 0, 0])],
                 https_port: 443,
                 http_port: 80,
+                allowed_sources: DEFAULT_ALLOWED_SOURCES
+                    .iter()
+                    .map(|n| n.parse().expect("net"))
+                    .collect(),
             },
             tls: Tls {
                 extra_names: vec![]
@@ -110,6 +114,7 @@ hostname = "Home-Vault"
 bind = ["192.168.1.20", "::1"]
 https_port = 8443
 http_port = 8080
+allowed_sources = ["192.168.1.7/24", "fd12:3456::/32", "198.51.100.9"]
 [tls]
 extra_names = ["Vault.Home.Arpa", "192.168.1.20", "vault.home.arpa"]
 [postgres]
@@ -176,6 +181,16 @@ due_soon_days = 3
     assert_eq!(
         (config.network.https_port, config.network.http_port),
         (8443, 8080)
+    );
+    // Host bits cleared; a bare address is a one-address network.
+    assert_eq!(
+        config
+            .network
+            .allowed_sources
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["192.168.1.0/24", "fd12:3456::/32", "198.51.100.9/32"]
     );
     // Lowercased, and the duplicate dropped.
     assert_eq!(config.tls.extra_names, ["vault.home.arpa", "192.168.1.20"]);
@@ -305,7 +320,7 @@ fn an_unknown_key_is_named_in_full_with_the_keys_expected() {
     assert_eq!(
         message,
         "/etc/contextvault/config.toml line 7: unknown key `network.htps_port`; expected one \
-         of: bind, https_port, http_port (did you mean `https_port`?)"
+         of: bind, https_port, http_port, allowed_sources (did you mean `https_port`?)"
     );
 }
 
@@ -567,6 +582,31 @@ fn bind_addresses_are_checked() {
     );
     // Different families do not conflict.
     assert!(parse(&with("[network]\nbind = [\"0.0.0.0\", \"::\"]\n")).is_ok());
+}
+
+#[test]
+fn allowed_sources_are_checked() {
+    assert_invalid(
+        &with("[network]\nallowed_sources = [\"10.0.0.0/8\", \"lan\"]\n"),
+        "network.allowed_sources[1]",
+        5,
+        "is \"lan\", not a network",
+    );
+    assert_invalid(
+        &with("[network]\nallowed_sources = [\"10.0.0.0/33\"]\n"),
+        "network.allowed_sources[0]",
+        5,
+        "not a network",
+    );
+    assert_invalid(
+        &with("[network]\nallowed_sources = [\"10.1.2.3/8\", \"10.0.0.0/8\"]\n"),
+        "network.allowed_sources[1]",
+        5,
+        "lists 10.0.0.0/8 twice",
+    );
+    // Empty: only loopback and the VPN are answered.
+    let vpn_only = parse(&with("[network]\nallowed_sources = []\n")).expect("valid");
+    assert!(vpn_only.network.allowed_sources.is_empty());
 }
 
 #[test]

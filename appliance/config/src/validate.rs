@@ -16,8 +16,8 @@ use crate::raw::{
     RawSessions, RawTls, RawWorkers,
 };
 use crate::{
-    Config, Insights, Log, LogFormat, Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions,
-    Tls, Workers,
+    Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat, Mode, Network, Postgres,
+    SECONDS_PER_DAY, Service, Sessions, Tls, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -251,11 +251,52 @@ fn network(c: &mut Checker<'_>, raw: RawNetwork) -> Option<Network> {
         );
         return None;
     }
+    let allowed_sources = match raw.allowed_sources {
+        None => Some(
+            DEFAULT_ALLOWED_SOURCES
+                .iter()
+                .filter_map(|net| net.parse().ok())
+                .collect(),
+        ),
+        Some(list) => allowed_sources(c, &list),
+    };
     Some(Network {
         bind: bind?,
         https_port: https?,
         http_port: http?,
+        allowed_sources: allowed_sources?,
     })
+}
+
+/// Networks in CIDR form, or single addresses (a host); host bits are cleared. An empty
+/// list is allowed: the box then answers only loopback and its WireGuard peers.
+fn allowed_sources(c: &mut Checker<'_>, list: &[String]) -> Option<Vec<IpNet>> {
+    let mut networks: Vec<IpNet> = Vec::new();
+    let mut ok = true;
+    for (i, text) in list.iter().enumerate() {
+        let key = format!("network.allowed_sources[{i}]");
+        let parsed = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+        let Ok(net) = parsed.map(|net| net.trunc()) else {
+            c.invalid(
+                &key,
+                format!(
+                    "is {text:?}, not a network; give one in CIDR form such as \
+                     \"192.168.1.0/24\" or \"fd00::/8\", or a single address"
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        if networks.contains(&net) {
+            c.invalid(&key, format!("lists {net} twice"));
+            ok = false;
+            continue;
+        }
+        networks.push(net);
+    }
+    ok.then_some(networks)
 }
 
 fn bind(c: &mut Checker<'_>, list: &[String]) -> Option<Vec<IpAddr>> {

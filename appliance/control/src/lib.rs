@@ -168,6 +168,9 @@ pub struct ServiceHandoff {
     pub http_fds: Vec<i32>,
     /// The HTTPS port people use, for redirects from plain HTTP.
     pub https_port: u16,
+    /// Requests from these networks are answered; from anywhere else they are refused
+    /// (loopback is always answered). The supervisor adds the WireGuard network.
+    pub allowed_sources: Vec<ipnet::IpNet>,
     /// Session lifetimes, in seconds.
     pub session_idle_timeout_secs: u64,
     pub session_absolute_timeout_secs: u64,

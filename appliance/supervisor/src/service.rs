@@ -105,6 +105,7 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
         https_fds,
         http_fds,
         https_port: ctx.config.network.https_port,
+        allowed_sources: ctx.config.network.allowed_sources.clone(),
         session_idle_timeout_secs: ctx.config.sessions.idle_timeout.as_secs(),
         session_absolute_timeout_secs: ctx.config.sessions.absolute_timeout.as_secs(),
         vault_lock_secs: ctx.config.sessions.vault_lock.as_secs(),

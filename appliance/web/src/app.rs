@@ -43,6 +43,7 @@ pub(crate) fn https_app(
         InitError = (),
     >,
 > {
+    let access = state.access.clone();
     App::new()
         .app_data(state)
         .app_data(
@@ -53,6 +54,7 @@ pub(crate) fn https_app(
         .app_data(web::PayloadConfig::new(FORM_LIMIT))
         .configure(routes)
         .wrap_fn(negotiate_errors)
+        .wrap_fn(move |req, srv| crate::access::refuse_outsiders(&access, false, req, srv))
         .wrap(
             security_headers(DefaultHeaders::new())
                 .add((header::STRICT_TRANSPORT_SECURITY, STRICT_TRANSPORT_SECURITY)),
@@ -173,7 +175,7 @@ fn request_host(req: &ServiceRequest) -> &str {
 }
 
 /// Whether errors should be JSON: `/healthz`, the API, or an `Accept` header naming JSON.
-fn wants_json(req: &ServiceRequest) -> bool {
+pub(crate) fn wants_json(req: &ServiceRequest) -> bool {
     req.path() == "/healthz"
         || req.path().starts_with("/api/")
         || req
@@ -222,9 +224,46 @@ mod tests {
                 recent_days: 14,
                 due_soon_days: 7,
             },
+            access: crate::access::AccessPolicy::new(vec!["192.168.1.0/24".parse().unwrap()]),
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })
+    }
+
+    #[actix_web::test]
+    async fn requests_from_outside_the_allowed_networks_are_refused_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test::init_service(https_app(state(dir.path()))).await;
+        // A page: the explanation, as HTML.
+        let req = test::TestRequest::get()
+            .uri("/login")
+            .peer_addr("198.51.100.7:40000".parse().unwrap())
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 403);
+        assert_eq!(resp.headers().get(header::X_FRAME_OPTIONS).unwrap(), "DENY");
+        let page = body(resp).await;
+        assert!(page.contains("Not reachable from here"), "{page}");
+        assert!(page.contains("198.51.100.7"), "{page}");
+        // The API and /healthz: JSON, even for a POST with a foreign origin.
+        let req = test::TestRequest::post()
+            .uri("/api/v1/capture")
+            .peer_addr("198.51.100.7:40000".parse().unwrap())
+            .insert_header((header::ORIGIN, "https://evil.example"))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 403);
+        let json: serde_json::Value = serde_json::from_str(&body(resp).await).unwrap();
+        assert_eq!(json["error"], "source_refused");
+        // From the LAN and from the box itself the page is served.
+        for peer in ["192.168.1.30:40000", "127.0.0.1:40000", "[::1]:40000"] {
+            let req = test::TestRequest::get()
+                .uri("/login")
+                .peer_addr(peer.parse().unwrap())
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status().as_u16(), 200, "{peer}");
+        }
     }
 
     async fn body<B: MessageBody>(resp: ServiceResponse<B>) -> String {

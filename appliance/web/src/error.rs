@@ -72,6 +72,12 @@ pub enum WebError {
     SessionExpired { redirect: bool },
     #[error("{0}")]
     Forbidden(String),
+    /// The request came from a network outside `network.allowed_sources` (and not over
+    /// the VPN); refused before any route runs.
+    #[error(
+        "This Context Vault answers only its home network and its own VPN, and {source_ip} is in neither. Connect through the appliance's WireGuard VPN, or ask its admin to add your network to `network.allowed_sources`."
+    )]
+    SourceRefused { source_ip: std::net::IpAddr },
     #[error("There is nothing at this address.")]
     NotFound,
     #[error("This request needs a valid API token: Authorization: Bearer cvt_…")]
@@ -126,6 +132,7 @@ impl WebError {
             WebError::LoginRequired { .. } => "login_required",
             WebError::SessionExpired { .. } => "session_expired",
             WebError::Forbidden(_) => "forbidden",
+            WebError::SourceRefused { .. } => "source_refused",
             WebError::NotFound => "not_found",
             WebError::TokenInvalid => "token_invalid",
             WebError::TokenRevoked => "token_revoked",
@@ -155,6 +162,7 @@ impl WebError {
             WebError::LoginRequired { .. } => "Login required",
             WebError::SessionExpired { .. } => "Session expired",
             WebError::Forbidden(_) => "Not allowed",
+            WebError::SourceRefused { .. } => "Not reachable from here",
             WebError::NotFound => "Not found",
             WebError::TokenInvalid | WebError::TokenRevoked => "Token refused",
             WebError::BodyTooLarge { .. } => "Request too large",
@@ -229,7 +237,7 @@ impl WebError {
             WebError::LoginRequired { .. }
             | WebError::SessionExpired { .. }
             | WebError::CsrfInvalid => Some(("/login", "Go to the login page")),
-            WebError::DatabaseUnavailable { .. } => None,
+            WebError::DatabaseUnavailable { .. } | WebError::SourceRefused { .. } => None,
             WebError::VaultLocked => Some(("/dashboard", "Unlock it on the dashboard")),
             _ => Some(("/", "Back to the start page")),
         };
@@ -248,9 +256,10 @@ impl WebError {
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
-            WebError::CsrfInvalid | WebError::SetupCodeInvalid | WebError::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            WebError::CsrfInvalid
+            | WebError::SetupCodeInvalid
+            | WebError::Forbidden(_)
+            | WebError::SourceRefused { .. } => StatusCode::FORBIDDEN,
             WebError::LoginFailed | WebError::UnlockFailed => StatusCode::UNAUTHORIZED,
             WebError::LoginRequired { redirect } | WebError::SessionExpired { redirect } => {
                 if *redirect {

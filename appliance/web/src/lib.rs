@@ -18,6 +18,7 @@
 
 // A failing `unwrap` in a test is the test failing, with its location: the right tool.
 
+pub mod access;
 pub mod ai;
 pub mod api;
 pub mod app;
@@ -132,6 +133,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         ),
         ai: ai::Ai::start(control.clone(), &handoff.workers),
         insights: handoff.insights.clone(),
+        access: access::AccessPolicy::new(handoff.allowed_sources.clone()),
         version: handoff.version.clone(),
         mode: handoff.mode.clone(),
     });
@@ -156,7 +158,8 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
     let https = https.run();
 
     let https_port = handoff.https_port;
-    let mut http = HttpServer::new(move || redirect::redirect_app(https_port))
+    let access = state.access.clone();
+    let mut http = HttpServer::new(move || redirect::redirect_app(https_port, access.clone()))
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         // Redirects are trivial; one worker is plenty.

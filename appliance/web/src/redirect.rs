@@ -8,6 +8,7 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 
+use crate::access::AccessPolicy;
 use crate::app::security_headers;
 use crate::error::WebError;
 
@@ -17,6 +18,7 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// The redirect app, for `HttpServer::new`.
 pub fn redirect_app(
     https_port: u16,
+    access: AccessPolicy,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -28,8 +30,9 @@ pub fn redirect_app(
 > {
     App::new()
         .app_data(web::Data::new(https_port))
-        .wrap(security_headers(DefaultHeaders::new()))
         .default_service(web::to(redirect))
+        .wrap_fn(move |req, srv| crate::access::refuse_outsiders(&access, true, req, srv))
+        .wrap(security_headers(DefaultHeaders::new()))
 }
 
 async fn redirect(req: HttpRequest, port: web::Data<u16>) -> Result<HttpResponse, WebError> {
@@ -154,9 +157,38 @@ mod tests {
         assert_eq!(https_target(None, 443, "/"), None);
     }
 
+    fn lan() -> AccessPolicy {
+        AccessPolicy::new(vec!["192.168.1.0/24".parse().unwrap()])
+    }
+
+    #[actix_web::test]
+    async fn outsiders_are_refused_except_for_acme_answers() {
+        let app = web_test::init_service(redirect_app(443, lan())).await;
+        let from = |addr: &str, uri: &str| {
+            web_test::TestRequest::get()
+                .uri(uri)
+                .peer_addr(addr.parse().unwrap())
+                .insert_header((header::HOST, "nas.example"))
+                .to_request()
+        };
+        let resp = web_test::call_service(&app, from("203.0.113.9:5000", "/")).await;
+        assert_eq!(resp.status().as_u16(), 403);
+        let page = String::from_utf8(web_test::read_body(resp).await.to_vec()).unwrap();
+        assert!(page.contains("203.0.113.9 is in neither"), "{page}");
+        let resp = web_test::call_service(&app, from("192.168.1.4:5000", "/")).await;
+        assert_eq!(resp.status().as_u16(), 308);
+        // A CA validating HTTP-01 comes from anywhere: it reaches the challenge route.
+        let resp = web_test::call_service(
+            &app,
+            from("203.0.113.9:5000", "/.well-known/acme-challenge/abc"),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 404);
+    }
+
     #[actix_web::test]
     async fn the_app_redirects_with_308() {
-        let app = web_test::init_service(redirect_app(8443)).await;
+        let app = web_test::init_service(redirect_app(8443, lan())).await;
         let req = web_test::TestRequest::post()
             .uri("/setup?a=b")
             .insert_header((header::HOST, "nas.local:8080"))
@@ -177,7 +209,7 @@ mod tests {
 
     #[actix_web::test]
     async fn acme_challenges_and_missing_hosts_are_not_redirected() {
-        let app = web_test::init_service(redirect_app(443)).await;
+        let app = web_test::init_service(redirect_app(443, lan())).await;
         let req = web_test::TestRequest::get()
             .uri("/.well-known/acme-challenge/abc")
             .insert_header((header::HOST, "nas.local"))

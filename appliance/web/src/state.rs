@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     pub ai: crate::ai::Ai,
     /// The `[insights]` settings.
     pub insights: cv_control::InsightSettings,
+    /// The networks whose requests are answered.
+    pub access: crate::access::AccessPolicy,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,
