@@ -3,6 +3,7 @@
 //! its own data directory, cluster and ports, so they run in parallel.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+mod access;
 mod accounts;
 mod api;
 mod authz;

@@ -13,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 use cv_storage::DataLayout;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -75,6 +77,8 @@ pub struct TestAppliance {
     pub http_port: u16,
     exe: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// The network namespace it runs in, if not the test's own.
+    netns: Option<String>,
 }
 
 impl TestAppliance {
@@ -85,6 +89,17 @@ impl TestAppliance {
 
     /// Starts the appliance as described by `launch` and waits until it is healthy.
     pub async fn launch(exe: &Path, launch: Launch) -> TestAppliance {
+        Self::launch_in(exe, launch, None).await
+    }
+
+    /// Like [`TestAppliance::launch`], inside network namespace `netns` (listening on
+    /// every address there, not only loopback). Health is checked from inside it; reach
+    /// it with [`netns::Netns::run_in`].
+    pub async fn launch_in(
+        exe: &Path,
+        launch: Launch,
+        netns: Option<&netns::Netns>,
+    ) -> TestAppliance {
         ensure_users();
         let dir = shared_tempdir();
         let data_dir = dir.path().join("var");
@@ -97,6 +112,7 @@ impl TestAppliance {
             http_port: free_port(),
             exe: exe.to_owned(),
             log: Arc::new(Mutex::new(Vec::new())),
+            netns: netns.map(|ns| ns.name.clone()),
         };
         app.spawn();
         app.wait_healthy(Duration::from_secs(90)).await;
@@ -112,7 +128,20 @@ impl TestAppliance {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(&self.exe);
+        // `ip netns exec` execs the program: the child's pid is the supervisor's.
+        let mut cmd = match &self.netns {
+            None => Command::new(&self.exe),
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&self.exe);
+                cmd
+            }
+        };
+        let bind = if self.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         match &self.launch {
             Launch::Dev => {
                 cmd.arg("dev")
@@ -129,7 +158,7 @@ impl TestAppliance {
                 std::fs::write(
                     &config,
                     format!(
-                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"127.0.0.1\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}",
+                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"{bind}\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}",
                         self.data_dir.display(),
                         self.https_port,
                         self.http_port
@@ -222,13 +251,20 @@ impl TestAppliance {
     pub async fn wait_healthy(&self, timeout: Duration) {
         let started = Instant::now();
         loop {
-            if let Ok(resp) = self
-                .client_without_ca_if_missing()
-                .get(self.url("/healthz"))
-                .send()
-                .await
-                && resp.status() == 200
-            {
+            let client = self.client_without_ca_if_missing();
+            let url = self.url("/healthz");
+            let healthy = async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|resp| resp.status() == 200)
+            };
+            let healthy = match &self.netns {
+                None => healthy.await,
+                Some(name) => netns::Netns::run_in_named(name, move || healthy).await,
+            };
+            if healthy {
                 return;
             }
             assert!(
