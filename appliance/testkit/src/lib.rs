@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod wg;
 
 use cv_storage::DataLayout;
 use nix::sys::signal::{Signal, kill};
