@@ -82,6 +82,9 @@ pub struct Network {
     pub https_port: u16,
     /// Plain HTTP only redirects to HTTPS. Never equal to `https_port`.
     pub http_port: u16,
+    /// Announce the box on the LAN with multicast DNS: `<hostname>.local` and an
+    /// `_https._tcp` service, so phones find it without typing an address.
+    pub mdns: bool,
 }
 
 /// The LAN certificate.
@@ -229,6 +232,7 @@ impl Config {
                 bind: None,
                 https_port: Some(overrides.https_port.unwrap_or(DEV_HTTPS_PORT).into()),
                 http_port: Some(overrides.http_port.unwrap_or(DEV_HTTP_PORT).into()),
+                mdns: None,
             },
             log: raw::RawLog {
                 format: Some("text".to_owned()),
@@ -277,6 +281,7 @@ impl Config {
             ),
             ("network.https_port", self.network.https_port.to_string()),
             ("network.http_port", self.network.http_port.to_string()),
+            ("network.mdns", self.network.mdns.to_string()),
             ("tls.extra_names", join(self.tls.extra_names.clone())),
             (
                 "postgres.bin_dir",

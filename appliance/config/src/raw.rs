@@ -62,6 +62,7 @@ pub(crate) struct RawNetwork {
     pub bind: Option<Vec<String>>,
     pub https_port: Option<i64>,
     pub http_port: Option<i64>,
+    pub mdns: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

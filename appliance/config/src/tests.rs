@@ -57,6 +57,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 bind: vec![IpAddr::from([0, 0, 0, 0])],
                 https_port: 443,
                 http_port: 80,
+                mdns: true,
             },
             tls: Tls {
                 extra_names: vec![]
@@ -110,6 +111,7 @@ hostname = "Home-Vault"
 bind = ["192.168.1.20", "::1"]
 https_port = 8443
 http_port = 8080
+mdns = false
 [tls]
 extra_names = ["Vault.Home.Arpa", "192.168.1.20", "vault.home.arpa"]
 [postgres]
@@ -177,6 +179,7 @@ due_soon_days = 3
         (config.network.https_port, config.network.http_port),
         (8443, 8080)
     );
+    assert!(!config.network.mdns);
     // Lowercased, and the duplicate dropped.
     assert_eq!(config.tls.extra_names, ["vault.home.arpa", "192.168.1.20"]);
     assert_eq!(config.postgres.bin_dir, Path::new("/opt/pg/bin"));
@@ -305,7 +308,7 @@ fn an_unknown_key_is_named_in_full_with_the_keys_expected() {
     assert_eq!(
         message,
         "/etc/contextvault/config.toml line 7: unknown key `network.htps_port`; expected one \
-         of: bind, https_port, http_port (did you mean `https_port`?)"
+         of: bind, https_port, http_port, mdns (did you mean `https_port`?)"
     );
 }
 
@@ -373,6 +376,15 @@ fn a_wrong_type_names_the_key_the_line_and_both_types() {
     let (p, message) = problem("version = 1\n[appliance]\ndata_dir = 3\n");
     assert_eq!((p.key.as_str(), p.line), ("appliance.data_dir", Some(3)));
     assert!(message.contains("expected a string"), "{message}");
+}
+
+#[test]
+fn mdns_is_a_boolean() {
+    let (p, message) = problem(&with("[network]\nmdns = \"yes\"\n"));
+    assert_eq!((p.key.as_str(), p.line), ("network.mdns", Some(5)), "{message}");
+    assert!(matches!(p.kind, ProblemKind::WrongType { .. }), "{message}");
+    assert!(message.contains("found string \"yes\""), "{message}");
+    assert!(!parse(&with("[network]\nmdns = false\n")).expect("valid").network.mdns);
 }
 
 #[test]
@@ -692,6 +704,7 @@ fn dev_defaults() {
     assert_eq!(config.log.format, LogFormat::Text);
     // Everything else is as in an appliance.
     let appliance = parse(BASE).expect("valid");
+    assert_eq!(config.network.mdns, appliance.network.mdns);
     assert_eq!(config.hostname, None);
     assert_eq!(config.tls, appliance.tls);
     assert_eq!(config.postgres, appliance.postgres);
@@ -767,6 +780,7 @@ fn summary_lists_every_setting_by_its_key() {
         "appliance.hostname              contextvault",
         "network.bind                    0.0.0.0",
         "network.https_port              443",
+        "network.mdns                    true",
         "tls.extra_names                 (none)",
         "postgres.system_user            contextvault-pg",
         "sessions.idle_timeout_minutes   720",
