@@ -381,10 +381,19 @@ fn a_wrong_type_names_the_key_the_line_and_both_types() {
 #[test]
 fn mdns_is_a_boolean() {
     let (p, message) = problem(&with("[network]\nmdns = \"yes\"\n"));
-    assert_eq!((p.key.as_str(), p.line), ("network.mdns", Some(5)), "{message}");
+    assert_eq!(
+        (p.key.as_str(), p.line),
+        ("network.mdns", Some(5)),
+        "{message}"
+    );
     assert!(matches!(p.kind, ProblemKind::WrongType { .. }), "{message}");
     assert!(message.contains("found string \"yes\""), "{message}");
-    assert!(!parse(&with("[network]\nmdns = false\n")).expect("valid").network.mdns);
+    assert!(
+        !parse(&with("[network]\nmdns = false\n"))
+            .expect("valid")
+            .network
+            .mdns
+    );
 }
 
 #[test]
