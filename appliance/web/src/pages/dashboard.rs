@@ -307,6 +307,7 @@ mod tests {
                     restarts: 2,
                     pid: Some(42),
                     last_error: Some("exited with status 1".into()),
+                    optional: false,
                 },
                 ComponentStatus {
                     name: "vault".into(),
@@ -315,6 +316,7 @@ mod tests {
                     restarts: 0,
                     pid: None,
                     last_error: None,
+                    optional: false,
                 },
             ],
             disk: Some(DiskUsage {
