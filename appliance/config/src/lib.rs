@@ -87,6 +87,9 @@ pub struct Network {
     /// The source networks whose requests are answered (host bits cleared, no
     /// duplicates); loopback and the WireGuard network are always answered as well.
     pub allowed_sources: Vec<IpNet>,
+    /// Announce the box on the LAN with multicast DNS: `<hostname>.local` and an
+    /// `_https._tcp` service, so phones find it without typing an address.
+    pub mdns: bool,
 }
 
 /// `network.allowed_sources` by default: the private LAN ranges (RFC 1918, RFC 4193
@@ -246,6 +249,7 @@ impl Config {
                 https_port: Some(overrides.https_port.unwrap_or(DEV_HTTPS_PORT).into()),
                 http_port: Some(overrides.http_port.unwrap_or(DEV_HTTP_PORT).into()),
                 allowed_sources: None,
+                mdns: None,
             },
             log: raw::RawLog {
                 format: Some("text".to_owned()),
@@ -304,6 +308,7 @@ impl Config {
                         .collect(),
                 ),
             ),
+            ("network.mdns", self.network.mdns.to_string()),
             ("tls.extra_names", join(self.tls.extra_names.clone())),
             (
                 "postgres.bin_dir",

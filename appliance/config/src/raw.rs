@@ -63,6 +63,7 @@ pub(crate) struct RawNetwork {
     pub https_port: Option<i64>,
     pub http_port: Option<i64>,
     pub allowed_sources: Option<Vec<String>>,
+    pub mdns: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -61,6 +61,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
                     .iter()
                     .map(|n| n.parse().expect("net"))
                     .collect(),
+                mdns: true,
             },
             tls: Tls {
                 extra_names: vec![]
@@ -115,6 +116,7 @@ bind = ["192.168.1.20", "::1"]
 https_port = 8443
 http_port = 8080
 allowed_sources = ["192.168.1.7/24", "fd12:3456::/32", "198.51.100.9"]
+mdns = false
 [tls]
 extra_names = ["Vault.Home.Arpa", "192.168.1.20", "vault.home.arpa"]
 [postgres]
@@ -192,6 +194,7 @@ due_soon_days = 3
             .collect::<Vec<_>>(),
         ["192.168.1.0/24", "fd12:3456::/32", "198.51.100.9/32"]
     );
+    assert!(!config.network.mdns);
     // Lowercased, and the duplicate dropped.
     assert_eq!(config.tls.extra_names, ["vault.home.arpa", "192.168.1.20"]);
     assert_eq!(config.postgres.bin_dir, Path::new("/opt/pg/bin"));
@@ -320,7 +323,7 @@ fn an_unknown_key_is_named_in_full_with_the_keys_expected() {
     assert_eq!(
         message,
         "/etc/contextvault/config.toml line 7: unknown key `network.htps_port`; expected one \
-         of: bind, https_port, http_port, allowed_sources (did you mean `https_port`?)"
+         of: bind, https_port, http_port, allowed_sources, mdns (did you mean `https_port`?)"
     );
 }
 
@@ -388,6 +391,24 @@ fn a_wrong_type_names_the_key_the_line_and_both_types() {
     let (p, message) = problem("version = 1\n[appliance]\ndata_dir = 3\n");
     assert_eq!((p.key.as_str(), p.line), ("appliance.data_dir", Some(3)));
     assert!(message.contains("expected a string"), "{message}");
+}
+
+#[test]
+fn mdns_is_a_boolean() {
+    let (p, message) = problem(&with("[network]\nmdns = \"yes\"\n"));
+    assert_eq!(
+        (p.key.as_str(), p.line),
+        ("network.mdns", Some(5)),
+        "{message}"
+    );
+    assert!(matches!(p.kind, ProblemKind::WrongType { .. }), "{message}");
+    assert!(message.contains("found string \"yes\""), "{message}");
+    assert!(
+        !parse(&with("[network]\nmdns = false\n"))
+            .expect("valid")
+            .network
+            .mdns
+    );
 }
 
 #[test]
@@ -732,6 +753,7 @@ fn dev_defaults() {
     assert_eq!(config.log.format, LogFormat::Text);
     // Everything else is as in an appliance.
     let appliance = parse(BASE).expect("valid");
+    assert_eq!(config.network.mdns, appliance.network.mdns);
     assert_eq!(config.hostname, None);
     assert_eq!(config.tls, appliance.tls);
     assert_eq!(config.postgres, appliance.postgres);
@@ -807,6 +829,7 @@ fn summary_lists_every_setting_by_its_key() {
         "appliance.hostname              contextvault",
         "network.bind                    0.0.0.0",
         "network.https_port              443",
+        "network.mdns                    true",
         "tls.extra_names                 (none)",
         "postgres.system_user            contextvault-pg",
         "sessions.idle_timeout_minutes   720",

@@ -24,6 +24,8 @@ use crate::{
 const DEFAULT_BIND: &str = "0.0.0.0";
 const DEFAULT_HTTPS_PORT: i64 = 443;
 const DEFAULT_HTTP_PORT: i64 = 80;
+/// On: finding the box by name is what a phone on the LAN needs first.
+const DEFAULT_MDNS: bool = true;
 const DEFAULT_PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 const DEFAULT_PG_USER: &str = "contextvault-pg";
 const DEFAULT_SERVICE_USER: &str = "contextvault";
@@ -265,6 +267,7 @@ fn network(c: &mut Checker<'_>, raw: RawNetwork) -> Option<Network> {
         https_port: https?,
         http_port: http?,
         allowed_sources: allowed_sources?,
+        mdns: raw.mdns.unwrap_or(DEFAULT_MDNS),
     })
 }
 

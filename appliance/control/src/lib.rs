@@ -115,6 +115,10 @@ pub struct ComponentStatus {
     pub pid: Option<u32>,
     /// Why it last failed or died, for people; never contains secrets.
     pub last_error: Option<String>,
+    /// A convenience (LAN discovery) rather than part of the service: shown like the
+    /// others, but one that is not up does not make the appliance unhealthy.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Disk usage of the data directory and the filesystem it lives on.

@@ -3,5 +3,8 @@
 //! - [`tls`]: the local certificate authority created on first start and the server
 //!   certificate for the box's LAN names, plus the rustls server configuration built
 //!   from them.
+//! - [`mdns`]: LAN discovery: `<hostname>.local` and an `_https._tcp` service announced
+//!   with multicast DNS.
 
+pub mod mdns;
 pub mod tls;

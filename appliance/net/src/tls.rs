@@ -476,7 +476,7 @@ pub fn lan_addresses() -> Vec<IpAddr> {
     out
 }
 
-fn is_reachable_lan_address(ip: IpAddr) -> bool {
+pub(crate) fn is_reachable_lan_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()),
         IpAddr::V6(v6) => {

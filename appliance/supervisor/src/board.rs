@@ -11,20 +11,27 @@ use time::OffsetDateTime;
 pub enum Component {
     Postgres,
     Vault,
+    /// LAN discovery (`mdns` task).
+    Mdns,
 }
 
 impl Component {
-    pub const ALL: [Component; 2] = [Component::Postgres, Component::Vault];
+    pub const ALL: [Component; 3] = [Component::Postgres, Component::Vault, Component::Mdns];
 
     pub fn name(self) -> &'static str {
         match self {
             Component::Postgres => "postgres",
             Component::Vault => "vault",
+            Component::Mdns => "mdns",
         }
     }
 
-    fn index(self) -> usize {
-        self as usize
+    /// Whether the appliance works without it: an optional component that is failed,
+    /// waiting or stopped shows on the dashboard, but the appliance is still "all up"
+    /// (systemd's `READY=1`, `/healthz`). Phones that cannot find the box by name can
+    /// still reach it by address.
+    pub fn is_optional(self) -> bool {
+        matches!(self, Component::Mdns)
     }
 }
 
@@ -45,6 +52,7 @@ impl StatusBoard {
                 restarts: 0,
                 pid: None,
                 last_error: None,
+                optional: c.is_optional(),
             })
             .collect();
         StatusBoard {
@@ -63,16 +71,33 @@ impl StatusBoard {
         f(&mut guard)
     }
 
+    /// The entry of `c`, if it is on the board.
+    fn with_entry<R>(&self, c: Component, f: impl FnOnce(&mut ComponentStatus) -> R) -> Option<R> {
+        self.with(|s| s.components.iter_mut().find(|e| e.name == c.name()).map(f))
+    }
+
+    /// Takes a component turned off in the config off the board: the dashboard lists only
+    /// components that exist. Its state reads as `Stopped` from then on.
+    pub fn remove(&self, c: Component) {
+        self.with(|s| s.components.retain(|e| e.name != c.name()));
+    }
+
     pub fn snapshot(&self) -> ApplianceStatus {
         self.with(|s| s.clone())
     }
 
     pub fn state(&self, c: Component) -> ComponentState {
-        self.with(|s| s.components[c.index()].state)
+        self.with_entry(c, |e| e.state)
+            .unwrap_or(ComponentState::Stopped)
     }
 
     pub fn pid(&self, c: Component) -> Option<u32> {
-        self.with(|s| s.components[c.index()].pid)
+        self.with_entry(c, |e| e.pid).flatten()
+    }
+
+    /// Why `c` last failed, if it is on the board.
+    pub fn last_error(&self, c: Component) -> Option<String> {
+        self.with_entry(c, |e| e.last_error.clone()).flatten()
     }
 
     /// Moves a component to `state`; an error message is kept until the next `Up`.
@@ -83,8 +108,7 @@ impl StatusBoard {
         pid: Option<u32>,
         error: Option<String>,
     ) {
-        self.with(|s| {
-            let entry = &mut s.components[c.index()];
+        self.with_entry(c, |entry| {
             if entry.state != state {
                 entry.since = OffsetDateTime::now_utc();
             }
@@ -106,8 +130,14 @@ impl StatusBoard {
         self.with(|s| s.disk = Some(disk));
     }
 
+    /// Whether every component the appliance needs is up (optional ones aside).
     pub fn all_up(&self) -> bool {
-        self.with(|s| s.components.iter().all(|c| c.state.is_up()))
+        self.with(|s| {
+            s.components
+                .iter()
+                .filter(|c| !c.optional)
+                .all(|c| c.state.is_up())
+        })
     }
 }
 
@@ -132,5 +162,41 @@ mod tests {
         assert!(!board.all_up());
         board.set(Component::Vault, ComponentState::Up, Some(3), None);
         assert!(board.all_up());
+    }
+
+    #[test]
+    fn optional_components_show_but_do_not_hold_back_all_up() {
+        let board = StatusBoard::new("0.1.0", "appliance", OffsetDateTime::now_utc());
+        board.set(Component::Postgres, ComponentState::Up, Some(1), None);
+        board.set(Component::Vault, ComponentState::Up, Some(2), None);
+        board.set(
+            Component::Mdns,
+            ComponentState::Failed,
+            None,
+            Some("no multicast".into()),
+        );
+        assert!(board.all_up());
+        let mdns = board
+            .snapshot()
+            .components
+            .into_iter()
+            .find(|c| c.name == "mdns")
+            .expect("mdns is on the board");
+        assert!(mdns.optional);
+        assert_eq!(mdns.state, ComponentState::Failed);
+        assert_eq!(
+            board.last_error(Component::Mdns).as_deref(),
+            Some("no multicast")
+        );
+
+        // Turned off: off the board, and setting it is harmless.
+        board.remove(Component::Mdns);
+        board.set(Component::Mdns, ComponentState::Up, None, None);
+        assert_eq!(board.snapshot().components.len(), 2);
+        assert_eq!(board.state(Component::Mdns), ComponentState::Stopped);
+        assert!(board.all_up());
+        // Required components still count.
+        board.set(Component::Vault, ComponentState::Restarting, None, None);
+        assert!(!board.all_up());
     }
 }

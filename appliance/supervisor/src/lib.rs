@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod board;
 mod control;
 mod disk;
+mod mdns;
 mod postgres;
 mod prepare;
 mod service;
@@ -82,6 +83,7 @@ pub enum TaskName {
     DiskUsage,
     Watchdog,
     Workers,
+    Mdns,
 }
 
 impl std::fmt::Display for TaskName {
@@ -93,6 +95,7 @@ impl std::fmt::Display for TaskName {
             TaskName::DiskUsage => "disk-usage",
             TaskName::Watchdog => "watchdog",
             TaskName::Workers => "workers",
+            TaskName::Mdns => "mdns",
         })
     }
 }
@@ -192,6 +195,9 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         service_user = %ctx.users.service.name,
         "supervisor starting"
     );
+    if !ctx.config.network.mdns {
+        ctx.board.remove(Component::Mdns);
+    }
 
     // Shutdown phases: the service, then PostgreSQL, then the supervisor's own tasks.
     let (stop_service_tx, stop_service) = watch::channel(false);
@@ -221,6 +227,14 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
             tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
+    if ctx.config.network.mdns {
+        // Stopped with the vault service, first: the goodbye goes out as shutdown begins,
+        // so phones stop being sent to a box that is going away.
+        rest.push((
+            TaskName::Mdns,
+            tokio::spawn(mdns::announce(Arc::clone(&ctx), Stop(stop_service.clone()))),
+        ));
+    }
     let pg_task = tokio::spawn(postgres::supervise(Arc::clone(&ctx), Stop(stop_core)));
     let service_task = tokio::spawn(service::supervise(Arc::clone(&ctx), Stop(stop_service)));
 

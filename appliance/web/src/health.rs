@@ -21,11 +21,12 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Serialize, PartialEq)]
 pub(crate) struct Health {
-    /// "ok" when every component is up, else "unavailable".
+    /// "ok" when every component the appliance needs is up, else "unavailable".
     pub status: &'static str,
     pub version: String,
     pub components: BTreeMap<String, ComponentHealth>,
-    /// Names of the components that are not up, sorted.
+    /// Names of the components that are not up, sorted; optional components (LAN
+    /// discovery) are reported in `components` but never listed here.
     pub failing: Vec<String>,
     /// The local AI's workers. Reported, but not counted in `failing`: notes, search by
     /// words and everything else work without them.
@@ -40,6 +41,9 @@ pub(crate) struct ComponentHealth {
     pub restarts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
+    /// The appliance works without it; written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -97,6 +101,7 @@ pub(crate) fn build(
                     state: "up",
                     restarts: None,
                     error: None,
+                    optional: false,
                 },
             );
             for c in &status.components {
@@ -106,6 +111,7 @@ pub(crate) fn build(
                         state: c.state.as_str(),
                         restarts: Some(c.restarts),
                         error: None,
+                        optional: c.optional,
                     },
                 );
             }
@@ -117,6 +123,7 @@ pub(crate) fn build(
                     state: "down",
                     restarts: None,
                     error: Some("unreachable"),
+                    optional: false,
                 },
             );
         }
@@ -128,17 +135,19 @@ pub(crate) fn build(
                 state: "up",
                 restarts: None,
                 error: None,
+                optional: false,
             },
             Err(error) => ComponentHealth {
                 state: "down",
                 restarts: None,
                 error: Some(error),
+                optional: false,
             },
         },
     );
     let failing: Vec<String> = components
         .iter()
-        .filter(|(_, c)| c.state != "up")
+        .filter(|(_, c)| c.state != "up" && !c.optional)
         .map(|(name, _)| name.clone())
         .collect();
     Health {
@@ -168,6 +177,7 @@ mod tests {
             restarts: 1,
             pid: None,
             last_error: None,
+            optional: name == "mdns",
         };
         ApplianceStatus {
             version: "9.9.9".into(),
@@ -176,6 +186,7 @@ mod tests {
             components: vec![
                 component("postgres", ComponentState::Up),
                 component("vault", vault),
+                component("mdns", ComponentState::Failed),
             ],
             disk: None,
         }
@@ -193,6 +204,10 @@ mod tests {
         assert_eq!(json["components"]["postgres"]["restarts"], 1);
         assert_eq!(json["components"]["database"]["state"], "up");
         assert!(json["components"]["database"].get("error").is_none());
+        // An optional component that is down is shown, and marked, but not failing.
+        assert_eq!(json["components"]["mdns"]["state"], "failed");
+        assert_eq!(json["components"]["mdns"]["optional"], true);
+        assert!(json["components"]["postgres"].get("optional").is_none());
     }
 
     #[test]

@@ -237,6 +237,9 @@ pub(crate) fn component_view(c: &ComponentStatus, now: OffsetDateTime) -> Compon
     let tone = match c.state {
         ComponentState::Up => "ok",
         ComponentState::Starting | ComponentState::Migrating | ComponentState::Restarting => "busy",
+        // An optional component (LAN discovery) that is not up is worth a look, not an
+        // alarm: the appliance works without it.
+        ComponentState::Stopped | ComponentState::Failed if c.optional => "busy",
         ComponentState::Stopped | ComponentState::Failed => "bad",
     };
     ComponentView {
@@ -307,6 +310,7 @@ mod tests {
                     restarts: 2,
                     pid: Some(42),
                     last_error: Some("exited with status 1".into()),
+                    optional: false,
                 },
                 ComponentStatus {
                     name: "vault".into(),
@@ -315,6 +319,7 @@ mod tests {
                     restarts: 0,
                     pid: None,
                     last_error: None,
+                    optional: false,
                 },
             ],
             disk: Some(DiskUsage {
