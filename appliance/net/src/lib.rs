@@ -3,5 +3,8 @@
 //! - [`tls`]: the local certificate authority created on first start and the server
 //!   certificate for the box's LAN names, plus the rustls server configuration built
 //!   from them.
+//! - [`acme`]: certificates from a public CA over ACME (HTTP-01, TLS-ALPN-01, DNS-01
+//!   by RFC 2136), and when to renew them.
 
+pub mod acme;
 pub mod tls;

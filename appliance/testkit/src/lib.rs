@@ -511,4 +511,5 @@ impl Drop for TestCluster {
         }
     }
 }
+pub mod acme;
 pub mod browser;
