@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod accounts;
+mod acme;
 mod api;
 mod authz;
 mod bad_input;

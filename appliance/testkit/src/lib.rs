@@ -85,6 +85,17 @@ impl TestAppliance {
 
     /// Starts the appliance as described by `launch` and waits until it is healthy.
     pub async fn launch(exe: &Path, launch: Launch) -> TestAppliance {
+        Self::launch_on_ports(exe, launch, free_port(), free_port()).await
+    }
+
+    /// [`TestAppliance::launch`] on given ports (for a test CA that must know them
+    /// before the appliance starts).
+    pub async fn launch_on_ports(
+        exe: &Path,
+        launch: Launch,
+        https_port: u16,
+        http_port: u16,
+    ) -> TestAppliance {
         ensure_users();
         let dir = shared_tempdir();
         let data_dir = dir.path().join("var");
@@ -93,8 +104,8 @@ impl TestAppliance {
             launch,
             data_dir,
             dir,
-            https_port: free_port(),
-            http_port: free_port(),
+            https_port,
+            http_port,
             exe: exe.to_owned(),
             log: Arc::new(Mutex::new(Vec::new())),
         };

@@ -322,6 +322,7 @@ mod tests {
                 filesystem_bytes: 1000,
                 available_bytes: 250,
             }),
+            acme: None,
         }
     }
 
