@@ -5,6 +5,7 @@
 
 mod access;
 mod accounts;
+mod acme;
 mod api;
 mod authz;
 mod bad_input;

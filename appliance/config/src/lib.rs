@@ -23,7 +23,7 @@ mod raw;
 mod validate;
 
 use std::fmt::{self, Write as _};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub use ipnet::IpNet;
 
 pub use environment::EnvironmentProblem;
 pub use error::{ConfigError, Origin, Problem, ProblemKind};
-pub use names::{Hostname, InvalidName, SystemUserName};
+pub use names::{Hostname, InvalidName, SystemUserName, acme_name};
 
 /// Where the appliance's systemd unit points `contextvault run --config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/contextvault/config.toml";
@@ -74,6 +74,7 @@ pub struct Config {
     pub log: Log,
     pub workers: Workers,
     pub insights: Insights,
+    pub acme: Acme,
 }
 
 /// Where the web service listens.
@@ -176,6 +177,67 @@ pub struct Insights {
     pub recent_days: u32,
     /// Open tasks due within this many days (or overdue) are listed (1 to 60).
     pub due_soon_days: u32,
+}
+
+/// Certificates from a public CA over ACME, for the names the box is reached by from
+/// the internet (the LAN names keep the local CA's certificate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// Off by default: ACME needs a public name pointing at the box (or a DNS server
+    /// that takes updates).
+    pub enabled: bool,
+    /// An `https://` URL.
+    pub directory_url: String,
+    /// A plain address (no `mailto:`), for the CA's expiry notices.
+    pub contact_email: Option<String>,
+    /// Public DNS names (checked like [`acme_name`]), lower case, no duplicates; at least
+    /// one when enabled.
+    pub names: Vec<String>,
+    pub challenge: AcmeChallenge,
+    /// Absolute; PEM roots to trust for the directory's HTTPS instead of the system's.
+    pub ca_bundle: Option<PathBuf>,
+    /// The DNS server to update: present exactly when `challenge` is DNS-01.
+    pub dns: Option<AcmeDns>,
+}
+
+/// How the CA checks that the box holds a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// `http-01`: a file over plain HTTP (`network.http_port`, 80 from the internet).
+    Http01,
+    /// `tls-alpn-01`: a special certificate over TLS (`network.https_port`, 443).
+    TlsAlpn01,
+    /// `dns-01`: a TXT record added by RFC 2136 update; no open port needed.
+    Dns01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            AcmeChallenge::Dns01 => "dns-01",
+        }
+    }
+}
+
+impl fmt::Display for AcmeChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authoritative DNS server that DNS-01 updates (RFC 2136, signed with TSIG).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeDns {
+    pub server: SocketAddr,
+    /// Every name of `Acme::names` lies in it.
+    pub zone: String,
+    pub tsig_key_name: String,
+    /// `hmac-sha256`, `hmac-sha384` or `hmac-sha512`.
+    pub tsig_algorithm: String,
+    /// Absolute; a file holding the base64 secret, mode 0600 (checked when it is used).
+    pub tsig_secret_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +350,7 @@ impl Config {
                 items.join(", ")
             }
         };
+        let dns = self.acme.dns.as_ref();
         let rows = [
             ("mode", self.mode.to_string()),
             ("appliance.data_dir", self.data_dir.display().to_string()),
@@ -378,6 +441,48 @@ impl Config {
             (
                 "insights.due_soon_days",
                 self.insights.due_soon_days.to_string(),
+            ),
+            ("acme.enabled", self.acme.enabled.to_string()),
+            ("acme.directory_url", self.acme.directory_url.clone()),
+            (
+                "acme.contact_email",
+                self.acme
+                    .contact_email
+                    .clone()
+                    .unwrap_or_else(|| "(none)".to_owned()),
+            ),
+            ("acme.names", join(self.acme.names.clone())),
+            ("acme.challenge", self.acme.challenge.to_string()),
+            (
+                "acme.ca_bundle",
+                self.acme.ca_bundle.as_ref().map_or_else(
+                    || "(the system's roots)".to_owned(),
+                    |p| p.display().to_string(),
+                ),
+            ),
+            (
+                "acme.dns_server",
+                dns.map_or_else(|| "(none)".to_owned(), |d| d.server.to_string()),
+            ),
+            (
+                "acme.dns_zone",
+                dns.map_or_else(|| "(none)".to_owned(), |d| d.zone.clone()),
+            ),
+            (
+                "acme.tsig_key_name",
+                dns.map_or_else(|| "(none)".to_owned(), |d| d.tsig_key_name.clone()),
+            ),
+            (
+                "acme.tsig_algorithm",
+                dns.map_or_else(|| "(none)".to_owned(), |d| d.tsig_algorithm.clone()),
+            ),
+            // The path only; the secret itself is never read here.
+            (
+                "acme.tsig_secret_file",
+                dns.map_or_else(
+                    || "(none)".to_owned(),
+                    |d| d.tsig_secret_file.display().to_string(),
+                ),
             ),
         ];
         let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);

@@ -183,9 +183,126 @@ pub(crate) fn certificate_name(text: &str) -> Result<String, InvalidName> {
     Ok(lower)
 }
 
+/// DNS suffixes that name only local hosts, for which no public CA issues (the same
+/// list as `cv_net::acme::AcmeName`): `localhost` (RFC 6761), `local` (RFC 6762),
+/// `home.arpa` (RFC 8375), `invalid` (RFC 6761), `lan`, `internal` (ICANN 2024).
+const NOT_PUBLIC_SUFFIXES: &[&str] = &[
+    "localhost",
+    "local",
+    "home.arpa",
+    "invalid",
+    "lan",
+    "internal",
+];
+
+/// Checks an entry of `acme.names` (or `acme.dns_zone`): a public DNS name of at least
+/// two letters-digits-hyphen labels, returned lowercased. No wildcard, no IP address,
+/// no trailing dot, no underscore or other character, nothing non-ASCII, and nothing
+/// under a LAN-only suffix such as `localhost` or `.local`: the names a public CA can
+/// issue for. `cv_net::acme::AcmeName` checks the same again where it is used.
+pub fn acme_name(text: &str) -> Result<String, InvalidName> {
+    let invalid = |reason: String| InvalidName::new("public DNS name", text, reason);
+    if text.is_empty() {
+        return Err(invalid("is empty".to_owned()));
+    }
+    if !text.is_ascii() {
+        return Err(invalid(
+            "contains non-ASCII characters; write an internationalised name in its ASCII \
+             form (xn--…)"
+                .to_owned(),
+        ));
+    }
+    if text.parse::<IpAddr>().is_ok() || text.starts_with('[') {
+        return Err(invalid(
+            "is an IP address; a certificate from a public CA names the box by DNS name".to_owned(),
+        ));
+    }
+    if text.contains('*') {
+        return Err(invalid(
+            "is a wildcard; list each name the box answers to".to_owned(),
+        ));
+    }
+    if text.ends_with('.') {
+        return Err(invalid("ends with a dot; leave the dot out".to_owned()));
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.len() > MAX_DNS_NAME {
+        return Err(invalid(format!(
+            "is {} characters long; a DNS name has at most {MAX_DNS_NAME}",
+            lower.len()
+        )));
+    }
+    let labels: Vec<&str> = lower.split('.').collect();
+    for label in &labels {
+        check_label(label).map_err(|reason| invalid(format!("label {label:?} {reason}")))?;
+    }
+    if labels.len() < 2 {
+        return Err(invalid(
+            "is a single label; give a name in a public domain, e.g. vault.example.org".to_owned(),
+        ));
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid(
+            "ends in an all-digit label, which reads as an IP address".to_owned(),
+        ));
+    }
+    if let Some(suffix) = NOT_PUBLIC_SUFFIXES
+        .iter()
+        .find(|s| lower == **s || lower.ends_with(&format!(".{s}")))
+    {
+        return Err(invalid(format!(
+            "is under `{suffix}`, which names only local hosts; no public CA issues for it \
+             (the local CA's certificate already covers LAN names)"
+        )));
+    }
+    Ok(lower)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acme_names_must_be_public_dns_names() {
+        assert_eq!(
+            acme_name("Vault.Example.ORG"),
+            Ok("vault.example.org".into())
+        );
+        assert_eq!(acme_name("a-1.b.example"), Ok("a-1.b.example".into()));
+        let long = vec!["a".repeat(60); 5].join(".");
+        for (bad, why) in [
+            ("", "is empty"),
+            ("*.example.org", "wildcard"),
+            ("a.*.example.org", "wildcard"),
+            ("192.168.1.20", "IP address"),
+            ("fe80::1", "IP address"),
+            ("[::1]", "IP address"),
+            ("1.2.3.999", "all-digit"),
+            ("vault.example.org.", "ends with a dot"),
+            ("vault..example.org", "label \"\" is empty"),
+            ("_acme.example.org", "contains '_'"),
+            ("vault.example.org/x", "contains '/'"),
+            ("vault.example.org x", "contains ' '"),
+            ("vault.example.org\n", "contains '\\n'"),
+            ("vault.example.org:443", "contains ':'"),
+            ("bücher.example", "non-ASCII"),
+            ("-vault.example.org", "starts or ends with `-`"),
+            ("localhost", "single label"),
+            ("vault", "single label"),
+            ("vault.localhost", "under `localhost`"),
+            ("nas.local", "under `local`"),
+            ("nas.home.arpa", "under `home.arpa`"),
+            ("nas.lan", "under `lan`"),
+            (long.as_str(), "at most 253"),
+            (&format!("{}.example", "a".repeat(64)), "at most 63"),
+        ] {
+            let message = acme_name(bad).expect_err(bad).to_string();
+            assert!(message.contains(why), "{bad:?}: {message}");
+        }
+    }
 
     fn hostname(text: &str) -> Result<String, String> {
         text.parse::<Hostname>()

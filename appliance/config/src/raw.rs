@@ -46,6 +46,8 @@ pub(crate) struct RawConfig {
     pub workers: RawWorkers,
     #[serde(default)]
     pub insights: RawInsights,
+    #[serde(default)]
+    pub acme: RawAcme,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,9 +125,27 @@ pub(crate) struct RawInsights {
     pub due_soon_days: Option<i64>,
 }
 
+/// `[acme]`. Optional text settings read "" as "not set", so that the example file can
+/// show every key with its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub enabled: Option<bool>,
+    pub directory_url: Option<String>,
+    pub contact_email: Option<String>,
+    pub names: Option<Vec<String>>,
+    pub challenge: Option<String>,
+    pub ca_bundle: Option<String>,
+    pub dns_server: Option<String>,
+    pub dns_zone: Option<String>,
+    pub tsig_key_name: Option<String>,
+    pub tsig_algorithm: Option<String>,
+    pub tsig_secret_file: Option<String>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 9] = [
+pub(crate) const TABLES: [&str; 10] = [
     "appliance",
     "network",
     "tls",
@@ -135,6 +155,7 @@ pub(crate) const TABLES: [&str; 9] = [
     "log",
     "workers",
     "insights",
+    "acme",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

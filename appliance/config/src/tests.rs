@@ -99,6 +99,15 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 recent_days: 14,
                 due_soon_days: 7,
             },
+            acme: Acme {
+                enabled: false,
+                directory_url: "https://acme-v02.api.letsencrypt.org/directory".into(),
+                contact_email: None,
+                names: vec![],
+                challenge: AcmeChallenge::Http01,
+                ca_bundle: None,
+                dns: None,
+            },
         }
     );
 }
@@ -977,4 +986,164 @@ fn join_key(prefix: &str, key: &str) -> String {
     } else {
         format!("{prefix}.{key}")
     }
+}
+
+// ---- [acme] ----
+
+#[test]
+fn acme_http01_with_names_and_a_private_ca() {
+    let config = parse(&with(
+        "[acme]\nenabled = true\ndirectory_url = \"https://127.0.0.1:14000/dir\"\n\
+         contact_email = \"Me@Example.org\"\nnames = [\"Vault.example.org\", \"vault.example.org\", \"b.example.org\"]\n\
+         challenge = \"tls-alpn-01\"\nca_bundle = \"/etc/contextvault/ca.pem\"\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.acme,
+        Acme {
+            enabled: true,
+            directory_url: "https://127.0.0.1:14000/dir".into(),
+            contact_email: Some("Me@example.org".into()),
+            names: vec!["vault.example.org".into(), "b.example.org".into()],
+            challenge: AcmeChallenge::TlsAlpn01,
+            ca_bundle: Some("/etc/contextvault/ca.pem".into()),
+            dns: None,
+        }
+    );
+}
+
+#[test]
+fn acme_dns01_needs_its_server_zone_and_key() {
+    let config = parse(&with(
+        "[acme]\nenabled = true\nnames = [\"vault.home.example.org\"]\nchallenge = \"dns-01\"\n\
+         dns_server = \"192.0.2.53\"\ndns_zone = \"home.example.org\"\ntsig_key_name = \"acme-key.\"\n\
+         tsig_secret_file = \"/etc/contextvault/tsig.secret\"\n",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.acme.dns,
+        Some(AcmeDns {
+            server: "192.0.2.53:53".parse().expect("addr"),
+            zone: "home.example.org".into(),
+            tsig_key_name: "acme-key".into(),
+            tsig_algorithm: "hmac-sha256".into(),
+            tsig_secret_file: "/etc/contextvault/tsig.secret".into(),
+        })
+    );
+    let summary = config.summary();
+    assert!(
+        summary.contains("/etc/contextvault/tsig.secret"),
+        "{summary}"
+    );
+
+    let missing = error(&with(
+        "[acme]\nenabled = true\nnames = [\"vault.example.org\"]\nchallenge = \"dns-01\"\n",
+    ));
+    let keys: Vec<&str> = missing.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "acme.dns_server",
+            "acme.dns_zone",
+            "acme.tsig_key_name",
+            "acme.tsig_secret_file"
+        ],
+        "{missing}"
+    );
+    assert_invalid(
+        &with(
+            "[acme]\nnames = [\"vault.example.com\"]\nchallenge = \"dns-01\"\n\
+             dns_server = \"192.0.2.53:5353\"\ndns_zone = \"example.org\"\ntsig_key_name = \"k\"\n\
+             tsig_secret_file = \"/s\"\n",
+        ),
+        "acme.names[0]",
+        5,
+        "outside `acme.dns_zone`",
+    );
+    assert_invalid(
+        &with("[acme]\ndns_server = \"ns.example.org\"\n"),
+        "acme.dns_server",
+        5,
+        "is set, but is used only with",
+    );
+    assert_invalid(
+        &with("[acme]\nchallenge = \"dns-01\"\ndns_server = \"ns.example.org\"\n"),
+        "acme.dns_server",
+        6,
+        "no host names",
+    );
+    assert_invalid(
+        &with("[acme]\nchallenge = \"dns-01\"\ntsig_algorithm = \"hmac-md5\"\n"),
+        "acme.tsig_algorithm",
+        6,
+        "must be \"hmac-sha256\"",
+    );
+}
+
+#[test]
+fn acme_hostile_input_is_refused_with_its_key() {
+    for (setting, key, why) in [
+        ("names = [\"*.example.org\"]", "acme.names[0]", "wildcard"),
+        ("names = [\"192.0.2.1\"]", "acme.names[0]", "IP address"),
+        ("names = [\"a..example.org\"]", "acme.names[0]", "is empty"),
+        (
+            "names = [\"_x.example.org\"]",
+            "acme.names[0]",
+            "contains '_'",
+        ),
+        (
+            "names = [\"vault.example.org;rm\"]",
+            "acme.names[0]",
+            "contains ';'",
+        ),
+        (
+            "names = [\"vault.éxample.org\"]",
+            "acme.names[0]",
+            "non-ASCII",
+        ),
+        ("names = [\"localhost\"]", "acme.names[0]", "single label"),
+        ("names = [\"nas.local\"]", "acme.names[0]", "under `local`"),
+        (
+            "names = [\"vault.example.org.\"]",
+            "acme.names[0]",
+            "ends with a dot",
+        ),
+        (
+            "directory_url = \"http://ca.example.org/dir\"",
+            "acme.directory_url",
+            "https://",
+        ),
+        (
+            "directory_url = \"https://\"",
+            "acme.directory_url",
+            "names no host",
+        ),
+        (
+            "directory_url = \"https://ca.example.org/d ir\"",
+            "acme.directory_url",
+            "spaces",
+        ),
+        ("contact_email = \"nobody\"", "acme.contact_email", "no `@`"),
+        (
+            "contact_email = \"a b@example.org\"",
+            "acme.contact_email",
+            "before `@`",
+        ),
+        (
+            "contact_email = \"me@localhost\"",
+            "acme.contact_email",
+            "single label",
+        ),
+        ("challenge = \"http-02\"", "acme.challenge", "must be"),
+        ("ca_bundle = \"ca.pem\"", "acme.ca_bundle", "relative path"),
+    ] {
+        assert_invalid(&with(&format!("[acme]\n{setting}\n")), key, 5, why);
+    }
+    // Enabled without names.
+    assert_invalid(
+        &with("[acme]\nenabled = true\n"),
+        "acme.names",
+        4,
+        "is empty",
+    );
 }

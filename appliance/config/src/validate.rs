@@ -5,19 +5,19 @@
 //! problem whenever it yields no value; a `Config` is built only when every value is
 //! present and nothing was recorded.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{ConfigError, Origin, Problem, ProblemKind};
 use crate::names::{self, Hostname, SystemUserName};
 use crate::raw::{
-    Document, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres, RawService,
-    RawSessions, RawTls, RawWorkers,
+    Document, RawAcme, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres,
+    RawService, RawSessions, RawTls, RawWorkers,
 };
 use crate::{
-    Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat, Mode, Network, Postgres,
-    SECONDS_PER_DAY, Service, Sessions, Tls, Workers,
+    Acme, AcmeChallenge, AcmeDns, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat,
+    Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -52,6 +52,13 @@ const DEFAULT_INSIGHTS_MINUTES: i64 = 60;
 /// Two weeks of captures: long enough for a theme to recur, short enough to be "recent".
 const DEFAULT_RECENT_DAYS: i64 = 14;
 const DEFAULT_DUE_SOON_DAYS: i64 = 7;
+/// Let's Encrypt's production directory: the CA most people mean. Its staging directory
+/// (`https://acme-staging-v02.api.letsencrypt.org/directory`) is for trying things out.
+pub(crate) const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+const DEFAULT_ACME_CHALLENGE: &str = "http-01";
+const DEFAULT_TSIG_ALGORITHM: &str = "hmac-sha256";
+/// The DNS port, when `acme.dns_server` gives only an address.
+const DNS_PORT: u16 = 53;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -109,8 +116,9 @@ pub(crate) fn validate(
         );
     }
     let insights = insights(&mut c, raw.insights);
+    let acme = acme(&mut c, raw.acme);
     match (
-        appliance, network, tls, postgres, service, sessions, log, workers, insights,
+        appliance, network, tls, postgres, service, sessions, log, workers, insights, acme,
     ) {
         (
             Some((data_dir, hostname)),
@@ -122,6 +130,7 @@ pub(crate) fn validate(
             Some(log),
             Some(workers),
             Some(insights),
+            Some(acme),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -134,6 +143,7 @@ pub(crate) fn validate(
             log,
             workers,
             insights,
+            acme,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -567,6 +577,272 @@ fn insights(c: &mut Checker<'_>, raw: RawInsights) -> Option<Insights> {
         recent_days: u32::try_from(recent?).ok()?,
         due_soon_days: u32::try_from(due?).ok()?,
     })
+}
+
+/// `Some(text)` for a non-empty setting; "" means "not set" (see `RawAcme`).
+fn set(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn acme(c: &mut Checker<'_>, raw: RawAcme) -> Option<Acme> {
+    let enabled = raw.enabled.unwrap_or(false);
+    let directory_url = raw
+        .directory_url
+        .unwrap_or_else(|| DEFAULT_ACME_DIRECTORY.to_owned());
+    let directory_url = c.take(
+        "acme.directory_url",
+        https_url(&directory_url).map(|()| directory_url),
+    );
+    let contact_email = match set(raw.contact_email) {
+        None => Some(None),
+        Some(text) => c.take("acme.contact_email", email(&text).map(Some)),
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut names_ok = true;
+    for (i, text) in raw.names.unwrap_or_default().iter().enumerate() {
+        match names::acme_name(text) {
+            // Listed twice is harmless: the certificate names it once.
+            Ok(name) if names.contains(&name) => {}
+            Ok(name) => names.push(name),
+            Err(e) => {
+                c.invalid(&format!("acme.names[{i}]"), e.to_string());
+                names_ok = false;
+            }
+        }
+    }
+    if enabled && names_ok && names.is_empty() {
+        c.invalid(
+            "acme.names",
+            "is empty; list the public DNS names the certificate is for, e.g. \
+             [\"vault.example.org\"]"
+                .into(),
+        );
+        names_ok = false;
+    }
+    let challenge = match raw.challenge.as_deref().unwrap_or(DEFAULT_ACME_CHALLENGE) {
+        "http-01" => Some(AcmeChallenge::Http01),
+        "tls-alpn-01" => Some(AcmeChallenge::TlsAlpn01),
+        "dns-01" => Some(AcmeChallenge::Dns01),
+        other => c.take(
+            "acme.challenge",
+            Err(format!(
+                "is {other:?}; it must be \"http-01\", \"tls-alpn-01\" or \"dns-01\""
+            )),
+        ),
+    };
+    let ca_bundle = match set(raw.ca_bundle) {
+        None => Some(None),
+        Some(text) => {
+            let path = PathBuf::from(text);
+            c.take(
+                "acme.ca_bundle",
+                absolute("the CA bundle", &path).map(|()| Some(path)),
+            )
+        }
+    };
+    // The algorithm has a default, so it is checked whatever the challenge.
+    let algorithm = raw
+        .tsig_algorithm
+        .unwrap_or_else(|| DEFAULT_TSIG_ALGORITHM.to_owned());
+    let algorithm = c.take(
+        "acme.tsig_algorithm",
+        match algorithm.to_ascii_lowercase().as_str() {
+            lower @ ("hmac-sha256" | "hmac-sha384" | "hmac-sha512") => Ok(lower.to_owned()),
+            _ => Err(format!(
+                "is {algorithm:?}; it must be \"hmac-sha256\", \"hmac-sha384\" or \"hmac-sha512\""
+            )),
+        },
+    );
+    let dns_fields = [
+        ("dns_server", set(raw.dns_server)),
+        ("dns_zone", set(raw.dns_zone)),
+        ("tsig_key_name", set(raw.tsig_key_name)),
+        ("tsig_secret_file", set(raw.tsig_secret_file)),
+    ];
+    let dns = if challenge == Some(AcmeChallenge::Dns01) {
+        acme_dns(c, dns_fields, algorithm, enabled, &names)
+    } else {
+        // Settings that would be silently unused are a mistake worth hearing about.
+        let mut ok = true;
+        for (key, value) in &dns_fields {
+            if value.is_some() {
+                c.invalid(
+                    &format!("acme.{key}"),
+                    "is set, but is used only with `acme.challenge = \"dns-01\"`; remove it \
+                     or leave it empty"
+                        .into(),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(None)
+    };
+    if !names_ok {
+        return None;
+    }
+    Some(Acme {
+        enabled,
+        directory_url: directory_url?,
+        contact_email: contact_email?,
+        names,
+        challenge: challenge?,
+        ca_bundle: ca_bundle?,
+        dns: dns?,
+    })
+}
+
+/// The DNS-01 settings; `None` (reported) when one is bad, or missing while enabled.
+/// Disabled, missing settings are allowed (nothing will use them) and give `Some(None)`.
+fn acme_dns(
+    c: &mut Checker<'_>,
+    fields: [(&str, Option<String>); 4],
+    algorithm: Option<String>,
+    enabled: bool,
+    names: &[String],
+) -> Option<Option<AcmeDns>> {
+    let [server, zone, key_name, secret_file] = fields.map(|(_, v)| v);
+    let algorithm = algorithm?;
+    let mut required = |key: &str, value: Option<String>| -> Option<String> {
+        if value.is_none() && enabled {
+            c.invalid(
+                &format!("acme.{key}"),
+                "is not set; DNS-01 needs the server, zone, TSIG key name and secret file".into(),
+            );
+        }
+        value
+    };
+    let server = required("dns_server", server);
+    let zone = required("dns_zone", zone);
+    let key_name = required("tsig_key_name", key_name);
+    let secret_file = required("tsig_secret_file", secret_file);
+    let server = match server {
+        Some(text) => Some(c.take("acme.dns_server", socket_addr(&text))?),
+        None => None,
+    };
+    let zone = match zone {
+        Some(text) => {
+            let zone = c.take(
+                "acme.dns_zone",
+                names::acme_name(&text).map_err(|e| e.to_string()),
+            )?;
+            for (i, name) in names.iter().enumerate() {
+                if !(name == &zone || name.ends_with(&format!(".{zone}"))) {
+                    c.invalid(
+                        &format!("acme.names[{i}]"),
+                        format!(
+                            "is {name}, outside `acme.dns_zone` ({zone}); DNS-01 can only \
+                             answer for names in the zone it may update"
+                        ),
+                    );
+                }
+            }
+            Some(zone)
+        }
+        None => None,
+    };
+    let key_name = match key_name {
+        Some(text) => Some(c.take("acme.tsig_key_name", tsig_key_name(&text))?),
+        None => None,
+    };
+    let secret_file = match secret_file {
+        Some(text) => {
+            let path = PathBuf::from(text);
+            Some(c.take(
+                "acme.tsig_secret_file",
+                absolute("the TSIG secret file", &path).map(|()| path),
+            )?)
+        }
+        None => None,
+    };
+    match (server, zone, key_name, secret_file) {
+        (Some(server), Some(zone), Some(tsig_key_name), Some(tsig_secret_file)) => {
+            Some(Some(AcmeDns {
+                server,
+                zone,
+                tsig_key_name,
+                tsig_algorithm: algorithm,
+                tsig_secret_file,
+            }))
+        }
+        _ if enabled => None,
+        _ => Some(None),
+    }
+}
+
+/// An `https://` URL with a host, without white space or control characters.
+fn https_url(text: &str) -> Result<(), String> {
+    let Some(rest) = text.strip_prefix("https://") else {
+        return Err(format!(
+            "is {text:?}; it must be an https:// URL, e.g. \"{DEFAULT_ACME_DIRECTORY}\""
+        ));
+    };
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "is {text:?}; a URL cannot contain spaces or control characters"
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(format!("is {text:?}; it names no host (or names a user)"));
+    }
+    Ok(())
+}
+
+/// `local@domain`, with a public DNS domain and a printable local part.
+fn email(text: &str) -> Result<String, String> {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return Err(format!("is {text:?}, not an e-mail address (no `@`)"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
+    if !local_ok {
+        return Err(format!(
+            "is {text:?}; the part before `@` may hold letters, digits and . _ + - only (RFC 5322)"
+        ));
+    }
+    let domain = names::acme_name(domain)
+        .map_err(|e| format!("is {text:?}; the part after `@` {}", e.reason))?;
+    Ok(format!("{local}@{domain}"))
+}
+
+/// `ip:port`, `[v6]:port`, or an address alone (port 53).
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DNS_PORT));
+    }
+    Err(format!(
+        "is {text:?}; give the DNS server's IP address, with a port if not 53, e.g. \
+         \"192.0.2.53\" or \"192.0.2.53:5353\" (no host names: the updates must not depend on \
+         DNS)"
+    ))
+}
+
+/// A TSIG key name: dot-separated labels of letters, digits, `-` and `_`.
+fn tsig_key_name(text: &str) -> Result<String, String> {
+    let trimmed = text.strip_suffix('.').unwrap_or(text);
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= 253
+        && trimmed.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(trimmed.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "is {text:?}; a TSIG key name is labels of letters, digits, `-` and `_` separated \
+             by dots, as in the DNS server's `key \"…\"` statement"
+        ))
+    }
 }
 
 fn in_range(value: i64, min: i64, max: i64, unit: &str) -> Result<u64, String> {

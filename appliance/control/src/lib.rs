@@ -47,6 +47,10 @@ pub enum Request {
     /// End a worker this service was given: wait at most `grace_ms` for it to exit (its
     /// socket closed, it should), then kill it. The answer says how it ended.
     StopWorker { id: u64, grace_ms: u64 },
+    /// Check the ACME certificate now and renew it even if it is not due (the
+    /// dashboard's "Renew now"). Answered [`Response::Ok`] once the attempt is queued;
+    /// its outcome shows in [`ApplianceStatus::acme`].
+    AcmeRenew {},
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -143,6 +147,42 @@ pub struct ApplianceStatus {
     pub components: Vec<ComponentStatus>,
     /// Measured periodically; `None` until the first measurement.
     pub disk: Option<DiskUsage>,
+    /// The ACME certificate; `None` from a supervisor that does not report it. Boxed:
+    /// it is large and most answers are about other things.
+    #[serde(default)]
+    pub acme: Option<Box<AcmeStatus>>,
+}
+
+/// The ACME certificate and its renewal, for the dashboard and `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeStatus {
+    /// Whether `[acme]` is enabled; when it is not, nothing else is filled in.
+    pub enabled: bool,
+    /// The configured names.
+    pub names: Vec<String>,
+    /// `http-01`, `tls-alpn-01` or `dns-01`.
+    pub challenge: String,
+    /// The CA's directory URL.
+    pub directory_url: String,
+    /// The certificate in place (none yet: all `None`).
+    pub issuer: Option<String>,
+    /// Its serial number, upper-case hex.
+    pub serial: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<time::OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<time::OffsetDateTime>,
+    /// When the last order was attempted, and its error if it failed (for admins; may
+    /// name files and the CA, never a secret).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt: Option<time::OffsetDateTime>,
+    pub last_error: Option<String>,
+    /// A stable word for the last error, safe for public pages (`ca_unreachable`,
+    /// `validation_failed`, `dns_update_failed`, `settings`, `certificate`, `files`).
+    pub last_error_kind: Option<String>,
+    /// When the next check or attempt is due.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt: Option<time::OffsetDateTime>,
 }
 
 impl ApplianceStatus {
@@ -188,6 +228,13 @@ pub struct ServiceHandoff {
     pub log_format: String,
     /// A tracing EnvFilter directive.
     pub log_level: String,
+    /// Where the supervisor publishes HTTP-01 answers (`cv_net::acme::ChallengeDirs`);
+    /// served under `/.well-known/acme-challenge/` on plain HTTP.
+    #[serde(default)]
+    pub acme_http_dir: Option<PathBuf>,
+    /// Where it publishes TLS-ALPN-01 certificates, served to `acme-tls/1` handshakes.
+    #[serde(default)]
+    pub acme_tls_alpn_dir: Option<PathBuf>,
 }
 
 /// The `[workers]` settings the vault service's pool applies (the supervisor applies
@@ -364,6 +411,17 @@ impl ControlClient {
                     timeout,
                 })
             })
+    }
+
+    /// Asks for an ACME check and renewal now.
+    pub async fn acme_renew(&self) -> Result<(), ControlError> {
+        match self.call(&Request::AcmeRenew {}).await? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a renewal request with something else".into(),
+            )),
+        }
     }
 
     /// Tells the supervisor that the service is serving.

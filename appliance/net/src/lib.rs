@@ -5,6 +5,9 @@
 //!   from them.
 //! - [`mdns`]: LAN discovery: `<hostname>.local` and an `_https._tcp` service announced
 //!   with multicast DNS.
+//! - [`acme`]: certificates from a public CA over ACME (HTTP-01, TLS-ALPN-01, DNS-01
+//!   by RFC 2136), and when to renew them.
 
+pub mod acme;
 pub mod mdns;
 pub mod tls;

@@ -34,7 +34,7 @@
 //! One [`TlsError`] enum for the module; variants carry the path they failed on, and the
 //! ones a person must act on say what to do.
 
-mod files;
+pub(crate) mod files;
 mod names;
 
 use std::fmt::Write as _;

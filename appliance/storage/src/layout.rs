@@ -8,7 +8,10 @@
 //!     supervisor.sock     control socket, root:<service group> 0660
 //!     supervisor.pid      present while a supervisor runs; left behind = unclean stop
 //!     postgres/           PostgreSQL's socket, <pg user>:<service group> 0750
+//!     acme-http/          HTTP-01 answers, root:<service group> 0750, files 0640
+//!     acme-tls-alpn/      TLS-ALPN-01 certificates, root:<service group> 0750, files 0640
 //!   tls/                  root, 0711: ca.key 0600 root; server.key 0600 service user
+//!     acme/               account.json 0600 root; cert.pem; key.pem 0600 service user
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,5 +56,15 @@ impl DataLayout {
 
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
+    }
+
+    /// Where the supervisor publishes ACME HTTP-01 answers for the service to serve.
+    pub fn acme_http_dir(&self) -> PathBuf {
+        self.run_dir().join("acme-http")
+    }
+
+    /// Where the supervisor publishes ACME TLS-ALPN-01 certificates for the service.
+    pub fn acme_tls_alpn_dir(&self) -> PathBuf {
+        self.run_dir().join("acme-tls-alpn")
     }
 }

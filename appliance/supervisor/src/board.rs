@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cv_control::{ApplianceStatus, ComponentState, ComponentStatus, DiskUsage};
+use cv_control::{AcmeStatus, ApplianceStatus, ComponentState, ComponentStatus, DiskUsage};
 use time::OffsetDateTime;
 
 /// Components, in start order.
@@ -62,6 +62,7 @@ impl StatusBoard {
                 started_at: now,
                 components,
                 disk: None,
+                acme: None,
             })),
         }
     }
@@ -128,6 +129,10 @@ impl StatusBoard {
 
     pub fn set_disk(&self, disk: DiskUsage) {
         self.with(|s| s.disk = Some(disk));
+    }
+
+    pub fn set_acme(&self, acme: AcmeStatus) {
+        self.with(|s| s.acme = Some(Box::new(acme)));
     }
 
     /// Whether every component the appliance needs is up (optional ones aside).

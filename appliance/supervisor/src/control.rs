@@ -155,6 +155,16 @@ fn answer(ctx: &Context, request: Request) -> Response {
                 }
             }
         }
+        Request::AcmeRenew {} => {
+            if !ctx.config.acme.enabled {
+                return Response::Error {
+                    message: "ACME is not enabled ([acme] enabled = false)".into(),
+                };
+            }
+            tracing::info!("ACME renewal requested");
+            ctx.acme_renew.notify_one();
+            Response::Ok
+        }
         Request::SpawnWorker {} | Request::StopWorker { .. } => Response::Error {
             message: "worker requests are answered elsewhere".into(),
         },

@@ -12,6 +12,7 @@
 //! child are not errors of the supervisor: the child is restarted with backoff and the
 //! problem shows on the dashboard and in `/healthz`.
 
+mod acme;
 pub mod backoff;
 pub mod board;
 mod control;
@@ -84,6 +85,7 @@ pub enum TaskName {
     Watchdog,
     Workers,
     Mdns,
+    Acme,
 }
 
 impl std::fmt::Display for TaskName {
@@ -96,6 +98,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Watchdog => "watchdog",
             TaskName::Workers => "workers",
             TaskName::Mdns => "mdns",
+            TaskName::Acme => "acme",
         })
     }
 }
@@ -132,6 +135,8 @@ pub struct Context {
     pub workers: workers::Workers,
     /// Whether a setup code was already issued by this supervisor.
     setup_code_issued: AtomicBool,
+    /// Wakes the `acme` task for a renewal now (control request `acme_renew`).
+    pub acme_renew: tokio::sync::Notify,
 }
 
 impl Context {
@@ -186,6 +191,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         reload,
         workers: workers::Workers::default(),
         setup_code_issued: AtomicBool::new(false),
+        acme_renew: tokio::sync::Notify::new(),
     });
     tracing::info!(
         version = VERSION,
@@ -224,7 +230,11 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ),
         (
             TaskName::Workers,
-            tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest))),
+            tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
+            TaskName::Acme,
+            tokio::spawn(acme::run(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
     if ctx.config.network.mdns {

@@ -123,6 +123,8 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
         },
         log_format: ctx.config.log.format.to_string(),
         log_level: ctx.config.log.level.clone(),
+        acme_http_dir: Some(ctx.layout.acme_http_dir()),
+        acme_tls_alpn_dir: Some(ctx.layout.acme_tls_alpn_dir()),
     };
     let json = serde_json::to_vec(&handoff).map_err(|e| e.to_string())?;
 

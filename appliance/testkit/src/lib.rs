@@ -90,7 +90,7 @@ impl TestAppliance {
 
     /// Starts the appliance as described by `launch` and waits until it is healthy.
     pub async fn launch(exe: &Path, launch: Launch) -> TestAppliance {
-        Self::launch_in(exe, launch, None).await
+        Self::launch_with(exe, launch, free_port(), free_port(), None).await
     }
 
     /// Like [`TestAppliance::launch`], inside network namespace `netns` (listening on
@@ -101,6 +101,27 @@ impl TestAppliance {
         launch: Launch,
         netns: Option<&netns::Netns>,
     ) -> TestAppliance {
+        Self::launch_with(exe, launch, free_port(), free_port(), netns).await
+    }
+
+    /// [`TestAppliance::launch`] on given ports (for a test CA that must know them
+    /// before the appliance starts).
+    pub async fn launch_on_ports(
+        exe: &Path,
+        launch: Launch,
+        https_port: u16,
+        http_port: u16,
+    ) -> TestAppliance {
+        Self::launch_with(exe, launch, https_port, http_port, None).await
+    }
+
+    async fn launch_with(
+        exe: &Path,
+        launch: Launch,
+        https_port: u16,
+        http_port: u16,
+        netns: Option<&netns::Netns>,
+    ) -> TestAppliance {
         ensure_users();
         let dir = shared_tempdir();
         let data_dir = dir.path().join("var");
@@ -109,8 +130,8 @@ impl TestAppliance {
             launch,
             data_dir,
             dir,
-            https_port: free_port(),
-            http_port: free_port(),
+            https_port,
+            http_port,
             exe: exe.to_owned(),
             log: Arc::new(Mutex::new(Vec::new())),
             netns: netns.map(|ns| ns.name.clone()),
@@ -548,4 +569,5 @@ impl Drop for TestCluster {
         }
     }
 }
+pub mod acme;
 pub mod browser;

@@ -213,7 +213,7 @@ mod tests {
             pool: cv_db::pool("host=/nonexistent dbname=none", 1).unwrap(),
             status: StatusCache::new(cv_control::ControlClient::new(dir.join("none.sock"))),
             pki: pki.clone(),
-            tls: Arc::new(CertResolver::load(pki).unwrap()),
+            tls: Arc::new(CertResolver::load(pki, None).unwrap()),
             throttle: Mutex::new(Throttle::default()),
             sealers: crate::state::Sealers::default(),
             keyring: crate::keyring::Keyring::new(time::Duration::minutes(30)),

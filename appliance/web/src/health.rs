@@ -32,6 +32,67 @@ pub(crate) struct Health {
     /// words and everything else work without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ai: Option<crate::ai::AiHealth>,
+    /// The ACME certificate. Reported, not counted in `failing`: while ACME fails the
+    /// box keeps serving the certificate it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeHealth>,
+}
+
+/// The ACME certificate as `/healthz` shows it: states, dates and a fixed word for the
+/// last error (the full message, which may name files, is on the dashboard).
+#[derive(Debug, Serialize, PartialEq)]
+pub(crate) struct AcmeHealth {
+    /// `disabled`, `pending` (no certificate yet), `valid` or `failing` (the last
+    /// attempt failed; a certificate may still be served).
+    pub state: &'static str,
+    pub names: Vec<String>,
+    pub challenge: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<time::OffsetDateTime>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_attempt: Option<time::OffsetDateTime>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_attempt: Option<time::OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl AcmeHealth {
+    pub(crate) fn from_status(acme: &cv_control::AcmeStatus) -> AcmeHealth {
+        let state = if !acme.enabled {
+            "disabled"
+        } else if acme.last_error.is_some() {
+            "failing"
+        } else if acme.serial.is_some() {
+            "valid"
+        } else {
+            "pending"
+        };
+        AcmeHealth {
+            state,
+            names: acme.names.clone(),
+            challenge: acme.challenge.clone(),
+            issuer: acme.issuer.clone(),
+            serial: acme.serial.clone(),
+            not_after: acme.not_after,
+            last_attempt: acme.last_attempt,
+            next_attempt: acme.next_attempt,
+            error: acme.last_error_kind.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -160,6 +221,10 @@ pub(crate) fn build(
         components,
         failing,
         ai: None,
+        acme: status
+            .ok()
+            .and_then(|s| s.acme.as_deref())
+            .map(AcmeHealth::from_status),
     }
 }
 
@@ -189,6 +254,7 @@ mod tests {
                 component("mdns", ComponentState::Failed),
             ],
             disk: None,
+            acme: None,
         }
     }
 

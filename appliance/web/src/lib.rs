@@ -105,7 +105,10 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
 
     // 2. TLS with a certificate that can be replaced while serving.
     let pki = cv_net::tls::PkiPaths::new(&handoff.tls_dir);
-    let resolver = Arc::new(CertResolver::load(pki.clone())?);
+    let resolver = Arc::new(CertResolver::load(
+        pki.clone(),
+        handoff.acme_tls_alpn_dir.clone(),
+    )?);
     let tls_config = tls::server_config(resolver.clone())?;
 
     // Logins for unknown names verify against a dummy hash so that they take as long
@@ -159,11 +162,14 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
 
     let https_port = handoff.https_port;
     let access = state.access.clone();
-    let mut http = HttpServer::new(move || redirect::redirect_app(https_port, access.clone()))
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-        // Redirects are trivial; one worker is plenty.
-        .workers(1);
+    let acme_http_dir = handoff.acme_http_dir.clone();
+    let mut http = HttpServer::new(move || {
+        redirect::redirect_app(https_port, acme_http_dir.clone(), access.clone())
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    // Redirects are trivial; one worker is plenty.
+    .workers(1);
     for listener in http_listeners {
         let addr = listener.local_addr().ok();
         http = http.listen(listener).map_err(|source| ServeError::Server {

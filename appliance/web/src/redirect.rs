@@ -1,8 +1,16 @@
-//! The plain-HTTP app: sends every request to the same place over HTTPS.
+//! The plain-HTTP app: sends every request to the same place over HTTPS, except ACME
+//! HTTP-01 checks.
 //!
 //! `308 Permanent Redirect` keeps the method and body (RFC 9110 §15.4.9), so even a
 //! form posted over plain HTTP by mistake arrives intact, encrypted. The HTTPS app's
 //! HSTS header then keeps browsers from trying plain HTTP again.
+//!
+//! `GET /.well-known/acme-challenge/<token>` is answered from the directory where the
+//! supervisor publishes HTTP-01 key authorizations (RFC 8555 §8.3), as `text/plain`;
+//! only a well-formed token with a published answer is served, and nothing else from
+//! that directory. Everything else under that prefix is 404, never a redirect.
+
+use std::path::PathBuf;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
@@ -12,12 +20,17 @@ use crate::access::AccessPolicy;
 use crate::app::security_headers;
 use crate::error::WebError;
 
-/// HTTP-01 challenges will be answered here once ACME lands; until then, not found.
+/// Where HTTP-01 challenges are answered.
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Where the HTTP-01 answers are read from (`None`: ACME challenges are not answered).
+#[derive(Debug, Clone)]
+struct ChallengeDir(Option<PathBuf>);
 
 /// The redirect app, for `HttpServer::new`.
 pub fn redirect_app(
     https_port: u16,
+    acme_http_dir: Option<PathBuf>,
     access: AccessPolicy,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
@@ -30,15 +43,30 @@ pub fn redirect_app(
 > {
     App::new()
         .app_data(web::Data::new(https_port))
+        .app_data(web::Data::new(ChallengeDir(acme_http_dir)))
         .default_service(web::to(redirect))
         .wrap_fn(move |req, srv| crate::access::refuse_outsiders(&access, true, req, srv))
         .wrap(security_headers(DefaultHeaders::new()))
 }
 
-async fn redirect(req: HttpRequest, port: web::Data<u16>) -> Result<HttpResponse, WebError> {
+async fn redirect(
+    req: HttpRequest,
+    port: web::Data<u16>,
+    challenges: web::Data<ChallengeDir>,
+) -> Result<HttpResponse, WebError> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    if req.uri().path().starts_with(ACME_CHALLENGE_PREFIX) {
-        return Err(WebError::NotFound);
+    if let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX) {
+        let answer = match (&challenges.0, req.method() == actix_web::http::Method::GET) {
+            (Some(dir), true) => cv_net::acme::http01_answer(dir, token),
+            _ => None,
+        };
+        return match answer {
+            Some(body) => Ok(HttpResponse::Ok()
+                .content_type("text/plain")
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body(body)),
+            None => Err(WebError::NotFound),
+        };
     }
     let host = req
         .headers()
@@ -163,7 +191,7 @@ mod tests {
 
     #[actix_web::test]
     async fn outsiders_are_refused_except_for_acme_answers() {
-        let app = web_test::init_service(redirect_app(443, lan())).await;
+        let app = web_test::init_service(redirect_app(443, None, lan())).await;
         let from = |addr: &str, uri: &str| {
             web_test::TestRequest::get()
                 .uri(uri)
@@ -188,7 +216,7 @@ mod tests {
 
     #[actix_web::test]
     async fn the_app_redirects_with_308() {
-        let app = web_test::init_service(redirect_app(8443, lan())).await;
+        let app = web_test::init_service(redirect_app(8443, None, lan())).await;
         let req = web_test::TestRequest::post()
             .uri("/setup?a=b")
             .insert_header((header::HOST, "nas.local:8080"))
@@ -209,7 +237,42 @@ mod tests {
 
     #[actix_web::test]
     async fn acme_challenges_and_missing_hosts_are_not_redirected() {
-        let app = web_test::init_service(redirect_app(443, lan())).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok_1-A"), "tok_1-A.thumb").unwrap();
+        std::fs::write(dir.path().join("stray"), "not an answer").unwrap();
+        let app =
+            web_test::init_service(redirect_app(443, Some(dir.path().to_owned()), lan())).await;
+        let get = |uri: &str| {
+            web_test::TestRequest::get()
+                .uri(uri)
+                .insert_header((header::HOST, "vault.example.org"))
+                .to_request()
+        };
+        let resp = web_test::call_service(&app, get("/.well-known/acme-challenge/tok_1-A")).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers().get(header::CONTENT_TYPE).unwrap(),
+            "text/plain"
+        );
+        assert_eq!(web_test::read_body(resp).await, "tok_1-A.thumb");
+        for uri in [
+            "/.well-known/acme-challenge/stray",
+            "/.well-known/acme-challenge/../../etc/passwd",
+            "/.well-known/acme-challenge/%2e%2e%2fx",
+            "/.well-known/acme-challenge/",
+            "/.well-known/acme-challenge/missing",
+        ] {
+            let resp = web_test::call_service(&app, get(uri)).await;
+            assert_eq!(resp.status().as_u16(), 404, "{uri}");
+        }
+        let post = web_test::TestRequest::post()
+            .uri("/.well-known/acme-challenge/tok_1-A")
+            .insert_header((header::HOST, "vault.example.org"))
+            .to_request();
+        assert_eq!(
+            web_test::call_service(&app, post).await.status().as_u16(),
+            404
+        );
         let req = web_test::TestRequest::get()
             .uri("/.well-known/acme-challenge/abc")
             .insert_header((header::HOST, "nas.local"))

@@ -14,9 +14,9 @@ use nix::unistd::{Gid, Uid, chown, geteuid};
 use super::{KeyOwner, TlsError};
 
 /// Private keys: read and write for their owner only.
-pub(super) const KEY_MODE: u32 = 0o600;
+pub(crate) const KEY_MODE: u32 = 0o600;
 /// Certificates are public: anyone may read them (the web service serves `ca.crt`).
-pub(super) const CERT_MODE: u32 = 0o644;
+pub(crate) const CERT_MODE: u32 = 0o644;
 /// The directory must be searchable by the unprivileged web service so it can open
 /// `server.crt` and `server.key`; the key files protect themselves by their modes.
 const DIR_MODE: u32 = 0o755;
@@ -25,7 +25,7 @@ const DIR_MODE: u32 = 0o755;
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Creates `dir` (and its parents) if it does not exist yet.
-pub(super) fn create_dir(dir: &Path) -> Result<(), TlsError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), TlsError> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -37,7 +37,7 @@ pub(super) fn create_dir(dir: &Path) -> Result<(), TlsError> {
 }
 
 /// Reads `path`, returning `None` when it does not exist.
-pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -49,7 +49,7 @@ pub(super) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
 }
 
 /// Reads `path`, failing when it is missing.
-pub(super) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
         source,
@@ -61,7 +61,7 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// (so `rename` stays on one filesystem and is atomic), created with `mode` so a key is
 /// never readable by others, given to `owner`, flushed to disk, renamed over `path`, and
 /// the directory flushed so the rename itself survives.
-pub(super) fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     contents: &[u8],
     mode: u32,
@@ -129,7 +129,7 @@ fn write_temp(
 
 /// Gives `path` to `owner`. Changing owners needs root; a process that is not root may
 /// still be asked to give a file to itself (dev mode), which is already the case.
-pub(super) fn give_to(path: &Path, owner: KeyOwner) -> Result<(), TlsError> {
+pub(crate) fn give_to(path: &Path, owner: KeyOwner) -> Result<(), TlsError> {
     match chown(
         path,
         Some(Uid::from_raw(owner.uid)),
@@ -156,7 +156,7 @@ pub(super) fn give_to(path: &Path, owner: KeyOwner) -> Result<(), TlsError> {
 
 /// Repairs an existing key file: removes access for group and others, and gives it to
 /// `owner` when one is asked for and it belongs to someone else.
-pub(super) fn repair_key_file(path: &Path, owner: Option<KeyOwner>) -> Result<(), TlsError> {
+pub(crate) fn repair_key_file(path: &Path, owner: Option<KeyOwner>) -> Result<(), TlsError> {
     let meta = fs::metadata(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
         source,
@@ -184,7 +184,7 @@ pub(super) fn repair_key_file(path: &Path, owner: Option<KeyOwner>) -> Result<()
 
 /// The temporary files [`write_atomic`] would use for `path`, for tests.
 #[cfg(test)]
-pub(super) fn temp_files(path: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn temp_files(path: &Path) -> Vec<std::path::PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };

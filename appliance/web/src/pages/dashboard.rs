@@ -37,6 +37,8 @@ pub(crate) struct DashboardPage {
     /// `None`: not measured yet (or the supervisor is unreachable).
     pub disk: Option<DiskView>,
     pub cert: Option<CertView>,
+    /// The ACME certificate and its renewal; `None` when `[acme]` is off.
+    pub acme: Option<AcmeView>,
     /// When the person's vault was unlocked; `None`: locked.
     pub vault_unlocked_for: Option<String>,
     /// The search index of the unlocked vault, in words ("ready: 1,204 items, 2.1 MiB";
@@ -152,6 +154,45 @@ pub(crate) struct CertView {
     pub fingerprint: String,
 }
 
+/// The ACME card.
+#[derive(Debug, Clone)]
+pub(crate) struct AcmeView {
+    pub names: String,
+    pub challenge: String,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    pub expires: Option<String>,
+    /// "12 min ago"
+    pub last_attempt: Option<String>,
+    /// "in 3 days"
+    pub next_attempt: Option<String>,
+    pub error: Option<String>,
+}
+
+pub(crate) fn acme_view(a: &cv_control::AcmeStatus, now: OffsetDateTime) -> Option<AcmeView> {
+    if !a.enabled {
+        return None;
+    }
+    Some(AcmeView {
+        names: a.names.join(", "),
+        challenge: a.challenge.clone(),
+        issuer: a.issuer.clone(),
+        serial: a.serial.clone(),
+        expires: a.not_after.map(date),
+        last_attempt: a
+            .last_attempt
+            .map(|t| format!("{} ago", human_duration(now - t))),
+        next_attempt: a.next_attempt.map(|t| {
+            if t <= now {
+                "now".to_owned()
+            } else {
+                format!("in {}", human_duration(t - now))
+            }
+        }),
+        error: a.last_error.clone(),
+    })
+}
+
 /// `GET /dashboard`.
 async fn dashboard(
     user: CurrentUser,
@@ -226,6 +267,9 @@ fn build(
             .unwrap_or_default(),
         disk: status.and_then(|s| s.disk.as_ref()).map(disk_view),
         cert,
+        acme: status
+            .and_then(|s| s.acme.as_deref())
+            .and_then(|a| acme_view(a, now)),
         vault_unlocked_for: None,
         index: None,
         ai: None,
@@ -327,6 +371,7 @@ mod tests {
                 filesystem_bytes: 1000,
                 available_bytes: 250,
             }),
+            acme: None,
         }
     }
 
@@ -347,6 +392,42 @@ mod tests {
     fn check(html: &str) {
         assert!(!html.contains("style="), "inline style");
         assert!(!html.contains("<script"), "script");
+    }
+
+    #[test]
+    fn the_dashboard_shows_the_acme_certificate_and_its_last_error() {
+        let mut status = status();
+        status.acme = Some(Box::new(cv_control::AcmeStatus {
+            enabled: true,
+            names: vec!["vault.example.org".into()],
+            challenge: "dns-01".into(),
+            directory_url: "https://ca.example/dir".into(),
+            issuer: Some("CN=Pebble Intermediate".into()),
+            serial: Some("0AFF".into()),
+            not_before: Some(datetime!(2026-04-01 0:00 UTC)),
+            not_after: Some(datetime!(2026-06-30 0:00 UTC)),
+            last_attempt: Some(datetime!(2026-05-01 11:50 UTC)),
+            last_error: Some("ACME: cannot reach the directory: <refused>".into()),
+            last_error_kind: Some("ca_unreachable".into()),
+            next_attempt: Some(datetime!(2026-05-01 12:10 UTC)),
+        }));
+        let page = build(&user(Role::Owner), "0", "x", Ok(&status), Some(cert()), NOW);
+        let html = page.render().unwrap();
+        check(&html);
+        for text in [
+            "vault.example.org",
+            "dns-01",
+            "CN=Pebble Intermediate",
+            "0AFF",
+            "2026-06-30",
+            "10 min ago",
+            "in 10 min",
+            "cannot reach the directory: ",
+        ] {
+            assert!(html.contains(text), "{text} missing");
+        }
+        // The error is text, escaped like everything else.
+        assert!(!html.contains("<refused>"));
     }
 
     #[test]
