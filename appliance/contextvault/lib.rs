@@ -44,6 +44,13 @@ enum Command {
         https_port: Option<u16>,
         #[arg(long)]
         http_port: Option<u16>,
+        /// The WireGuard interface's UDP port (it runs when dev mode is root and
+        /// WireGuard is available).
+        #[arg(long)]
+        wireguard_port: Option<u16>,
+        /// Do not run the WireGuard interface.
+        #[arg(long)]
+        no_wireguard: bool,
     },
     /// The vault service; started by the supervisor, not by hand.
     #[command(hide = true)]
@@ -105,6 +112,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             https_port,
             http_port,
+            wireguard_port,
+            no_wireguard,
         } => {
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let config = Config::dev(
@@ -112,6 +121,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     data_dir,
                     https_port,
                     http_port,
+                    wireguard_port,
+                    no_wireguard,
                 },
                 &cwd,
             )?;

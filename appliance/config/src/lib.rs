@@ -72,6 +72,7 @@ pub struct Config {
     pub log: Log,
     pub workers: Workers,
     pub insights: Insights,
+    pub wireguard: Wireguard,
 }
 
 /// Where the web service listens.
@@ -159,6 +160,15 @@ pub struct Insights {
     pub due_soon_days: u32,
 }
 
+/// The WireGuard VPN (`[wireguard]`), run by the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wireguard {
+    /// Off: no interface, and peers cannot be managed.
+    pub enabled: bool,
+    /// Interface, network, port, endpoint and what clients are told.
+    pub settings: cv_net::wg::WgSettings,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object per line, for journald and log shippers.
@@ -192,6 +202,10 @@ pub struct DevOverrides {
     pub https_port: Option<u16>,
     /// Default: 8080.
     pub http_port: Option<u16>,
+    /// The WireGuard listen port. Default: 51820, as on an appliance.
+    pub wireguard_port: Option<u16>,
+    /// Turns the WireGuard interface off (it runs by default when dev mode is root).
+    pub no_wireguard: bool,
 }
 
 impl Config {
@@ -234,6 +248,11 @@ impl Config {
                 format: Some("text".to_owned()),
                 level: None,
             },
+            wireguard: raw::RawWireguard {
+                enabled: overrides.no_wireguard.then_some(false),
+                listen_port: overrides.wireguard_port.map(i64::from),
+                ..raw::RawWireguard::default()
+            },
             ..raw::RawConfig::default()
         };
         validate::validate(raw, Mode::Dev, &Origin::Dev, None)
@@ -267,6 +286,7 @@ impl Config {
                 items.join(", ")
             }
         };
+        let wg = &self.wireguard.settings;
         let rows = [
             ("mode", self.mode.to_string()),
             ("appliance.data_dir", self.data_dir.display().to_string()),
@@ -346,6 +366,29 @@ impl Config {
             (
                 "insights.due_soon_days",
                 self.insights.due_soon_days.to_string(),
+            ),
+            ("wireguard.enabled", self.wireguard.enabled.to_string()),
+            ("wireguard.interface", wg.interface.to_string()),
+            ("wireguard.network", wg.network.to_string()),
+            ("wireguard.listen_port", wg.listen_port.to_string()),
+            (
+                "wireguard.endpoint",
+                wg.endpoint
+                    .as_ref()
+                    .map_or_else(|| "(not set)".to_owned(), ToString::to_string),
+            ),
+            (
+                "wireguard.dns",
+                join(wg.dns.iter().map(IpAddr::to_string).collect()),
+            ),
+            (
+                "wireguard.client_allowed_ips",
+                join(
+                    wg.client_allowed_ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
             ),
         ];
         let width = rows.iter().map(|(key, _)| key.len()).max().unwrap_or(0);

@@ -46,6 +46,8 @@ pub(crate) struct RawConfig {
     pub workers: RawWorkers,
     #[serde(default)]
     pub insights: RawInsights,
+    #[serde(default)]
+    pub wireguard: RawWireguard,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,9 +123,21 @@ pub(crate) struct RawInsights {
     pub due_soon_days: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWireguard {
+    pub enabled: Option<bool>,
+    pub interface: Option<String>,
+    pub network: Option<String>,
+    pub listen_port: Option<i64>,
+    pub endpoint: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub client_allowed_ips: Option<Vec<String>>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 9] = [
+pub(crate) const TABLES: [&str; 10] = [
     "appliance",
     "network",
     "tls",
@@ -133,6 +147,7 @@ pub(crate) const TABLES: [&str; 9] = [
     "log",
     "workers",
     "insights",
+    "wireguard",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.
