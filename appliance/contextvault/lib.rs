@@ -48,6 +48,9 @@ enum Command {
         /// WireGuard is available).
         #[arg(long)]
         wireguard_port: Option<u16>,
+        /// The WireGuard interface's name (default cvwg0).
+        #[arg(long)]
+        wireguard_interface: Option<String>,
         /// Do not run the WireGuard interface.
         #[arg(long)]
         no_wireguard: bool,
@@ -113,6 +116,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             https_port,
             http_port,
             wireguard_port,
+            wireguard_interface,
             no_wireguard,
         } => {
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -122,6 +126,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     https_port,
                     http_port,
                     wireguard_port,
+                    wireguard_interface,
                     no_wireguard,
                 },
                 &cwd,

@@ -204,6 +204,8 @@ pub struct DevOverrides {
     pub http_port: Option<u16>,
     /// The WireGuard listen port. Default: 51820, as on an appliance.
     pub wireguard_port: Option<u16>,
+    /// The WireGuard interface's name. Default: `cvwg0`, as on an appliance.
+    pub wireguard_interface: Option<String>,
     /// Turns the WireGuard interface off (it runs by default when dev mode is root).
     pub no_wireguard: bool,
 }
@@ -251,6 +253,7 @@ impl Config {
             wireguard: raw::RawWireguard {
                 enabled: overrides.no_wireguard.then_some(false),
                 listen_port: overrides.wireguard_port.map(i64::from),
+                interface: overrides.wireguard_interface,
                 ..raw::RawWireguard::default()
             },
             ..raw::RawConfig::default()

@@ -392,6 +392,16 @@ fn dev_mode_runs_wireguard_unless_told_not_to() {
     };
     let error = Config::dev(off, Path::new("/p")).expect_err("port 0");
     assert_eq!(error.problems()[0].key, "wireguard.listen_port");
+    let bad_name = DevOverrides {
+        wireguard_interface: Some("no spaces".into()),
+        ..DevOverrides::default()
+    };
+    let error = Config::dev(bad_name, Path::new("/p")).expect_err("bad name");
+    assert_eq!(
+        error.to_string(),
+        "dev settings: `wireguard.interface` is \"no spaces\", which contains ' '; use only \
+         ASCII letters, digits, `-`, `_` and `.`"
+    );
 }
 
 #[test]
@@ -872,6 +882,7 @@ fn dev_overrides() {
             https_port: Some(9443),
             http_port: Some(9080),
             wireguard_port: Some(51999),
+            wireguard_interface: Some("cvdev1".into()),
             no_wireguard: true,
         },
         cwd,
@@ -883,6 +894,7 @@ fn dev_overrides() {
         (9443, 9080)
     );
     assert_eq!(config.wireguard.settings.listen_port, 51999);
+    assert_eq!(config.wireguard.settings.interface.as_str(), "cvdev1");
     assert!(!config.wireguard.enabled);
 
     let absolute = DevOverrides {

@@ -96,6 +96,10 @@ pub enum ComponentState {
     Stopped,
     /// Could not be started; `last_error` says why.
     Failed,
+    /// Not running, on purpose or because this machine cannot run it (WireGuard
+    /// disabled in the config, or dev mode without root); `last_error` says why. An
+    /// optional component that is off does not make the appliance unhealthy.
+    Off,
 }
 
 impl ComponentState {
@@ -113,6 +117,7 @@ impl ComponentState {
             ComponentState::Restarting => "restarting",
             ComponentState::Stopped => "stopped",
             ComponentState::Failed => "failed",
+            ComponentState::Off => "off",
         }
     }
 }
@@ -387,7 +392,10 @@ impl ControlClient {
 
     /// The VPN's state, settings and peers.
     pub async fn wg_list_peers(&self) -> Result<WgOverview, ControlError> {
-        match self.call_within(&Request::WgListPeers {}, WG_TIMEOUT).await? {
+        match self
+            .call_within(&Request::WgListPeers {}, WG_TIMEOUT)
+            .await?
+        {
             Response::WgPeers(overview) => Ok(overview),
             Response::Error { message } => Err(ControlError::Refused(message)),
             _ => Err(ControlError::Refused(
@@ -467,8 +475,7 @@ mod tests {
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer"}"#).is_err());
         assert!(
-            serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer","name":"a","x":1}"#)
-                .is_err()
+            serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer","name":"a","x":1}"#).is_err()
         );
     }
 

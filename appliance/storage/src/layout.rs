@@ -9,6 +9,7 @@
 //!     supervisor.pid      present while a supervisor runs; left behind = unclean stop
 //!     postgres/           PostgreSQL's socket, <pg user>:<service group> 0750
 //!   tls/                  root, 0711: ca.key 0600 root; server.key 0600 service user
+//!   wireguard/            root, 0700: server.key, peers.json (0600; `cv_net::wg::state`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,5 +54,10 @@ impl DataLayout {
 
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
+    }
+
+    /// The WireGuard server key and peer registry (the supervisor's alone).
+    pub fn wireguard_dir(&self) -> PathBuf {
+        self.root.join("wireguard")
     }
 }

@@ -11,16 +11,28 @@ use time::OffsetDateTime;
 pub enum Component {
     Postgres,
     Vault,
+    /// The WireGuard VPN: optional (see [`Component::is_optional`]).
+    Wireguard,
 }
 
 impl Component {
-    pub const ALL: [Component; 2] = [Component::Postgres, Component::Vault];
+    pub const ALL: [Component; 3] = [Component::Postgres, Component::Vault, Component::Wireguard];
 
     pub fn name(self) -> &'static str {
         match self {
             Component::Postgres => "postgres",
             Component::Vault => "vault",
+            Component::Wireguard => "wireguard",
         }
+    }
+
+    /// Whether the appliance serves without it. The vault works on the LAN without the
+    /// VPN, so the VPN being off (on purpose, or impossible here) or failed does not hold
+    /// back "all up": under systemd that would withhold `READY=1` until the start timed
+    /// out and systemd killed the whole appliance. Its failure shows on the dashboard and
+    /// in `/healthz` instead.
+    pub fn is_optional(self) -> bool {
+        self == Component::Wireguard
     }
 
     fn index(self) -> usize {
@@ -106,8 +118,17 @@ impl StatusBoard {
         self.with(|s| s.disk = Some(disk));
     }
 
+    /// Whether every component is up, optional ones being settled instead: up, off or
+    /// failed (not still starting).
     pub fn all_up(&self) -> bool {
-        self.with(|s| s.components.iter().all(|c| c.state.is_up()))
+        self.with(|s| {
+            Component::ALL.iter().all(|c| {
+                let state = s.components[c.index()].state;
+                state.is_up()
+                    || (c.is_optional()
+                        && matches!(state, ComponentState::Off | ComponentState::Failed))
+            })
+        })
     }
 }
 
@@ -131,6 +152,27 @@ mod tests {
         assert!(board.snapshot().components[0].last_error.is_none());
         assert!(!board.all_up());
         board.set(Component::Vault, ComponentState::Up, Some(3), None);
+        assert!(!board.all_up(), "WireGuard is still starting");
+        board.set(Component::Wireguard, ComponentState::Up, None, None);
         assert!(board.all_up());
+    }
+
+    #[test]
+    fn an_optional_component_that_is_off_or_failed_does_not_hold_back_all_up() {
+        let board = StatusBoard::new("0.1.0", "dev", OffsetDateTime::now_utc());
+        board.set(Component::Postgres, ComponentState::Up, Some(1), None);
+        board.set(Component::Vault, ComponentState::Up, Some(2), None);
+        for state in [ComponentState::Off, ComponentState::Failed] {
+            board.set(Component::Wireguard, state, None, Some("why".into()));
+            assert!(board.all_up(), "{state:?}");
+        }
+        // A required component that is off or failed does.
+        board.set(Component::Vault, ComponentState::Failed, None, None);
+        assert!(!board.all_up());
+        let wg = board.snapshot().components[2].clone();
+        assert_eq!(
+            (wg.name.as_str(), wg.last_error.as_deref()),
+            ("wireguard", Some("why"))
+        );
     }
 }

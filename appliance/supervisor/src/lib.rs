@@ -19,6 +19,7 @@ mod disk;
 mod postgres;
 mod prepare;
 mod service;
+mod wireguard;
 mod workers;
 
 use std::net::TcpListener;
@@ -82,6 +83,7 @@ pub enum TaskName {
     DiskUsage,
     Watchdog,
     Workers,
+    Wireguard,
 }
 
 impl std::fmt::Display for TaskName {
@@ -93,6 +95,7 @@ impl std::fmt::Display for TaskName {
             TaskName::DiskUsage => "disk-usage",
             TaskName::Watchdog => "watchdog",
             TaskName::Workers => "workers",
+            TaskName::Wireguard => "wireguard",
         })
     }
 }
@@ -127,6 +130,8 @@ pub struct Context {
     pub reload: broadcast::Sender<()>,
     /// The AI workers started for the vault service.
     pub workers: workers::Workers,
+    /// The WireGuard VPN.
+    pub wireguard: wireguard::Wireguard,
     /// Whether a setup code was already issued by this supervisor.
     setup_code_issued: AtomicBool,
 }
@@ -182,6 +187,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         http_listeners,
         reload,
         workers: workers::Workers::default(),
+        wireguard: wireguard::Wireguard::default(),
         setup_code_issued: AtomicBool::new(false),
     });
     tracing::info!(
@@ -218,7 +224,11 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ),
         (
             TaskName::Workers,
-            tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest))),
+            tokio::spawn(workers::reap(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
+            TaskName::Wireguard,
+            tokio::spawn(wireguard::supervise(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
     let pg_task = tokio::spawn(postgres::supervise(Arc::clone(&ctx), Stop(stop_core)));

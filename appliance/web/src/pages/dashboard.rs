@@ -236,7 +236,10 @@ fn build(
 pub(crate) fn component_view(c: &ComponentStatus, now: OffsetDateTime) -> ComponentView {
     let tone = match c.state {
         ComponentState::Up => "ok",
-        ComponentState::Starting | ComponentState::Migrating | ComponentState::Restarting => "busy",
+        ComponentState::Starting
+        | ComponentState::Migrating
+        | ComponentState::Restarting
+        | ComponentState::Off => "busy",
         ComponentState::Stopped | ComponentState::Failed => "bad",
     };
     ComponentView {
