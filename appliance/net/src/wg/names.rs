@@ -22,11 +22,19 @@ pub struct InvalidValue {
     pub reason: String,
 }
 
+/// How much of a refused value an error repeats: enough to recognise it, while a
+/// megabyte pasted into a form does not come back in the error (or reach a log).
+const SHOWN_CHARS: usize = 64;
+
 impl InvalidValue {
     pub(crate) fn new(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        let value = match value.char_indices().nth(SHOWN_CHARS) {
+            Some((cut, _)) => format!("{}…", &value[..cut]),
+            None => value.to_owned(),
+        };
         InvalidValue {
             what,
-            value: value.to_owned(),
+            value,
             reason: reason.into(),
         }
     }
@@ -388,6 +396,10 @@ mod tests {
         }
         assert!(reason(PeerName::parse("")).starts_with("is empty"));
         assert!(reason(PeerName::parse(&"a".repeat(33))).contains("33 characters"));
+        // A huge value is not repeated whole.
+        let e = PeerName::parse(&"a".repeat(100_000)).expect_err("long");
+        assert!(e.reason.contains("100000 characters"), "{e}");
+        assert!(e.to_string().len() < 200, "{e}");
         assert!(reason(PeerName::parse("my phone")).contains("contains ' ' (character 3)"));
         assert!(reason(PeerName::parse("télé")).contains("'é'"));
         assert!(reason(PeerName::parse("a/b")).contains("'/'"));
