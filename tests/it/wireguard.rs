@@ -192,7 +192,7 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
         .public_key()
         .to_base64();
     // On the interface at once.
-    assert_eq!(wg_show_peers(&interface), [peer_key.clone()]);
+    assert_eq!(wg_show_peers(&interface), std::slice::from_ref(&peer_key));
     // The private key is in no file of the appliance and in no log line.
     let private = field(&conf, "PrivateKey").to_owned();
     for file in ["peers.json", "server.key"] {
@@ -226,7 +226,7 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
         app.admin(&["wg", "revoke", "nobody"]),
         "no peer named \"nobody\"",
     );
-    assert_eq!(wg_show_peers(&interface), [peer_key.clone()]);
+    assert_eq!(wg_show_peers(&interface), std::slice::from_ref(&peer_key));
     // The /29 has 5 peer addresses; the sixth peer finds none.
     for i in 3..=6 {
         let conf = ok(

@@ -9,6 +9,9 @@
 //! `scripts/test`) makes that a failure. Every test uses its own namespaces and
 //! interface names (the UAPI socket directory is shared by all namespaces), and a guard
 //! removes them, and any `wireguard-go` left, even when the test fails.
+//!
+//! Helpers unwrap freely: a failed step should fail the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};
