@@ -261,6 +261,9 @@ where
     if n == 0 {
         return Err(ControlError::Closed);
     }
+    // Answers may carry a WireGuard client configuration (a private key): the buffer is
+    // wiped once parsed.
+    let line = zeroize::Zeroizing::new(line);
     if line.len() > MAX_MESSAGE_BYTES {
         return Err(ControlError::TooLarge);
     }
@@ -273,7 +276,8 @@ where
     T: Serialize,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut bytes = serde_json::to_vec(message)?;
+    // Wiped after sending, like the buffer `read_message` fills.
+    let mut bytes = zeroize::Zeroizing::new(serde_json::to_vec(message)?);
     bytes.push(b'\n');
     writer.write_all(&bytes).await?;
     writer.flush().await?;
