@@ -1,6 +1,8 @@
-//! `contextvault admin`: changes to a running appliance, for scripts and tests. It
-//! talks to the appliance's PostgreSQL over its unix socket, as the service's role
-//! (allowed for root and for the user the supervisor runs as).
+//! `contextvault admin`: changes to a running appliance, for scripts and tests. Accounts
+//! and tokens go through the appliance's PostgreSQL over its unix socket, as the
+//! service's role (allowed for root and for the user the supervisor runs as); WireGuard
+//! peers through the supervisor's control socket (root, or the supervisor's own user),
+//! since only the supervisor may touch the interface.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +49,29 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
+    /// The WireGuard VPN's peers (the devices that may connect).
+    Wg {
+        #[command(subcommand)]
+        command: WgCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WgCommand {
+    /// Add a device and print its WireGuard configuration (shown only now: its private
+    /// key is kept nowhere). Import it in the WireGuard app, or save it as NAME.conf.
+    AddPeer {
+        /// 1 to 32 letters, digits, `-`, `_` and `.`, e.g. "olivia-phone".
+        name: String,
+        /// Also write the configuration as an SVG QR code to this file (created 0600;
+        /// as secret as the configuration).
+        #[arg(long)]
+        qr_svg: Option<PathBuf>,
+    },
+    /// List the VPN's state and its peers, with their last handshake and traffic.
+    List,
+    /// Revoke a device: it is shut out at once.
+    Revoke { name: String },
 }
 
 pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
@@ -65,6 +90,7 @@ pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
                 create_token(data_dir, &user, &scope, &name).await
             }
             AdminCommand::RevokeToken { user, name } => revoke_token(data_dir, &user, &name).await,
+            AdminCommand::Wg { command } => wg(data_dir, command).await,
         }
     })
 }
@@ -201,4 +227,146 @@ async fn revoke_token(data_dir: &Path, user: &str, name: &str) -> anyhow::Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The running supervisor's control socket.
+fn control(data_dir: &Path) -> cv_control::ControlClient {
+    cv_control::ControlClient::new(DataLayout::new(data_dir).control_socket())
+}
+
+/// Adds the supervisor's refusal (or unreachability) to the context of `what`.
+fn supervisor_error(data_dir: &Path, e: cv_control::ControlError) -> anyhow::Error {
+    match e {
+        cv_control::ControlError::Refused(message) => anyhow::Error::msg(message),
+        cv_control::ControlError::Connect { .. } => anyhow::Error::new(e).context(format!(
+            "is contextvault running with --data-dir {}?",
+            data_dir.display()
+        )),
+        other => other.into(),
+    }
+}
+
+async fn wg(data_dir: &Path, command: WgCommand) -> anyhow::Result<ExitCode> {
+    let client = control(data_dir);
+    match command {
+        WgCommand::AddPeer { name, qr_svg } => {
+            let added = client
+                .wg_add_peer(&name)
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            if let Some(path) = qr_svg {
+                let svg =
+                    cv_net::wg::qr_svg(added.client_config.text()).map(zeroize::Zeroizing::new)?;
+                write_secret(&path, svg.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            print_added(&added);
+        }
+        WgCommand::List => {
+            let overview = client
+                .wg_list_peers()
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            print_overview(&overview);
+        }
+        WgCommand::Revoke { name } => {
+            let peer = client
+                .wg_revoke_peer(&name)
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("revoked `{}` ({})", peer.name, peer.address);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration on stdout (so `> phone.conf` saves exactly the file); what it is
+/// on stderr.
+#[allow(clippy::print_stdout)]
+fn print_added(added: &cv_control::WgPeerAdded) {
+    eprintln!(
+        "added WireGuard peer `{}` with address {} (its configuration is shown only now):",
+        added.peer.name, added.peer.address
+    );
+    print!("{}", added.client_config.text());
+}
+
+#[allow(clippy::print_stdout)]
+fn print_overview(o: &cv_control::WgOverview) {
+    let state = match (&o.reason, &o.backend) {
+        (Some(reason), _) => format!("{} ({reason})", o.state.as_str()),
+        (None, Some(backend)) => format!("{} ({backend})", o.state.as_str()),
+        (None, None) => o.state.as_str().to_owned(),
+    };
+    println!("state:       {state}");
+    println!("interface:   {}", o.interface);
+    println!(
+        "network:     {} (this appliance: {})",
+        o.network, o.server_address
+    );
+    println!("listen port: {}", o.listen_port);
+    println!(
+        "endpoint:    {}",
+        o.endpoint
+            .as_deref()
+            .unwrap_or("(not set: peers cannot be added)")
+    );
+    println!(
+        "public key:  {}",
+        o.server_public_key.as_deref().unwrap_or("(unknown)")
+    );
+    println!("peers:       {}", o.peers.len());
+    if o.peers.is_empty() {
+        return;
+    }
+    let width = o
+        .peers
+        .iter()
+        .map(|p| p.peer.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:width$}  {:15}  {:25}  {:>12}  {:>12}  created",
+        "name", "address", "last handshake", "received", "sent"
+    );
+    for p in &o.peers {
+        let handshake = p
+            .last_handshake
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "never".to_owned());
+        let created = p
+            .peer
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        println!(
+            "{:width$}  {:15}  {:25}  {:>12}  {:>12}  {created}",
+            p.peer.name,
+            p.peer.address.to_string(),
+            handshake,
+            p.rx_bytes,
+            p.tx_bytes,
+        );
+    }
+}
+
+/// Writes a new file readable by its owner only (it holds a private key). An existing
+/// file is not replaced.
+fn write_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }

@@ -44,6 +44,16 @@ enum Command {
         https_port: Option<u16>,
         #[arg(long)]
         http_port: Option<u16>,
+        /// The WireGuard interface's UDP port (it runs when dev mode is root and
+        /// WireGuard is available).
+        #[arg(long)]
+        wireguard_port: Option<u16>,
+        /// The WireGuard interface's name (default cvwg0).
+        #[arg(long)]
+        wireguard_interface: Option<String>,
+        /// Do not run the WireGuard interface.
+        #[arg(long)]
+        no_wireguard: bool,
     },
     /// The vault service; started by the supervisor, not by hand.
     #[command(hide = true)]
@@ -105,6 +115,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             data_dir,
             https_port,
             http_port,
+            wireguard_port,
+            wireguard_interface,
+            no_wireguard,
         } => {
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let config = Config::dev(
@@ -112,6 +125,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     data_dir,
                     https_port,
                     http_port,
+                    wireguard_port,
+                    wireguard_interface,
+                    no_wireguard,
                 },
                 &cwd,
             )?;

@@ -24,4 +24,5 @@ mod supervision;
 mod support;
 mod unit_file;
 mod vault;
+mod wireguard;
 mod workers;

@@ -75,6 +75,7 @@ pub struct Config {
     pub workers: Workers,
     pub insights: Insights,
     pub acme: Acme,
+    pub wireguard: Wireguard,
 }
 
 /// Where the web service listens.
@@ -179,6 +180,15 @@ pub struct Insights {
     pub due_soon_days: u32,
 }
 
+/// The WireGuard VPN (`[wireguard]`), run by the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wireguard {
+    /// Off: no interface, and peers cannot be managed.
+    pub enabled: bool,
+    /// Interface, network, port, endpoint and what clients are told.
+    pub settings: cv_net::wg::WgSettings,
+}
+
 /// Certificates from a public CA over ACME, for the names the box is reached by from
 /// the internet (the LAN names keep the local CA's certificate).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +283,12 @@ pub struct DevOverrides {
     pub https_port: Option<u16>,
     /// Default: 8080.
     pub http_port: Option<u16>,
+    /// The WireGuard listen port. Default: 51820, as on an appliance.
+    pub wireguard_port: Option<u16>,
+    /// The WireGuard interface's name. Default: `cvwg0`, as on an appliance.
+    pub wireguard_interface: Option<String>,
+    /// Turns the WireGuard interface off (it runs by default when dev mode is root).
+    pub no_wireguard: bool,
 }
 
 impl Config {
@@ -317,6 +333,12 @@ impl Config {
                 format: Some("text".to_owned()),
                 level: None,
             },
+            wireguard: raw::RawWireguard {
+                enabled: overrides.no_wireguard.then_some(false),
+                listen_port: overrides.wireguard_port.map(i64::from),
+                interface: overrides.wireguard_interface,
+                ..raw::RawWireguard::default()
+            },
             ..raw::RawConfig::default()
         };
         validate::validate(raw, Mode::Dev, &Origin::Dev, None)
@@ -351,6 +373,7 @@ impl Config {
             }
         };
         let dns = self.acme.dns.as_ref();
+        let wg = &self.wireguard.settings;
         let rows = [
             ("mode", self.mode.to_string()),
             ("appliance.data_dir", self.data_dir.display().to_string()),
@@ -482,6 +505,29 @@ impl Config {
                 dns.map_or_else(
                     || "(none)".to_owned(),
                     |d| d.tsig_secret_file.display().to_string(),
+                ),
+            ),
+            ("wireguard.enabled", self.wireguard.enabled.to_string()),
+            ("wireguard.interface", wg.interface.to_string()),
+            ("wireguard.network", wg.network.to_string()),
+            ("wireguard.listen_port", wg.listen_port.to_string()),
+            (
+                "wireguard.endpoint",
+                wg.endpoint
+                    .as_ref()
+                    .map_or_else(|| "(not set)".to_owned(), ToString::to_string),
+            ),
+            (
+                "wireguard.dns",
+                join(wg.dns.iter().map(IpAddr::to_string).collect()),
+            ),
+            (
+                "wireguard.client_allowed_ips",
+                join(
+                    wg.client_allowed_ips
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                 ),
             ),
         ];

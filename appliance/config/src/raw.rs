@@ -48,6 +48,8 @@ pub(crate) struct RawConfig {
     pub insights: RawInsights,
     #[serde(default)]
     pub acme: RawAcme,
+    #[serde(default)]
+    pub wireguard: RawWireguard,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,9 +145,21 @@ pub(crate) struct RawAcme {
     pub tsig_secret_file: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWireguard {
+    pub enabled: Option<bool>,
+    pub interface: Option<String>,
+    pub network: Option<String>,
+    pub listen_port: Option<i64>,
+    pub endpoint: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub client_allowed_ips: Option<Vec<String>>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 10] = [
+pub(crate) const TABLES: [&str; 11] = [
     "appliance",
     "network",
     "tls",
@@ -156,6 +170,7 @@ pub(crate) const TABLES: [&str; 10] = [
     "workers",
     "insights",
     "acme",
+    "wireguard",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use cv_net::wg::{InterfaceName, WgNetwork, WgSettings};
 
 /// The smallest valid file; its three lines come first in the cases below, so a key
 /// appended after it is on line 4 or later.
@@ -108,7 +109,23 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 ca_bundle: None,
                 dns: None,
             },
+            wireguard: Wireguard {
+                enabled: true,
+                settings: WgSettings::new(
+                    InterfaceName::parse("cvwg0").expect("name"),
+                    WgNetwork::parse("10.213.0.0/24").expect("network"),
+                    51820,
+                ),
+            },
         }
+    );
+    // No endpoint, no DNS; clients route the tunnel network.
+    let wg = &parse(BASE).expect("valid").wireguard.settings;
+    assert_eq!(wg.endpoint, None);
+    assert!(wg.dns.is_empty());
+    assert_eq!(
+        wg.client_allowed_ips,
+        [cv_net::wg::allowed_ips("10.213.0.0/24").expect("net")]
     );
 }
 
@@ -255,6 +272,162 @@ fn worker_settings_out_of_range_or_shared_users_are_refused() {
         "workers.system_user",
         5,
         "is root",
+    );
+}
+
+#[test]
+fn wireguard_settings_are_read() {
+    let config = parse(&with(
+        r#"[wireguard]
+enabled = false
+interface = "wg-home"
+network = "192.168.77.0/28"
+listen_port = 41820
+endpoint = "[2001:DB8::1]:41820"
+dns = ["192.168.77.1", "2001:db8::53", "192.168.77.1"]
+client_allowed_ips = ["192.168.77.0/28", "192.168.1.0/24"]
+"#,
+    ))
+    .expect("valid");
+    let wg = &config.wireguard;
+    assert!(!wg.enabled);
+    assert_eq!(wg.settings.interface.as_str(), "wg-home");
+    assert_eq!(wg.settings.network.to_string(), "192.168.77.0/28");
+    assert_eq!(wg.settings.listen_port, 41820);
+    assert_eq!(
+        wg.settings
+            .endpoint
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("[2001:db8::1]:41820")
+    );
+    // The duplicate is dropped.
+    assert_eq!(
+        wg.settings.dns,
+        [
+            IpAddr::from([192, 168, 77, 1]),
+            "2001:db8::53".parse::<IpAddr>().expect("ip")
+        ]
+    );
+    let nets: Vec<String> = wg
+        .settings
+        .client_allowed_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["192.168.77.0/28", "192.168.1.0/24"]);
+    let summary = config.summary();
+    assert!(summary.contains("[2001:db8::1]:41820"), "{summary}");
+    assert!(
+        parse(BASE)
+            .expect("valid")
+            .summary()
+            .lines()
+            .any(|l| l.starts_with("wireguard.endpoint") && l.ends_with("(not set)"))
+    );
+}
+
+#[test]
+fn bad_wireguard_settings_say_what_is_wrong() {
+    let wg = |line: &str| with(&format!("[wireguard]\n{line}\n"));
+    assert_invalid(
+        &wg(r#"endpoint = "vault.example.net""#),
+        "wireguard.endpoint",
+        5,
+        "is \"vault.example.net\", which has no port; write host:port",
+    );
+    assert_invalid(
+        &wg(r#"endpoint = "vault.example.net:0""#),
+        "wireguard.endpoint",
+        5,
+        "which has port 0",
+    );
+    assert_invalid(
+        &wg(r#"endpoint = "2001:db8::1:51820""#),
+        "wireguard.endpoint",
+        5,
+        "without brackets",
+    );
+    assert_invalid(
+        &wg(r#"interface = "wireguard-appliance""#),
+        "wireguard.interface",
+        5,
+        "is 19 bytes long",
+    );
+    assert_invalid(
+        &wg(r#"interface = "wg 0""#),
+        "wireguard.interface",
+        5,
+        "contains ' '",
+    );
+    assert_invalid(
+        &wg(r#"network = "10.213.0.1/24""#),
+        "wireguard.network",
+        5,
+        "write the network address, 10.213.0.0/24",
+    );
+    assert_invalid(
+        &wg(r#"network = "8.8.8.0/24""#),
+        "wireguard.network",
+        5,
+        "not a private range",
+    );
+    assert_invalid(
+        &wg(r#"network = "10.0.0.0/8""#),
+        "wireguard.network",
+        5,
+        "/8 network",
+    );
+    assert_invalid(&wg("listen_port = 0"), "wireguard.listen_port", 5, "is 0");
+    assert_invalid(
+        &wg(r#"dns = ["1.1.1.1", "dns.example"]"#),
+        "wireguard.dns[1]",
+        5,
+        "not an IP address",
+    );
+    assert_invalid(
+        &wg("client_allowed_ips = []"),
+        "wireguard.client_allowed_ips",
+        5,
+        "is empty",
+    );
+    assert_invalid(
+        &wg(r#"client_allowed_ips = ["10.213.0.0/24", "10.1.2.3/8"]"#),
+        "wireguard.client_allowed_ips[1]",
+        5,
+        "10.0.0.0/8",
+    );
+    let (p, message) = problem(&wg(r#"endpont = "x:1""#));
+    assert_eq!(p.key, "wireguard.endpont", "{message}");
+    assert!(message.contains("(did you mean `endpoint`?)"), "{message}");
+    let (p, message) = problem(&wg(r#"enabled = "yes""#));
+    assert_eq!(p.key, "wireguard.enabled", "{message}");
+    assert!(matches!(p.kind, ProblemKind::WrongType { .. }), "{message}");
+}
+
+#[test]
+fn dev_mode_runs_wireguard_unless_told_not_to() {
+    let config = Config::dev(DevOverrides::default(), Path::new("/p")).expect("dev");
+    assert!(config.wireguard.enabled);
+    assert_eq!(config.wireguard.settings.listen_port, 51820);
+    assert_eq!(config.wireguard.settings.interface.as_str(), "cvwg0");
+    let off = DevOverrides {
+        no_wireguard: true,
+        wireguard_port: Some(0),
+        ..DevOverrides::default()
+    };
+    let error = Config::dev(off, Path::new("/p")).expect_err("port 0");
+    assert_eq!(error.problems()[0].key, "wireguard.listen_port");
+    let bad_name = DevOverrides {
+        wireguard_interface: Some("no spaces".into()),
+        ..DevOverrides::default()
+    };
+    let error = Config::dev(bad_name, Path::new("/p")).expect_err("bad name");
+    assert_eq!(
+        error.to_string(),
+        "dev settings: `wireguard.interface` is \"no spaces\", which contains ' '; use only \
+         ASCII letters, digits, `-`, `_` and `.`"
     );
 }
 
@@ -779,6 +952,9 @@ fn dev_overrides() {
             data_dir: Some("data/one".into()),
             https_port: Some(9443),
             http_port: Some(9080),
+            wireguard_port: Some(51999),
+            wireguard_interface: Some("cvdev1".into()),
+            no_wireguard: true,
         },
         cwd,
     )
@@ -788,6 +964,9 @@ fn dev_overrides() {
         (config.network.https_port, config.network.http_port),
         (9443, 9080)
     );
+    assert_eq!(config.wireguard.settings.listen_port, 51999);
+    assert_eq!(config.wireguard.settings.interface.as_str(), "cvdev1");
+    assert!(!config.wireguard.enabled);
 
     let absolute = DevOverrides {
         data_dir: Some("/srv/dev".into()),
@@ -861,8 +1040,10 @@ fn summary_lists_every_setting_by_its_key() {
 #[test]
 fn the_example_is_a_valid_config_of_the_defaults() {
     let example = parse(EXAMPLE_CONFIG).expect("the example must parse");
+    // The example writes the settings that have no default (and a hostname).
     let defaults = parse(
-        "version = 1\n[appliance]\ndata_dir = \"/var/lib/contextvault\"\nhostname = \"contextvault\"\n",
+        "version = 1\n[appliance]\ndata_dir = \"/var/lib/contextvault\"\nhostname = \"contextvault\"\n\
+         [wireguard]\nendpoint = \"vault.example.net:51820\"\n",
     )
     .expect("valid");
     assert_eq!(example, defaults);

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use crate::error::{ConfigError, Origin, Problem, ProblemKind};
 use crate::names::{self, Hostname, SystemUserName};
+use cv_net::wg::{Endpoint, InterfaceName, InvalidValue, WgNetwork, WgSettings};
+
 use crate::raw::{
     Document, RawAcme, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres,
-    RawService, RawSessions, RawTls, RawWorkers,
+    RawService, RawSessions, RawTls, RawWireguard, RawWorkers,
 };
 use crate::{
     Acme, AcmeChallenge, AcmeDns, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat,
-    Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls, Workers,
+    Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls, Wireguard, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -59,6 +61,15 @@ const DEFAULT_ACME_CHALLENGE: &str = "http-01";
 const DEFAULT_TSIG_ALGORITHM: &str = "hmac-sha256";
 /// The DNS port, when `acme.dns_server` gives only an address.
 const DNS_PORT: u16 = 53;
+/// The WireGuard interface's name: `cv` for Context Vault, so it is not mistaken for a
+/// `wg-quick` interface (`wg0`).
+const DEFAULT_WG_INTERFACE: &str = "cvwg0";
+/// A /24 in 10.0.0.0/8 away from the ranges home routers and VPN products hand out
+/// (192.168.0-1.x, 10.0.0-1.x, 10.8.0.x for OpenVPN, 172.16-17.x for containers), so
+/// a device on a typical LAN or hotspot can route both.
+const DEFAULT_WG_NETWORK: &str = "10.213.0.0/24";
+/// WireGuard's customary port (the one in wg(8)'s and wg-quick(8)'s examples).
+const DEFAULT_WG_PORT: i64 = 51820;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -117,8 +128,10 @@ pub(crate) fn validate(
     }
     let insights = insights(&mut c, raw.insights);
     let acme = acme(&mut c, raw.acme);
+    let wireguard = wireguard(&mut c, raw.wireguard);
     match (
         appliance, network, tls, postgres, service, sessions, log, workers, insights, acme,
+        wireguard,
     ) {
         (
             Some((data_dir, hostname)),
@@ -131,6 +144,7 @@ pub(crate) fn validate(
             Some(workers),
             Some(insights),
             Some(acme),
+            Some(wireguard),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -144,6 +158,7 @@ pub(crate) fn validate(
             workers,
             insights,
             acme,
+            wireguard,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -576,6 +591,88 @@ fn insights(c: &mut Checker<'_>, raw: RawInsights) -> Option<Insights> {
         interval: Duration::from_secs(interval? * 60),
         recent_days: u32::try_from(recent?).ok()?,
         due_soon_days: u32::try_from(due?).ok()?,
+    })
+}
+
+/// "is "x", which <reason>": a value refused by one of `cv_net::wg`'s validators.
+fn refused(e: InvalidValue) -> String {
+    format!("is {:?}, which {}", e.value, e.reason)
+}
+
+fn wireguard(c: &mut Checker<'_>, raw: RawWireguard) -> Option<Wireguard> {
+    let interface = c.take(
+        "wireguard.interface",
+        InterfaceName::parse(raw.interface.as_deref().unwrap_or(DEFAULT_WG_INTERFACE))
+            .map_err(refused),
+    );
+    let network = c.take(
+        "wireguard.network",
+        WgNetwork::parse(raw.network.as_deref().unwrap_or(DEFAULT_WG_NETWORK)).map_err(refused),
+    );
+    let listen_port = c.take(
+        "wireguard.listen_port",
+        port(raw.listen_port.unwrap_or(DEFAULT_WG_PORT)),
+    );
+    let endpoint = match raw.endpoint {
+        None => Some(None),
+        Some(text) => c
+            .take(
+                "wireguard.endpoint",
+                Endpoint::parse(&text).map_err(refused),
+            )
+            .map(Some),
+    };
+    let mut dns: Vec<IpAddr> = Vec::new();
+    let mut dns_ok = true;
+    for (i, text) in raw.dns.unwrap_or_default().iter().enumerate() {
+        match text.parse::<IpAddr>() {
+            // Listed twice is harmless; clients are told once.
+            Ok(ip) if dns.contains(&ip) => {}
+            Ok(ip) => dns.push(ip),
+            Err(_) => {
+                c.invalid(
+                    &format!("wireguard.dns[{i}]"),
+                    format!(
+                        "is {text:?}, not an IP address; give DNS servers as IPv4 or IPv6 \
+                         literals such as \"192.168.1.1\""
+                    ),
+                );
+                dns_ok = false;
+            }
+        }
+    }
+    // `None` inside: the default, the tunnel network.
+    let client_allowed_ips = match raw.client_allowed_ips {
+        None => Some(None),
+        Some(list) if list.is_empty() => c.take(
+            "wireguard.client_allowed_ips",
+            Err("is empty; list at least one network, e.g. the tunnel network".into()),
+        ),
+        Some(list) => {
+            let mut nets = Vec::new();
+            let mut ok = true;
+            for (i, text) in list.iter().enumerate() {
+                match cv_net::wg::allowed_ips(text) {
+                    Ok(net) if nets.contains(&net) => {}
+                    Ok(net) => nets.push(net),
+                    Err(e) => {
+                        c.invalid(&format!("wireguard.client_allowed_ips[{i}]"), refused(e));
+                        ok = false;
+                    }
+                }
+            }
+            ok.then_some(Some(nets))
+        }
+    };
+    let mut settings = WgSettings::new(interface?, network?, listen_port?);
+    settings.endpoint = endpoint?;
+    settings.dns = dns_ok.then_some(dns)?;
+    if let Some(nets) = client_allowed_ips? {
+        settings.client_allowed_ips = nets;
+    }
+    Some(Wireguard {
+        enabled: raw.enabled.unwrap_or(true),
+        settings,
     })
 }
 

@@ -8,6 +8,7 @@
 //! The socket lives in the appliance's run directory, owned by root and the service's
 //! group, mode 0660, so only the supervisor, the service and root can speak it.
 
+mod wireguard;
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -17,14 +18,19 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+pub use crate::wireguard::{
+    WG_TIMEOUT, WgClientConfig, WgOverview, WgPeer, WgPeerAdded, WgPeerStatus, WgState,
+};
 pub use crate::workers::{
     JailProtection, SPAWN_TIMEOUT, WorkerEnded, WorkerJail, WorkerStarted, receive_with_fd,
     send_with_fd,
 };
 
 /// The largest message either side accepts, so a confused peer cannot make the other
-/// buffer without bound.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// buffer without bound. 256 KiB: the WireGuard peer list of a full /24 (253 peers with
+/// 32-character names, handshakes and counters) is about 80 KiB of JSON, more than the
+/// 64 KiB this once was; a test keeps the worst case under the limit.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// How long a client waits for the supervisor before it reports it unreachable.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,6 +57,14 @@ pub enum Request {
     /// dashboard's "Renew now"). Answered [`Response::Ok`] once the attempt is queued;
     /// its outcome shows in [`ApplianceStatus::acme`].
     AcmeRenew {},
+    /// Add a WireGuard peer called `name`. The answer is [`Response::WgPeerAdded`], with
+    /// the client configuration (secret) given out this once.
+    WgAddPeer { name: String },
+    /// The VPN's state, settings and peers: [`Response::WgPeers`].
+    WgListPeers {},
+    /// Remove the peer called `name` (without regard to case) from the interface and the
+    /// registry: [`Response::WgPeerRevoked`].
+    WgRevokePeer { name: String },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -61,6 +75,9 @@ pub enum Response {
     Ok,
     WorkerStarted(WorkerStarted),
     WorkerEnded(WorkerEnded),
+    WgPeerAdded(WgPeerAdded),
+    WgPeers(WgOverview),
+    WgPeerRevoked(WgPeer),
     /// The request was refused; the message says why (shown to admins, never secret).
     Error {
         message: String,
@@ -83,6 +100,10 @@ pub enum ComponentState {
     Stopped,
     /// Could not be started; `last_error` says why.
     Failed,
+    /// Not running, on purpose or because this machine cannot run it (WireGuard
+    /// disabled in the config, or dev mode without root); `last_error` says why. An
+    /// optional component that is off does not make the appliance unhealthy.
+    Off,
 }
 
 impl ComponentState {
@@ -100,6 +121,7 @@ impl ComponentState {
             ComponentState::Restarting => "restarting",
             ComponentState::Stopped => "stopped",
             ComponentState::Failed => "failed",
+            ComponentState::Off => "off",
         }
     }
 }
@@ -293,6 +315,9 @@ where
     if n == 0 {
         return Err(ControlError::Closed);
     }
+    // Answers may carry a WireGuard client configuration (a private key): the buffer is
+    // wiped once parsed.
+    let line = zeroize::Zeroizing::new(line);
     if line.len() > MAX_MESSAGE_BYTES {
         return Err(ControlError::TooLarge);
     }
@@ -305,7 +330,8 @@ where
     T: Serialize,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let mut bytes = serde_json::to_vec(message)?;
+    // Wiped after sending, like the buffer `read_message` fills.
+    let mut bytes = zeroize::Zeroizing::new(serde_json::to_vec(message)?);
     bytes.push(b'\n');
     writer.write_all(&bytes).await?;
     writer.flush().await?;
@@ -329,12 +355,7 @@ impl ControlClient {
 
     /// Sends `request` and waits (at most [`CLIENT_TIMEOUT`]) for the answer.
     pub async fn call(&self, request: &Request) -> Result<Response, ControlError> {
-        let exchange = async {
-            let (read, mut write) = self.connect().await?.into_split();
-            write_message(&mut write, request).await?;
-            read_message::<Response, _>(&mut BufReader::new(read)).await
-        };
-        self.within(CLIENT_TIMEOUT, exchange).await
+        self.call_within(request, CLIENT_TIMEOUT).await
     }
 
     /// Asks for the appliance status.
@@ -424,6 +445,62 @@ impl ControlClient {
         }
     }
 
+    /// Adds a WireGuard peer; the answer holds its client configuration (secret).
+    pub async fn wg_add_peer(&self, name: &str) -> Result<WgPeerAdded, ControlError> {
+        let request = Request::WgAddPeer {
+            name: name.to_owned(),
+        };
+        match self.call_within(&request, WG_TIMEOUT).await? {
+            Response::WgPeerAdded(added) => Ok(added),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a WireGuard request with something else".into(),
+            )),
+        }
+    }
+
+    /// The VPN's state, settings and peers.
+    pub async fn wg_list_peers(&self) -> Result<WgOverview, ControlError> {
+        match self
+            .call_within(&Request::WgListPeers {}, WG_TIMEOUT)
+            .await?
+        {
+            Response::WgPeers(overview) => Ok(overview),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a WireGuard request with something else".into(),
+            )),
+        }
+    }
+
+    /// Revokes the WireGuard peer called `name`.
+    pub async fn wg_revoke_peer(&self, name: &str) -> Result<WgPeer, ControlError> {
+        let request = Request::WgRevokePeer {
+            name: name.to_owned(),
+        };
+        match self.call_within(&request, WG_TIMEOUT).await? {
+            Response::WgPeerRevoked(peer) => Ok(peer),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a WireGuard request with something else".into(),
+            )),
+        }
+    }
+
+    /// Sends `request` and waits at most `timeout` for the answer.
+    async fn call_within(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ControlError> {
+        let exchange = async {
+            let (read, mut write) = self.connect().await?.into_split();
+            write_message(&mut write, request).await?;
+            read_message::<Response, _>(&mut BufReader::new(read)).await
+        };
+        self.within(timeout, exchange).await
+    }
+
     /// Tells the supervisor that the service is serving.
     pub async fn service_ready(&self, pid: u32) -> Result<(), ControlError> {
         match self.call(&Request::ServiceReady { pid }).await? {
@@ -449,6 +526,25 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::ServiceReady { pid: 7 }).unwrap(),
             r#"{"op":"service_ready","pid":7}"#
+        );
+    }
+
+    #[test]
+    fn wireguard_requests_have_a_stable_wire_form() {
+        assert_eq!(
+            serde_json::to_string(&Request::WgAddPeer {
+                name: "phone".into()
+            })
+            .unwrap(),
+            r#"{"op":"wg_add_peer","name":"phone"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::WgListPeers {}).unwrap(),
+            r#"{"op":"wg_list_peers"}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer","name":"a","x":1}"#).is_err()
         );
     }
 

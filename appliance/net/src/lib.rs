@@ -7,7 +7,10 @@
 //!   with multicast DNS.
 //! - [`acme`]: certificates from a public CA over ACME (HTTP-01, TLS-ALPN-01, DNS-01
 //!   by RFC 2136), and when to renew them.
+//! - [`wg`]: the WireGuard VPN: settings, keys, the peer registry, client
+//!   configurations and their QR codes, and the interface itself.
 
 pub mod acme;
 pub mod mdns;
 pub mod tls;
+pub mod wg;

@@ -31,7 +31,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, UdpSocket
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use cv_config::Hostname;
 use mdns_sd::{DaemonEvent, DaemonStatus, IfKind, Receiver, ServiceDaemon, ServiceInfo};
 
 use crate::tls::is_reachable_lan_address;
@@ -87,8 +86,9 @@ pub enum MdnsError {
 /// What the box announces: its name, its HTTPS port and which addresses qualify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertisement {
-    /// The box's name: it answers as `<hostname>.local`.
-    pub hostname: Hostname,
+    /// The box's name, a DNS label already checked (`cv_config::Hostname`): it answers
+    /// as `<hostname>.local`.
+    pub hostname: String,
     /// The port of the web app.
     pub https_port: u16,
     /// The addresses the HTTPS socket is bound to (`network.bind`): only LAN addresses

@@ -12,6 +12,7 @@
 //!     acme-tls-alpn/      TLS-ALPN-01 certificates, root:<service group> 0750, files 0640
 //!   tls/                  root, 0711: ca.key 0600 root; server.key 0600 service user
 //!     acme/               account.json 0600 root; cert.pem; key.pem 0600 service user
+//!   wireguard/            root, 0700: server.key, peers.json (0600; `cv_net::wg::state`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -66,5 +67,10 @@ impl DataLayout {
     /// Where the supervisor publishes ACME TLS-ALPN-01 certificates for the service.
     pub fn acme_tls_alpn_dir(&self) -> PathBuf {
         self.run_dir().join("acme-tls-alpn")
+    }
+
+    /// The WireGuard server key and peer registry (the supervisor's alone).
+    pub fn wireguard_dir(&self) -> PathBuf {
+        self.root.join("wireguard")
     }
 }

@@ -13,25 +13,35 @@ pub enum Component {
     Vault,
     /// LAN discovery (`mdns` task).
     Mdns,
+    /// The WireGuard VPN (`wireguard` task).
+    Wireguard,
 }
 
 impl Component {
-    pub const ALL: [Component; 3] = [Component::Postgres, Component::Vault, Component::Mdns];
+    pub const ALL: [Component; 4] = [
+        Component::Postgres,
+        Component::Vault,
+        Component::Mdns,
+        Component::Wireguard,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Component::Postgres => "postgres",
             Component::Vault => "vault",
             Component::Mdns => "mdns",
+            Component::Wireguard => "wireguard",
         }
     }
 
-    /// Whether the appliance works without it: an optional component that is failed,
-    /// waiting or stopped shows on the dashboard, but the appliance is still "all up"
-    /// (systemd's `READY=1`, `/healthz`). Phones that cannot find the box by name can
-    /// still reach it by address.
+    /// Whether the appliance serves without it: an optional component that is off,
+    /// failed, waiting or stopped shows on the dashboard, but the appliance is still
+    /// "all up" (systemd's `READY=1`, `/healthz`). Phones that cannot find the box by
+    /// name can still reach it by address; the vault works on the LAN without the VPN
+    /// (and holding back `READY=1` for it would have systemd kill the whole appliance at
+    /// its start timeout). Their failures show on the dashboard and in `/healthz`.
     pub fn is_optional(self) -> bool {
-        matches!(self, Component::Mdns)
+        matches!(self, Component::Mdns | Component::Wireguard)
     }
 }
 
@@ -135,13 +145,17 @@ impl StatusBoard {
         self.with(|s| s.acme = Some(Box::new(acme)));
     }
 
-    /// Whether every component the appliance needs is up (optional ones aside).
+    /// Whether every component the appliance needs is up. Optional ones aside, except
+    /// that the VPN must have settled (up, off or failed: not still starting), so that
+    /// `READY=1` means a phone's tunnel works if it is going to.
     pub fn all_up(&self) -> bool {
         self.with(|s| {
-            s.components
-                .iter()
-                .filter(|c| !c.optional)
-                .all(|c| c.state.is_up())
+            s.components.iter().all(|c| {
+                c.state.is_up()
+                    || (c.optional
+                        && !(c.name == Component::Wireguard.name()
+                            && c.state == ComponentState::Starting))
+            })
         })
     }
 }
@@ -166,6 +180,8 @@ mod tests {
         assert!(board.snapshot().components[0].last_error.is_none());
         assert!(!board.all_up());
         board.set(Component::Vault, ComponentState::Up, Some(3), None);
+        assert!(!board.all_up(), "WireGuard is still starting");
+        board.set(Component::Wireguard, ComponentState::Up, None, None);
         assert!(board.all_up());
     }
 
@@ -174,6 +190,7 @@ mod tests {
         let board = StatusBoard::new("0.1.0", "appliance", OffsetDateTime::now_utc());
         board.set(Component::Postgres, ComponentState::Up, Some(1), None);
         board.set(Component::Vault, ComponentState::Up, Some(2), None);
+        board.set(Component::Wireguard, ComponentState::Off, None, None);
         board.set(
             Component::Mdns,
             ComponentState::Failed,
@@ -197,11 +214,35 @@ mod tests {
         // Turned off: off the board, and setting it is harmless.
         board.remove(Component::Mdns);
         board.set(Component::Mdns, ComponentState::Up, None, None);
-        assert_eq!(board.snapshot().components.len(), 2);
+        assert_eq!(board.snapshot().components.len(), 3);
         assert_eq!(board.state(Component::Mdns), ComponentState::Stopped);
         assert!(board.all_up());
         // Required components still count.
         board.set(Component::Vault, ComponentState::Restarting, None, None);
         assert!(!board.all_up());
+    }
+
+    #[test]
+    fn an_optional_component_that_is_off_or_failed_does_not_hold_back_all_up() {
+        let board = StatusBoard::new("0.1.0", "dev", OffsetDateTime::now_utc());
+        board.set(Component::Postgres, ComponentState::Up, Some(1), None);
+        board.set(Component::Vault, ComponentState::Up, Some(2), None);
+        for state in [ComponentState::Off, ComponentState::Failed] {
+            board.set(Component::Wireguard, state, None, Some("why".into()));
+            assert!(board.all_up(), "{state:?}");
+        }
+        // A required component that is off or failed does.
+        board.set(Component::Vault, ComponentState::Failed, None, None);
+        assert!(!board.all_up());
+        let wg = board
+            .snapshot()
+            .components
+            .into_iter()
+            .find(|c| c.name == "wireguard")
+            .unwrap();
+        assert_eq!(
+            (wg.name.as_str(), wg.last_error.as_deref()),
+            ("wireguard", Some("why"))
+        );
     }
 }

@@ -12,7 +12,7 @@ use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::board::Component;
-use crate::{Context, Stop, SupervisorError, TaskResult, workers};
+use crate::{Context, Stop, SupervisorError, TaskResult, wireguard, workers};
 
 /// A connection that sends no request for this long is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,6 +132,23 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             };
             let _ = write_message(&mut stream, &response).await;
         }
+        // The interface and the registry files: off the async workers.
+        request @ (Request::WgAddPeer { .. }
+        | Request::WgListPeers {}
+        | Request::WgRevokePeer { .. }) => {
+            let ctx2 = Arc::clone(&ctx);
+            let response = match tokio::task::spawn_blocking(move || {
+                wireguard::answer(&ctx2, request)
+            })
+            .await
+            {
+                Ok(response) => response,
+                Err(e) => Response::Error {
+                    message: format!("the WireGuard request failed: {e}"),
+                },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
         other => {
             let response = answer(&ctx, other);
             let _ = write_message(&mut stream, &response).await;
@@ -165,8 +182,12 @@ fn answer(ctx: &Context, request: Request) -> Response {
             ctx.acme_renew.notify_one();
             Response::Ok
         }
-        Request::SpawnWorker {} | Request::StopWorker { .. } => Response::Error {
-            message: "worker requests are answered elsewhere".into(),
+        Request::SpawnWorker {}
+        | Request::StopWorker { .. }
+        | Request::WgAddPeer { .. }
+        | Request::WgListPeers {}
+        | Request::WgRevokePeer { .. } => Response::Error {
+            message: "this request is answered elsewhere".into(),
         },
     }
 }

@@ -21,6 +21,7 @@ mod mdns;
 mod postgres;
 mod prepare;
 mod service;
+mod wireguard;
 mod workers;
 
 use std::net::TcpListener;
@@ -86,6 +87,7 @@ pub enum TaskName {
     Workers,
     Mdns,
     Acme,
+    Wireguard,
 }
 
 impl std::fmt::Display for TaskName {
@@ -99,6 +101,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Workers => "workers",
             TaskName::Mdns => "mdns",
             TaskName::Acme => "acme",
+            TaskName::Wireguard => "wireguard",
         })
     }
 }
@@ -133,6 +136,8 @@ pub struct Context {
     pub reload: broadcast::Sender<()>,
     /// The AI workers started for the vault service.
     pub workers: workers::Workers,
+    /// The WireGuard VPN.
+    pub wireguard: wireguard::Wireguard,
     /// Whether a setup code was already issued by this supervisor.
     setup_code_issued: AtomicBool,
     /// Wakes the `acme` task for a renewal now (control request `acme_renew`).
@@ -190,6 +195,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         http_listeners,
         reload,
         workers: workers::Workers::default(),
+        wireguard: wireguard::Wireguard::default(),
         setup_code_issued: AtomicBool::new(false),
         acme_renew: tokio::sync::Notify::new(),
     });
@@ -234,7 +240,11 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ),
         (
             TaskName::Acme,
-            tokio::spawn(acme::run(Arc::clone(&ctx), Stop(stop_rest))),
+            tokio::spawn(acme::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
+            TaskName::Wireguard,
+            tokio::spawn(wireguard::supervise(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
     if ctx.config.network.mdns {

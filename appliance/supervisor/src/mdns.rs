@@ -17,12 +17,6 @@ use cv_net::mdns::{Advertisement, RECHECK_INTERVAL, Responder};
 use crate::board::Component;
 use crate::{Context, Stop, TaskResult, prepare};
 
-/// Interfaces never announced on: the WireGuard interface. Its peers reach the box
-/// through the tunnel by its VPN address; a LAN phone given that address could not use
-/// it. (WireGuard interfaces also lack the MULTICAST flag, which excludes them already;
-/// the name makes it explicit.)
-const EXCLUDED_INTERFACES: [&str; 1] = ["wg0"];
-
 /// Shown while nothing qualifies to be announced.
 const NO_ADDRESS: &str = "no LAN address to announce yet: no interface that is up and \
     multicast-capable has an address that `network.bind` covers";
@@ -101,10 +95,14 @@ fn advertisement(ctx: &Context) -> Result<Advertisement, String> {
         .parse()
         .map_err(|e| format!("the host name {name:?} cannot be announced: {e}"))?;
     let advertisement = Advertisement {
-        hostname,
+        hostname: hostname.to_string(),
         https_port: ctx.config.network.https_port,
         bind: ctx.config.network.bind.clone(),
-        exclude_interfaces: EXCLUDED_INTERFACES.map(str::to_owned).to_vec(),
+        // The VPN's own interface: a device there reaches the box through the tunnel by
+        // its VPN address; a LAN phone given that address could not use it. (WireGuard
+        // interfaces also lack the MULTICAST flag, which excludes them already; the name
+        // makes it explicit.)
+        exclude_interfaces: vec![ctx.config.wireguard.settings.interface.to_string()],
     };
     if !advertisement.reachable_from_lan() {
         return Err(

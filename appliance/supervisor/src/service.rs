@@ -105,7 +105,7 @@ async fn spawn(ctx: &Context) -> Result<Child, String> {
         https_fds,
         http_fds,
         https_port: ctx.config.network.https_port,
-        allowed_sources: ctx.config.network.allowed_sources.clone(),
+        allowed_sources: allowed_sources(&ctx.config),
         session_idle_timeout_secs: ctx.config.sessions.idle_timeout.as_secs(),
         session_absolute_timeout_secs: ctx.config.sessions.absolute_timeout.as_secs(),
         vault_lock_secs: ctx.config.sessions.vault_lock.as_secs(),
@@ -187,4 +187,17 @@ async fn stop_child(ctx: &Context, child: &mut Child) -> TaskResult {
     ctx.board
         .set(Component::Vault, ComponentState::Stopped, None, None);
     outcome
+}
+
+/// `network.allowed_sources`, plus the WireGuard network while the VPN is enabled: its
+/// peers are authenticated by their keys, so they are answered wherever they roam.
+fn allowed_sources(config: &cv_config::Config) -> Vec<ipnet::IpNet> {
+    let mut sources = config.network.allowed_sources.clone();
+    if config.wireguard.enabled {
+        let vpn = ipnet::IpNet::V4(config.wireguard.settings.network.net());
+        if !sources.contains(&vpn) {
+            sources.push(vpn);
+        }
+    }
+    sources
 }

@@ -53,11 +53,18 @@ fn ensure_users() {
 }
 
 /// How the appliance is started.
+///
+/// The WireGuard interface is off unless a test asks for it (`DevWith` with
+/// `--wireguard-port`, or a `[wireguard]` table in `Appliance`'s `extra`): as root, every
+/// appliance would otherwise try to bring up `cvwg0` on port 51820, and tests run in
+/// parallel.
 #[derive(Debug, Clone, Default)]
 pub enum Launch {
-    /// `contextvault dev --data-dir … --https-port … --http-port …`
+    /// `contextvault dev --data-dir … --https-port … --http-port … --no-wireguard`
     #[default]
     Dev,
+    /// `contextvault dev --data-dir … --https-port … --http-port …` and these arguments.
+    DevWith(Vec<String>),
     /// `contextvault run --config FILE`, with a config written for the test, and extra
     /// environment variables (e.g. systemd's `NOTIFY_SOCKET`).
     /// `extra` is appended to the config (whole TOML tables).
@@ -165,7 +172,7 @@ impl TestAppliance {
             "127.0.0.1"
         };
         match &self.launch {
-            Launch::Dev => {
+            Launch::Dev | Launch::DevWith(_) => {
                 cmd.arg("dev")
                     .arg("--data-dir")
                     .arg(&self.data_dir)
@@ -174,13 +181,26 @@ impl TestAppliance {
                     .arg("--http-port")
                     .arg(self.http_port.to_string())
                     .env("RUST_LOG", "info");
+                match &self.launch {
+                    Launch::DevWith(args) => {
+                        cmd.args(args);
+                    }
+                    _ => {
+                        cmd.arg("--no-wireguard");
+                    }
+                }
             }
             Launch::Appliance { env, extra } => {
+                let wireguard_off = if extra.contains("[wireguard]") {
+                    ""
+                } else {
+                    "\n[wireguard]\nenabled = false\n"
+                };
                 let config = self.dir.path().join("config.toml");
                 std::fs::write(
                     &config,
                     format!(
-                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"{bind}\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}",
+                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"{bind}\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}{wireguard_off}",
                         self.data_dir.display(),
                         self.https_port,
                         self.http_port
@@ -316,6 +336,17 @@ impl TestAppliance {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Runs `contextvault admin --data-dir … ARGS` (as the test process's user).
+    pub fn admin(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.exe)
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Creates an account with the admin CLI (as the test process's user).

@@ -206,9 +206,10 @@ pub(crate) fn build(
             },
         },
     );
+    // A component that is off (WireGuard disabled, or not possible here) is not failing.
     let failing: Vec<String> = components
         .iter()
-        .filter(|(_, c)| c.state != "up" && !c.optional)
+        .filter(|(_, c)| c.state != "up" && c.state != "off" && !c.optional)
         .map(|(name, _)| name.clone())
         .collect();
     Health {
@@ -285,6 +286,26 @@ mod tests {
         let json = serde_json::to_value(&h).unwrap();
         assert_eq!(json["components"]["database"]["error"], "timeout");
         assert_eq!(json["components"]["vault"]["state"], "starting");
+    }
+
+    #[test]
+    fn a_component_that_is_off_is_not_failing() {
+        let mut s = status(ComponentState::Up);
+        s.components.push(ComponentStatus {
+            name: "wireguard".into(),
+            state: ComponentState::Off,
+            since: datetime!(2026-01-01 0:00 UTC),
+            restarts: 0,
+            pid: None,
+            last_error: Some("disabled in the config".into()),
+            optional: false,
+        });
+        let h = build("0", Ok(&s), Ok(()));
+        assert_eq!(h.status, "ok");
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["components"]["wireguard"]["state"], "off");
+        s.components[3].state = ComponentState::Failed;
+        assert_eq!(build("0", Ok(&s), Ok(())).failing, ["wireguard"]);
     }
 
     #[test]

@@ -280,9 +280,12 @@ fn build(
 pub(crate) fn component_view(c: &ComponentStatus, now: OffsetDateTime) -> ComponentView {
     let tone = match c.state {
         ComponentState::Up => "ok",
-        ComponentState::Starting | ComponentState::Migrating | ComponentState::Restarting => "busy",
-        // An optional component (LAN discovery) that is not up is worth a look, not an
-        // alarm: the appliance works without it.
+        ComponentState::Starting
+        | ComponentState::Migrating
+        | ComponentState::Restarting
+        | ComponentState::Off => "busy",
+        // An optional component (LAN discovery, the VPN) that is not up is worth a look,
+        // not an alarm: the appliance works without it.
         ComponentState::Stopped | ComponentState::Failed if c.optional => "busy",
         ComponentState::Stopped | ComponentState::Failed => "bad",
     };

@@ -1,0 +1,211 @@
+//! WireGuard keys: Curve25519 key pairs, written as 44 characters of base64 like `wg
+//! genkey` does.
+//!
+//! A [`PrivateKey`] never prints (its `Debug` is `PrivateKey(..)`) and is wiped from
+//! memory when dropped. Keys handed to `wireguard-control` are copies in its own `Key`
+//! type, which does not wipe itself; they live only for the call.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::names::InvalidValue;
+
+/// Key length in bytes (Curve25519).
+pub const KEY_LEN: usize = 32;
+
+/// A WireGuard private key.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PrivateKey([u8; KEY_LEN]);
+
+impl PrivateKey {
+    /// A new random key from the operating system's CSPRNG (through `rand::rng()`),
+    /// clamped as Curve25519 private keys are (RFC 7748 section 5), which is what `wg
+    /// genkey` writes.
+    pub fn generate() -> PrivateKey {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes[0] &= 248;
+        bytes[31] &= 127;
+        bytes[31] |= 64;
+        let key = PrivateKey(bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Reads the base64 form (surrounding whitespace ignored). The error never contains
+    /// the text.
+    pub fn from_base64(text: &str) -> Result<PrivateKey, InvalidValue> {
+        let bytes = decode(text.trim())
+            .map_err(|reason| InvalidValue::new("private key", "(not shown)", reason))?;
+        let mut bytes_copy = [0u8; KEY_LEN];
+        bytes_copy.copy_from_slice(&bytes);
+        let key = PrivateKey(bytes_copy);
+        bytes_copy.zeroize();
+        Ok(key)
+    }
+
+    /// The base64 form, in memory that is wiped when dropped.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.0))
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        let secret = x25519_dalek::StaticSecret::from(self.0);
+        PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
+    }
+
+    /// A copy for `wireguard-control` (see the module docs).
+    pub(crate) fn to_control(&self) -> wireguard_control::Key {
+        wireguard_control::Key(self.0)
+    }
+}
+
+impl PartialEq for PrivateKey {
+    /// Constant time is not needed here (keys are compared with keys this process holds,
+    /// never with an attacker's guesses), but it costs nothing.
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl Eq for PrivateKey {}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey(..)")
+    }
+}
+
+/// A WireGuard public key; shown in base64.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey([u8; KEY_LEN]);
+
+impl PublicKey {
+    pub fn from_base64(text: &str) -> Result<PublicKey, InvalidValue> {
+        let bytes =
+            decode(text.trim()).map_err(|reason| InvalidValue::new("public key", text, reason))?;
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(&bytes);
+        Ok(PublicKey(key))
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    pub(crate) fn to_control(self) -> wireguard_control::Key {
+        wireguard_control::Key(self.0)
+    }
+
+    pub(crate) fn from_control(key: &wireguard_control::Key) -> PublicKey {
+        PublicKey(key.0)
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_base64())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.to_base64())
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PublicKey::from_base64(s)
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PublicKey::from_base64(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Exactly 32 bytes of standard base64 (44 characters with one `=`).
+fn decode(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let bytes = Zeroizing::new(
+        STANDARD
+            .decode(text)
+            .map_err(|_| "is not base64 (a WireGuard key is 44 characters ending in `=`)")?,
+    );
+    if bytes.len() != KEY_LEN {
+        return Err(format!(
+            "decodes to {} bytes; a WireGuard key has {KEY_LEN}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_keys_match_wg_pubkey() {
+        // `echo SGb+ojrRNDuMePufwtIYhXzA//k6wF3R21tEBgKlzlM= | wg pubkey`
+        let private =
+            PrivateKey::from_base64("SGb+ojrRNDuMePufwtIYhXzA//k6wF3R21tEBgKlzlM=\n").unwrap();
+        assert_eq!(
+            private.public_key().to_base64(),
+            "DD5yKRfzExcV5+kDnTroDgCU15latdMjiQ59j1hEuk8="
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_clamped_and_round_trip() {
+        let key = PrivateKey::generate();
+        assert_eq!(key.0[0] & 7, 0);
+        assert_eq!(key.0[31] & 0xc0, 0x40);
+        let again = PrivateKey::from_base64(&key.to_base64()).unwrap();
+        assert_eq!(again, key);
+        assert_ne!(PrivateKey::generate(), key);
+        let public = key.public_key();
+        assert_eq!(PublicKey::from_base64(&public.to_base64()).unwrap(), public);
+    }
+
+    #[test]
+    fn private_keys_never_print() {
+        let key = PrivateKey::generate();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PrivateKey(..)");
+        assert!(!shown.contains(key.to_base64().as_str()));
+    }
+
+    #[test]
+    fn bad_keys_are_refused_without_echoing_a_private_one() {
+        let e = PrivateKey::from_base64("c2VjcmV0").unwrap_err();
+        assert!(e.reason.contains("6 bytes"), "{e}");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        let e = PublicKey::from_base64("not base64!").unwrap_err();
+        assert!(e.reason.contains("not base64"), "{e}");
+    }
+}
