@@ -165,6 +165,17 @@ const ROUTES: &[Route] = &[
             ("role", "admin"),
         ]),
     ),
+    route("GET", "/wireguard", Body::None),
+    route(
+        "POST",
+        "/wireguard/peers",
+        Body::Form(&[("name", "mallory-phone")]),
+    ),
+    route(
+        "POST",
+        "/wireguard/peers/revoke",
+        Body::Form(&[("name", "alice-phone")]),
+    ),
     route("GET", "/account", Body::None),
     route(
         "POST",
@@ -433,7 +444,9 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                 Who::OtherMember if path.contains(&item) || path.contains(&token_id) => {
                     assert_eq!(status, 404, "{what}: {body}");
                 }
-                Who::OtherMember if path == "/users" => assert_eq!(status, 403, "{what}"),
+                Who::OtherMember if path == "/users" || path.starts_with("/wireguard") => {
+                    assert_eq!(status, 403, "{what}");
+                }
                 _ => {}
             }
         }

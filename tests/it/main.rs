@@ -24,5 +24,6 @@ mod supervision;
 mod support;
 mod unit_file;
 mod vault;
+mod vpn;
 mod wireguard;
 mod workers;

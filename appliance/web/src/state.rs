@@ -150,6 +150,11 @@ pub(crate) struct StatusCache {
 type StatusAnswer = Result<Arc<ApplianceStatus>, String>;
 
 impl StatusCache {
+    /// The supervisor's control socket, for requests other than status.
+    pub fn control(&self) -> &ControlClient {
+        &self.client
+    }
+
     pub fn new(client: ControlClient) -> Self {
         StatusCache {
             client,

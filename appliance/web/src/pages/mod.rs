@@ -13,6 +13,7 @@ mod tokens;
 mod trust;
 mod users;
 mod vault;
+mod wireguard;
 
 pub(crate) use items::item_id;
 pub(crate) use search::percent_encode;
@@ -40,6 +41,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     tokens::config(cfg);
     trust::config(cfg);
     vault::config(cfg);
+    wireguard::config(cfg);
 }
 
 /// A form error shown above a re-displayed form: the message and its stable code, the
