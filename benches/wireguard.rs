@@ -165,7 +165,7 @@ async fn main() -> std::process::ExitCode {
     let wg_port = cv_testkit::free_port();
     let interface = netns::unique("cvwb");
     let extra = format!(
-        "[wireguard]\ninterface = \"{interface}\"\nnetwork = \"{TUNNEL_NETWORK}\"\nlisten_port = {wg_port}\nendpoint = \"{BOX_VETH}:{wg_port}\"\n[log]\nlevel = \"warn\"\n"
+        "[wireguard]\ninterface = \"{interface}\"\nnetwork = \"{TUNNEL_NETWORK}\"\nlisten_port = {wg_port}\nendpoint = \"{BOX_VETH}:{wg_port}\"\n[workers]\ncount = 0\n[log]\nlevel = \"warn\"\n"
     );
     let app = TestAppliance::launch_in(
         &exe,
@@ -255,7 +255,7 @@ async fn main() -> std::process::ExitCode {
         o.rounds
     );
     println!("  direct veth   {direct_mbps:>8.0} Mbit/s");
-    println!("  WireGuard     {tunnel_mbps:>8.0} Mbit/s   ({ratio:.2}× direct)");
+    println!("  WireGuard     {tunnel_mbps:>8.0} Mbit/s   ({ratio:.3}× direct)");
     println!(
         "Add peer → first HTTPS answer through the new tunnel: median {add_median:.1} ms over {} peers",
         o.peers
