@@ -87,7 +87,7 @@ pub enum MdnsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advertisement {
     /// The box's name, a DNS label already checked (`cv_config::Hostname`): it answers
-    /// as `<hostname>.local`.
+    /// as `<hostname>.local`, in lower case.
     pub hostname: String,
     /// The port of the web app.
     pub https_port: u16,
@@ -103,13 +103,13 @@ pub struct Advertisement {
 impl Advertisement {
     /// The host name of the address records: `nas.local.`.
     pub fn host_name(&self) -> String {
-        format!("{}.local.", self.hostname)
+        format!("{}.local.", self.hostname.to_ascii_lowercase())
     }
 
     /// The service instance's name, as people see it in a list of services: "Context
     /// Vault on nas". Cut to the 63 octets of a DNS label for the longest host names.
     pub fn instance_name(&self) -> String {
-        let mut name = format!("Context Vault on {}", self.hostname);
+        let mut name = format!("Context Vault on {}", self.hostname.to_ascii_lowercase());
         // A host name is ASCII, so every byte is a char boundary.
         name.truncate(MAX_LABEL);
         name
