@@ -143,12 +143,8 @@ async fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::SUCCESS;
     }
-    if let Err(why) = netns::available().and(cv_testkit::wg::available()) {
+    if let Err(why) = netns::can_run(&["ip", "wireguard-go", "wg", "iperf3"]) {
         eprintln!("the wireguard benchmark cannot run here: {why}");
-        return std::process::ExitCode::from(2);
-    }
-    if Command::new("iperf3").arg("-v").output().is_err() {
-        eprintln!("the wireguard benchmark needs iperf3 (scripts/install-deps --test)");
         return std::process::ExitCode::from(2);
     }
     let o = options();

@@ -7,21 +7,6 @@ use std::time::Duration;
 use cv_testkit::netns::{self, Netns};
 use cv_testkit::{Launch, TestAppliance};
 
-/// `None` (with the reason printed) when namespaces cannot be made here, unless
-/// `CV_REQUIRE_ROOT_NET=1` makes that a failure.
-pub fn namespaces_or_skip(test: &str) -> Option<()> {
-    match netns::available() {
-        Ok(()) => Some(()),
-        Err(why) if std::env::var("CV_REQUIRE_ROOT_NET").is_ok_and(|v| v == "1") => {
-            panic!("CV_REQUIRE_ROOT_NET=1, but {why}")
-        }
-        Err(why) => {
-            println!("skipping {test}: {why}");
-            None
-        }
-    }
-}
-
 /// An HTTPS client for a namespace thread: the appliance's CA is not checked against an
 /// address it was not issued for, since the test is about who is answered, not TLS.
 fn client() -> reqwest::Client {
@@ -35,7 +20,7 @@ fn client() -> reqwest::Client {
 
 #[tokio::test]
 async fn only_allowed_networks_are_answered() {
-    if namespaces_or_skip("only_allowed_networks_are_answered").is_none() {
+    if !netns::root_net_or_skip("only_allowed_networks_are_answered", &["ip"]) {
         return;
     }
     let box_ns = Netns::new("cvbox");

@@ -13,7 +13,6 @@ use cv_testkit::netns::{self, Netns};
 use cv_testkit::wg::PhoneTunnel;
 use cv_testkit::{Launch, TestAppliance};
 
-use crate::access::namespaces_or_skip;
 use crate::support::{OWNER, OWNER_PASS, create_member, csrf_for, csrf_in, exe, owner_client};
 
 const BOX_PHONE_SIDE: &str = "198.18.21.1";
@@ -64,14 +63,10 @@ async fn healthz_via(addr: &str, https_port: u16, ca: &[u8]) -> Result<u16, Stri
 
 #[tokio::test]
 async fn a_phone_reaches_the_dashboard_through_the_vpn_until_revoked() {
-    if namespaces_or_skip("a_phone_reaches_the_dashboard_through_the_vpn_until_revoked").is_none() {
-        return;
-    }
-    if let Err(why) = cv_testkit::wg::available() {
-        if std::env::var("CV_REQUIRE_ROOT_NET").is_ok_and(|v| v == "1") {
-            panic!("CV_REQUIRE_ROOT_NET=1, but {why}");
-        }
-        println!("skipping: {why}");
+    if !netns::root_net_or_skip(
+        "a_phone_reaches_the_dashboard_through_the_vpn_until_revoked",
+        &["ip", "wireguard-go", "wg"],
+    ) {
         return;
     }
     let box_ns = Netns::new("cvvb");

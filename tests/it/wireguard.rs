@@ -13,30 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cv_net::wg::PrivateKey;
-use cv_net::wg::iface::{find_program, socket_path, wireguard_go_processes};
+use cv_net::wg::iface::{socket_path, wireguard_go_processes};
 use cv_testkit::{Launch, TestAppliance, eventually};
 
 use crate::support::exe;
 
 fn root_net_or_skip(test: &str) -> bool {
-    let reason = if !nix::unistd::Uid::effective().is_root() {
-        Some("a WireGuard interface needs root".to_owned())
-    } else {
-        ["wireguard-go", "wg", "ip"]
-            .iter()
-            .find(|p| find_program(p).is_none())
-            .map(|p| format!("`{p}` is not installed"))
-    };
-    match reason {
-        None => true,
-        Some(reason) if std::env::var("CV_REQUIRE_ROOT_NET").as_deref() == Ok("1") => {
-            panic!("CV_REQUIRE_ROOT_NET=1, but {test} cannot run: {reason}")
-        }
-        Some(reason) => {
-            println!("{test}: skipped: {reason}");
-            false
-        }
-    }
+    cv_testkit::netns::root_net_or_skip(test, &["wireguard-go", "wg", "ip"])
 }
 
 /// An interface name of this test run alone.

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cv_net::wg::iface::{find_program, socket_path, wireguard_go_processes};
+use cv_net::wg::iface::{socket_path, wireguard_go_processes};
 use cv_net::wg::{
     Backend, Endpoint, InterfaceName, PeerName, Tools, WgError, WgNetwork, WgServer, WgSettings,
 };
@@ -46,24 +46,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn lab_or_skip(test: &str) -> bool {
-    let reason = if !nix::unistd::Uid::effective().is_root() {
-        Some("network namespaces and WireGuard interfaces need root".to_owned())
-    } else {
-        ["ip", "wireguard-go", "wg"]
-            .iter()
-            .find(|p| find_program(p).is_none())
-            .map(|p| format!("`{p}` is not installed"))
-    };
-    match reason {
-        None => true,
-        Some(reason) if std::env::var("CV_REQUIRE_ROOT_NET").as_deref() == Ok("1") => {
-            panic!("CV_REQUIRE_ROOT_NET=1, but {test} cannot run: {reason}")
-        }
-        Some(reason) => {
-            eprintln!("{test}: skipped: {reason}");
-            false
-        }
-    }
+    cv_testkit::netns::root_net_or_skip(test, &["ip", "wireguard-go", "wg"])
 }
 
 fn run(args: &[&str]) -> String {

@@ -6,14 +6,38 @@ use std::future::Future;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Whether this process may create network namespaces (root, and `ip` present).
-pub fn available() -> Result<(), String> {
+/// Whether a root network test can run here: root, and each of `programs` (e.g. `ip`,
+/// `wireguard-go`, `wg`) on the `PATH`; the reason when not.
+pub fn can_run(programs: &[&str]) -> Result<(), String> {
     if !nix::unistd::Uid::effective().is_root() {
-        return Err("not root".into());
+        return Err("network namespaces and interfaces need root".into());
     }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err("the `ip` command (iproute2) is missing".into()),
+    let on_path = |program: &str| {
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
+        })
+    };
+    match programs.iter().find(|p| !on_path(p)) {
+        Some(missing) => Err(format!(
+            "`{missing}` is not installed (scripts/install-deps --test)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether root network test `test` runs: when [`can_run`] says it cannot, the test is
+/// skipped with the reason printed, unless `CV_REQUIRE_ROOT_NET=1` (which
+/// `scripts/test` sets as root) makes that a failure.
+pub fn root_net_or_skip(test: &str, programs: &[&str]) -> bool {
+    match can_run(programs) {
+        Ok(()) => true,
+        Err(reason) if std::env::var("CV_REQUIRE_ROOT_NET").as_deref() == Ok("1") => {
+            panic!("CV_REQUIRE_ROOT_NET=1, but {test} cannot run: {reason}")
+        }
+        Err(reason) => {
+            println!("{test}: skipped: {reason}");
+            false
+        }
     }
 }
 

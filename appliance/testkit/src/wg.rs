@@ -8,20 +8,6 @@ use std::process::Command;
 
 use crate::netns::{Netns, run};
 
-/// Whether the tools are installed (`wireguard-go`, `wg`).
-pub fn available() -> Result<(), String> {
-    for tool in ["wireguard-go", "wg"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
-        if !found {
-            return Err(format!(
-                "`{tool}` is not installed (scripts/install-deps --test)"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// A client configuration split the way `wg-quick` splits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConf {
