@@ -922,24 +922,12 @@ fn socket_addr(text: &str) -> Result<SocketAddr, String> {
 
 /// A TSIG key name: dot-separated labels of letters, digits, `-` and `_`.
 fn tsig_key_name(text: &str) -> Result<String, String> {
-    let trimmed = text.strip_suffix('.').unwrap_or(text);
-    let ok = !trimmed.is_empty()
-        && trimmed.len() <= 253
-        && trimmed.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(trimmed.to_ascii_lowercase())
-    } else {
-        Err(format!(
+    cv_net::acme::tsig_key_name(text).ok_or_else(|| {
+        format!(
             "is {text:?}; a TSIG key name is labels of letters, digits, `-` and `_` separated \
              by dots, as in the DNS server's `key \"…\"` statement"
-        ))
-    }
+        )
+    })
 }
 
 fn in_range(value: i64, min: i64, max: i64, unit: &str) -> Result<u64, String> {

@@ -45,7 +45,7 @@ use zeroize::Zeroizing;
 pub use self::challenge::{
     ACME_TLS_ALPN_PROTOCOL, ChallengeDirs, http01_answer, is_valid_token, tls_alpn01_key,
 };
-pub use self::dns::{CHALLENGE_LABEL, Rfc2136, TsigAlgorithm, TsigKey, TsigSecret};
+pub use self::dns::{CHALLENGE_LABEL, Rfc2136, TsigAlgorithm, TsigKey, TsigSecret, tsig_key_name};
 pub use self::names::{AcmeName, InvalidAcmeName};
 pub use self::schedule::{RETRY_FIRST, RETRY_MAX, RenewalWindow, renewal_time, retry_delay, until};
 pub use self::store::{AcmePaths, Installed, IssuedCert, cert_serial_hex, install, load_installed};

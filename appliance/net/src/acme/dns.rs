@@ -147,6 +147,23 @@ pub struct TsigKey {
     secret: TsigSecret,
 }
 
+/// A TSIG key name, lower case and without a trailing dot: dot-separated labels of
+/// letters, digits, `-` and `_` (key names are names, not host names, and `tsig-keygen`
+/// accepts underscores); `None` when `text` is not one.
+pub fn tsig_key_name(text: &str) -> Option<String> {
+    let trimmed = text.strip_suffix('.').unwrap_or(text);
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= 253
+        && trimmed.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    ok.then(|| trimmed.to_ascii_lowercase())
+}
+
 impl TsigKey {
     /// Checks the key name: a DNS name of letters, digits, `-` and `_` labels (key names
     /// are names, not host names, and `tsig-keygen` accepts underscores).
@@ -155,23 +172,13 @@ impl TsigKey {
         algorithm: TsigAlgorithm,
         secret: TsigSecret,
     ) -> Result<TsigKey, String> {
-        let trimmed = name.strip_suffix('.').unwrap_or(name);
-        let ok = !trimmed.is_empty()
-            && trimmed.len() <= 253
-            && trimmed.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !ok {
+        let Some(lower) = tsig_key_name(name) else {
             return Err(format!(
                 "{name:?} is not a TSIG key name; use labels of letters, digits, `-` and `_` \
                  separated by dots, as in the server's `key \"…\"` statement"
             ));
-        }
-        let name = Name::from_ascii(format!("{}.", trimmed.to_ascii_lowercase()))
+        };
+        let name = Name::from_ascii(format!("{lower}."))
             .map_err(|e| format!("{name:?} is not a TSIG key name: {e}"))?;
         Ok(TsigKey {
             name,

@@ -61,6 +61,20 @@ impl FormError {
     }
 }
 
+/// Refuses anyone but the owner and admins: "Only the owner and admins can {what}."
+pub(crate) fn require_admin(
+    user: &crate::session::CurrentUser,
+    what: &str,
+) -> Result<(), WebError> {
+    if user.user.role.can_manage_users() {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden(format!(
+            "Only the owner and admins can {what}."
+        )))
+    }
+}
+
 /// Tags typed into one field, separated by commas ("work, Ideas, 2026").
 pub(crate) fn parse_tags(field: &str) -> Vec<String> {
     field

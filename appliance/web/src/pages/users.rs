@@ -57,23 +57,13 @@ struct AddForm {
     csrf: String,
 }
 
-fn require_manager(user: &CurrentUser) -> Result<(), WebError> {
-    if user.user.role.can_manage_users() {
-        Ok(())
-    } else {
-        Err(WebError::Forbidden(
-            "Only the owner and admins can manage household accounts.".into(),
-        ))
-    }
-}
-
 /// `GET /users` (`?added=<name>` confirms an addition).
 async fn list(
     user: CurrentUser,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
 ) -> Result<HttpResponse, WebError> {
-    require_manager(&user)?;
+    super::require_admin(&user, "manage household accounts")?;
     let added = web::Query::<AddedQuery>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.into_inner().added)
@@ -144,7 +134,7 @@ async fn add(
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    require_manager(&user)?;
+    super::require_admin(&user, "manage household accounts")?;
 
     let role = parse_role(&form.role);
     let form_role = role.map_or("member", Role::as_str);

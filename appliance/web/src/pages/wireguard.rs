@@ -98,16 +98,6 @@ struct RevokeForm {
     csrf: String,
 }
 
-fn require_admin(user: &CurrentUser) -> Result<(), WebError> {
-    if user.user.role.can_manage_users() {
-        Ok(())
-    } else {
-        Err(WebError::Forbidden(
-            "Only the owner and admins can manage the VPN.".into(),
-        ))
-    }
-}
-
 /// What the supervisor said, for a person: its refusals are already worded for admins.
 fn refusal(e: ControlError) -> WebError {
     match e {
@@ -201,7 +191,7 @@ struct Parts {
 
 /// `GET /wireguard`
 async fn show(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
-    require_admin(&user)?;
+    super::require_admin(&user, "manage the VPN")?;
     page(&state, &user, StatusCode::OK, Parts::default()).await
 }
 
@@ -213,7 +203,7 @@ async fn add(
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    require_admin(&user)?;
+    super::require_admin(&user, "manage the VPN")?;
     let name = form.name.trim().to_owned();
     let added = match state.status.control().wg_add_peer(&name).await {
         Ok(added) => added,
@@ -257,7 +247,7 @@ async fn revoke(
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
     user.check_csrf(&form.csrf)?;
-    require_admin(&user)?;
+    super::require_admin(&user, "manage the VPN")?;
     let parts = match state.status.control().wg_revoke_peer(&form.name).await {
         Ok(peer) => {
             info!(by = %user.user.name, peer = %peer.name, "VPN peer revoked");
