@@ -23,9 +23,10 @@ pub(crate) const STAGING: &str = "/tmp";
 pub(crate) const OLD_ROOT: &str = "/.oldroot";
 /// The jail root's own tmpfs holds only mount points and symlinks.
 pub(crate) const ROOT_TMPFS_BYTES: u64 = 1 << 20;
-/// `/dev` holds five device nodes and four symlinks.
+/// `/dev` holds device nodes (empty files to bind onto), a few directories and symlinks.
 pub(crate) const DEV_TMPFS_BYTES: u64 = 64 << 10;
-/// The device nodes a program may expect; no other device is reachable.
+/// The device nodes a program may expect, in every jail; no other device is reachable
+/// unless the spec names it.
 pub(crate) const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
 /// Everything the keeper and the worker-to-be need: sent by the spawner over the jail's
@@ -228,6 +229,7 @@ pub(crate) fn stage2(
     } else {
         for p in [
             Protection::ReadOnlyRoot,
+            Protection::DeviceNodes,
             Protection::ReadOnlyBinds,
             Protection::ScratchTmpfs,
             Protection::PrivateProc,
@@ -382,7 +384,6 @@ pub(crate) fn stage2(
 enum Step {
     /// A host system path (bound, or recreated as a symlink).
     System(PathBuf, PathKind),
-    Dev,
     Proc,
     Scratch,
     /// A requested bind.
@@ -393,7 +394,6 @@ impl Step {
     fn target(&self) -> &Path {
         match self {
             Step::System(p, _) => p,
-            Step::Dev => Path::new("/dev"),
             Step::Proc => Path::new("/proc"),
             Step::Scratch => Path::new("/tmp"),
             Step::Bind(b, _) => &b.target,
@@ -402,7 +402,7 @@ impl Step {
 
     fn protection(&self) -> Protection {
         match self {
-            Step::System(..) | Step::Dev => Protection::ReadOnlyRoot,
+            Step::System(..) => Protection::ReadOnlyRoot,
             Step::Proc => Protection::PrivateProc,
             Step::Scratch => Protection::ScratchTmpfs,
             Step::Bind(..) => Protection::ReadOnlyBinds,
@@ -421,6 +421,7 @@ fn host(path: &Path) -> PathBuf {
 fn build_root(ops: &mut dyn JailOps, plan: &Plan, pid_ns: bool) -> Vec<Outcome> {
     let fs_protections = [
         Protection::ReadOnlyRoot,
+        Protection::DeviceNodes,
         Protection::ReadOnlyBinds,
         Protection::ScratchTmpfs,
         Protection::PrivateProc,
@@ -452,7 +453,6 @@ fn build_root(ops: &mut dyn JailOps, plan: &Plan, pid_ns: bool) -> Vec<Outcome> 
             )),
         }
     }
-    steps.push(Step::Dev);
     if pid_ns {
         steps.push(Step::Proc);
     } else {
@@ -488,6 +488,9 @@ fn build_root(ops: &mut dyn JailOps, plan: &Plan, pid_ns: bool) -> Vec<Outcome> 
     }
     steps.sort_by_key(|s| s.target().components().count());
 
+    // `/dev` holds no other step's target (a bind onto `/dev/…` is refused by the spec's
+    // check, it would be hidden), so it is made first.
+    out.extend(make_dev(ops, &plan.spec.devices));
     for step in &steps {
         if let Err(e) = run_step(ops, plan, step) {
             out.push(Outcome::unavailable(step.protection(), e.to_string()));
@@ -518,7 +521,7 @@ fn build_root(ops: &mut dyn JailOps, plan: &Plan, pid_ns: bool) -> Vec<Outcome> 
     out.push(Outcome::applied(
         Protection::ReadOnlyRoot,
         "a read-only tmpfs with the system's /usr and libraries bound read-only, \
-         five device nodes, the host's root detached",
+         the host's root detached",
     ));
     out.push(Outcome::applied(
         Protection::ReadOnlyBinds,
@@ -555,25 +558,6 @@ fn run_step(ops: &mut dyn JailOps, plan: &Plan, step: &Step) -> io::Result<()> {
             ops.create_file(path)?;
             ops.bind_mount_readonly(&host(path), path)
         }
-        Step::Dev => {
-            let dev = Path::new("/dev");
-            ops.create_dir(dev)?;
-            ops.mount_tmpfs(dev, DEV_TMPFS_BYTES, 0o755)?;
-            for name in DEVICES {
-                let node = dev.join(name);
-                ops.create_file(&node)?;
-                ops.bind_device(&host(&node), &node)?;
-            }
-            for (link, to) in [
-                ("fd", "/proc/self/fd"),
-                ("stdin", "/proc/self/fd/0"),
-                ("stdout", "/proc/self/fd/1"),
-                ("stderr", "/proc/self/fd/2"),
-            ] {
-                ops.create_symlink(Path::new(to), &dev.join(link))?;
-            }
-            ops.remount_readonly(dev)
-        }
         Step::Proc => {
             let proc = Path::new("/proc");
             ops.create_dir(proc)?;
@@ -593,4 +577,88 @@ fn run_step(ops: &mut dyn JailOps, plan: &Plan, step: &Step) -> io::Result<()> {
             ops.bind_mount_readonly(&host(&bind.source), &bind.target)
         }
     }
+}
+
+/// `/dev`: a tmpfs holding the five device nodes every jail has, the spec's extra ones
+/// that exist on the host, and the `/proc/self/fd` symlinks; then read-only. An extra
+/// device that cannot be passed is left out and named; the worker still starts (a GPU
+/// that is not there means the CPU, not no worker).
+fn make_dev(ops: &mut dyn JailOps, extra: &[PathBuf]) -> Vec<Outcome> {
+    let dev = Path::new("/dev");
+    let tmpfs = ops
+        .create_dir(dev)
+        .and_then(|()| ops.mount_tmpfs(dev, DEV_TMPFS_BYTES, 0o755));
+    if let Err(e) = tmpfs {
+        return vec![Outcome::unavailable(
+            Protection::DeviceNodes,
+            format!("no /dev of the jail's own: {e}"),
+        )];
+    }
+    let mut out = Vec::new();
+    let mut passed: Vec<PathBuf> = Vec::new();
+    for name in DEVICES {
+        let node = dev.join(name);
+        let bound = ops
+            .create_file(&node)
+            .and_then(|()| ops.bind_device(&host(&node), &node));
+        match bound {
+            Ok(()) => passed.push(node),
+            Err(e) => out.push(Outcome::unavailable(Protection::DeviceNodes, e.to_string())),
+        }
+    }
+    let basic = passed.len();
+    let mut left_out = Vec::new();
+    for node in extra {
+        if passed.contains(node) {
+            continue;
+        }
+        let bound = match ops.inspect(&host(node)) {
+            Ok(PathKind::File) => ops
+                .create_file(node)
+                .and_then(|()| ops.bind_device(&host(node), node))
+                .map_err(|e| e.to_string()),
+            Ok(PathKind::Missing) => Err("not on this machine".to_owned()),
+            Ok(PathKind::Directory) => Err("a directory".to_owned()),
+            Ok(PathKind::Symlink(_)) => Err("a symlink".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match bound {
+            Ok(()) => passed.push(node.clone()),
+            Err(why) => left_out.push(format!("{} ({why})", node.display())),
+        }
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        if let Err(e) = ops.create_symlink(Path::new(to), &dev.join(link)) {
+            out.push(Outcome::unavailable(Protection::DeviceNodes, e.to_string()));
+        }
+    }
+    if let Err(e) = ops.remount_readonly(dev) {
+        out.push(Outcome::unavailable(
+            Protection::ReadOnlyRoot,
+            format!("/dev stays writable: {e}"),
+        ));
+    }
+    let names = |nodes: &[PathBuf]| {
+        nodes
+            .iter()
+            .map(|n| n.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut detail = names(&passed[..basic]);
+    if passed.len() > basic {
+        detail.push_str("; asked for: ");
+        detail.push_str(&names(&passed[basic..]));
+    }
+    if !left_out.is_empty() {
+        detail.push_str("; left out: ");
+        detail.push_str(&left_out.join(", "));
+    }
+    out.push(Outcome::applied(Protection::DeviceNodes, detail));
+    out
 }

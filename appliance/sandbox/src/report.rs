@@ -35,6 +35,9 @@ pub enum Protection {
     /// libraries (`/usr`, `/lib`, …) and a few device nodes: no host file is writable, and
     /// none outside those directories is visible.
     ReadOnlyRoot,
+    /// `/dev` holds only the listed device nodes: the five every program expects, and the
+    /// ones the spec asks for (a GPU's). The detail names each one.
+    DeviceNodes,
     /// The requested binds (the model directory, the worker program) are read-only.
     ReadOnlyBinds,
     /// `/tmp` is a size-limited tmpfs, the only writable place.
@@ -59,7 +62,7 @@ pub enum Protection {
 
 impl Protection {
     /// Every protection, in the order reports list them.
-    pub const ALL: [Protection; 18] = [
+    pub const ALL: [Protection; 19] = [
         Protection::UserNamespace,
         Protection::PidNamespace,
         Protection::NetworkNamespace,
@@ -68,6 +71,7 @@ impl Protection {
         Protection::UtsNamespace,
         Protection::Loopback,
         Protection::ReadOnlyRoot,
+        Protection::DeviceNodes,
         Protection::ReadOnlyBinds,
         Protection::ScratchTmpfs,
         Protection::PrivateProc,
@@ -91,6 +95,7 @@ impl Protection {
             Protection::UtsNamespace => "uts namespace",
             Protection::Loopback => "loopback interface",
             Protection::ReadOnlyRoot => "read-only root",
+            Protection::DeviceNodes => "device nodes",
             Protection::ReadOnlyBinds => "read-only binds",
             Protection::ScratchTmpfs => "scratch tmpfs",
             Protection::PrivateProc => "private /proc",
@@ -321,9 +326,9 @@ mod tests {
         let json = serde_json::to_value(&report).expect("json");
         assert_eq!(json["mode"], "unprivileged");
         assert_eq!(json["cgroup"], "v2");
-        assert_eq!(json["protections"][11]["protection"], "memory_limit");
-        assert_eq!(json["protections"][11]["state"], "applied");
-        assert_eq!(json["protections"][11]["detail"], "64 MiB");
+        assert_eq!(json["protections"][12]["protection"], "memory_limit");
+        assert_eq!(json["protections"][12]["state"], "applied");
+        assert_eq!(json["protections"][12]["detail"], "64 MiB");
         let back: JailReport = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, report);
     }

@@ -77,6 +77,11 @@ pub struct JailSpec {
     pub cpu_millicores: u64,
     /// Read-only binds (the model directory).
     pub binds: Vec<Bind>,
+    /// Host device nodes made reachable at the same path, besides the five every jail has
+    /// (a GPU's `/dev/nvidia*` nodes). Each must be a character device under `/dev/`; one
+    /// that is not there is left out and named in the report, and the worker still starts.
+    #[serde(default)]
+    pub devices: Vec<PathBuf>,
     /// The size of the scratch tmpfs on `/tmp`, in bytes (charged to the memory limit as
     /// it fills).
     pub tmpfs_bytes: u64,
@@ -101,6 +106,7 @@ impl JailSpec {
             pids_max: 64,
             cpu_millicores: 1000,
             binds: Vec::new(),
+            devices: Vec::new(),
             tmpfs_bytes: 64 << 20,
             hostname: "contextvault-worker".to_owned(),
             cgroup_parent: PathBuf::from("contextvault-workers"),
@@ -178,6 +184,23 @@ impl JailSpec {
             if bind.target == Path::new("/") {
                 return bad("a bind cannot replace the jail's root".to_owned());
             }
+            if bind.target.starts_with("/dev") {
+                return bad(format!(
+                    "bind target {}: /dev holds device nodes only (name them in devices)",
+                    bind.target.display()
+                ));
+            }
+        }
+        for device in &self.devices {
+            let under_dev = device
+                .strip_prefix("/dev")
+                .is_ok_and(|rest| rest.components().next().is_some());
+            if !is_plain_absolute(device) || !under_dev {
+                return bad(format!(
+                    "device {} must be a path under /dev, without `..`",
+                    device.display()
+                ));
+            }
         }
         Ok(())
     }
@@ -229,6 +252,23 @@ mod tests {
                 Box::new(|s| s.binds.push(Bind::same("/a/../etc"))),
             ),
             ("bind root", Box::new(|s| s.binds.push(Bind::same("/")))),
+            (
+                "bind into /dev",
+                Box::new(|s| s.binds.push(Bind::same("/dev/shm"))),
+            ),
+            (
+                "device outside /dev",
+                Box::new(|s| s.devices.push("/etc/passwd".into())),
+            ),
+            ("device /dev", Box::new(|s| s.devices.push("/dev".into()))),
+            (
+                "device dots",
+                Box::new(|s| s.devices.push("/dev/../etc/shadow".into())),
+            ),
+            (
+                "device relative",
+                Box::new(|s| s.devices.push("dev/nvidia0".into())),
+            ),
         ];
         for (what, change) in cases {
             let mut spec = base.clone();
@@ -238,6 +278,13 @@ mod tests {
                 "{what} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn devices_under_dev_are_accepted() {
+        let mut spec = JailSpec::new("worker", 998, 998);
+        spec.devices = vec!["/dev/nvidia0".into(), "/dev/net/tun".into()];
+        spec.validate().expect("devices under /dev");
     }
 
     #[test]

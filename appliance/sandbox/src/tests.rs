@@ -240,6 +240,7 @@ fn without_a_mount_namespace_nothing_is_mounted() {
     assert!(reason(&report, Protection::MountNamespace).contains("Operation not permitted"));
     for p in [
         Protection::ReadOnlyRoot,
+        Protection::DeviceNodes,
         Protection::ReadOnlyBinds,
         Protection::ScratchTmpfs,
         Protection::PrivateProc,
@@ -322,6 +323,86 @@ fn mounts_go_parents_first_and_symlinks_stay_symlinks() {
         "/models".into(),
     ));
     assert!(models < at(Call::UnmountDetached("/.oldroot".into())));
+}
+
+fn detail(report: &JailReport, p: Protection) -> String {
+    match report.status(p) {
+        Status::Applied { detail } => detail.clone(),
+        Status::Unavailable { reason } => panic!("{p} is unavailable ({reason})"),
+    }
+}
+
+#[test]
+fn extra_devices_are_bound_before_dev_goes_read_only_and_missing_ones_are_named() {
+    let ops = RecordingOps::root();
+    ops.set_path_kind("/.oldroot/dev/nvidia0", PathKind::File)
+        .set_path_kind("/.oldroot/dev/nvidiactl", PathKind::File)
+        .set_path_kind("/.oldroot/dev/nvidia-uvm", PathKind::Missing);
+    let mut spec = spec();
+    spec.enforcement = Enforcement::RequireAll;
+    spec.devices = vec![
+        "/dev/nvidiactl".into(),
+        "/dev/nvidia0".into(),
+        "/dev/nvidia-uvm".into(),
+        // Already there: not bound twice.
+        "/dev/null".into(),
+    ];
+    let (report, verdict, _) = build(&ops, &spec);
+    // A device that is not there leaves the worker on the CPU, not without a jail.
+    assert_eq!(verdict, Verdict::Exec);
+    assert!(report.is_complete(), "{report}");
+    let calls = ops.calls();
+    let at = |c: Call| position(&calls, &c);
+    let read_only = at(Call::RemountReadonly("/dev".into()));
+    for node in ["/dev/nvidiactl", "/dev/nvidia0"] {
+        let bind = at(Call::BindDevice(
+            format!("/.oldroot{node}").into(),
+            node.into(),
+        ));
+        assert!(at(Call::CreateFile(node.into())) < bind);
+        assert!(bind < read_only, "{node} after /dev went read-only");
+    }
+    assert!(!calls.contains(&Call::CreateFile("/dev/nvidia-uvm".into())));
+    let null = Call::BindDevice("/.oldroot/dev/null".into(), "/dev/null".into());
+    assert_eq!(calls.iter().filter(|c| **c == null).count(), 1);
+    assert_eq!(
+        detail(&report, Protection::DeviceNodes),
+        "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom; \
+         asked for: /dev/nvidiactl, /dev/nvidia0; \
+         left out: /dev/nvidia-uvm (not on this machine)"
+    );
+}
+
+#[test]
+fn a_device_that_cannot_be_bound_is_left_out_and_named() {
+    let ops = RecordingOps::root();
+    ops.set_path_kind("/.oldroot/dev/nvidia0", PathKind::File)
+        .set_path_kind("/.oldroot/dev/dri", PathKind::Directory);
+    ops.fail_when(
+        |c| matches!(c, Call::BindDevice(_, t) if t == Path::new("/dev/nvidia0")),
+        Errno::EACCES,
+    );
+    let mut spec = spec();
+    spec.devices = vec!["/dev/nvidia0".into(), "/dev/dri".into()];
+    let (report, _, _) = build(&ops, &spec);
+    let detail = detail(&report, Protection::DeviceNodes);
+    assert!(
+        detail.contains("left out: /dev/nvidia0 (") && detail.contains("/dev/dri (a directory)"),
+        "{detail}"
+    );
+    assert!(!detail.contains("asked for"), "{detail}");
+}
+
+#[test]
+fn without_dev_the_device_protection_says_why() {
+    let ops = RecordingOps::root();
+    ops.fail_when(
+        |c| matches!(c, Call::MountTmpfs(t, ..) if t == Path::new("/dev")),
+        Errno::ENOMEM,
+    );
+    let (report, _, _) = build(&ops, &spec());
+    assert!(reason(&report, Protection::DeviceNodes).contains("no /dev of the jail's own"));
+    assert!(!ops.names().contains(&"bind_device"));
 }
 
 #[test]

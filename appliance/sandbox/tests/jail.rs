@@ -15,8 +15,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use cv_sandbox::{
-    Bind, JailMode, JailReport, JailSpec, JailedWorker, Launcher, LinuxOps, Protection, Status,
-    WorkerCommand,
+    Bind, Enforcement, JailMode, JailReport, JailSpec, JailedWorker, Launcher, LinuxOps,
+    Protection, Status, WorkerCommand,
 };
 use serde_json::Value;
 
@@ -284,6 +284,43 @@ fn it_cannot_write_outside_its_tmpfs() {
         ])
     );
     assert!(!models.path().join("probe").exists());
+}
+
+#[test]
+fn a_device_the_spec_names_is_usable_inside_and_a_missing_one_is_named() {
+    if !root_or_skip("device") {
+        return;
+    }
+    // /dev/net/tun is a character device any user may open (using it needs a capability
+    // the worker does not have): it stands in for a GPU's nodes, which this test cannot
+    // count on. /dev/nvidia-absent is not there.
+    let tun = Path::new("/dev/net/tun");
+    if !tun.exists() {
+        eprintln!("device: skipped: this machine has no /dev/net/tun");
+        return;
+    }
+    let mut spec = spec("t-device");
+    spec.enforcement = Enforcement::RequireAll;
+    spec.devices = vec![tun.to_owned(), "/dev/nvidia-absent".into()];
+    let (report, answer, status, _) = run(&spec, &["device", "/dev/net/tun"]);
+    assert!(status.success(), "{status}");
+    assert_eq!(answer["open"]["ok"], true, "{answer}");
+    assert!(
+        answer["dev_entries"]
+            .as_array()
+            .is_some_and(|e| e.contains(&"net".into())),
+        "{answer}"
+    );
+    // EROFS: /dev is read-only with the extra node in it.
+    assert!(failed_with(&answer["write_dev"], 30), "{answer}");
+    match report.status(Protection::DeviceNodes) {
+        Status::Applied { detail } => assert!(
+            detail.contains("asked for: /dev/net/tun")
+                && detail.contains("left out: /dev/nvidia-absent (not on this machine)"),
+            "{detail}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

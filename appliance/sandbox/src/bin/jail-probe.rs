@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         "identity" => identity(arg(1) == "hold"),
         "net" => net(arg(1)),
         "fs" => fs_probe(arg(1)),
+        "device" => device(arg(1)),
         "procs" => procs(arg(1)),
         "oom" => oom(arg(1)),
         "forkbomb" => forkbomb(arg(1)),
@@ -157,6 +158,21 @@ fn fs_probe(ro_dir: &str) -> Value {
         "old_root": Path::new("/.oldroot").exists(),
         "root_entries": list("/"),
         "dev_entries": list("/dev"),
+    })
+}
+
+/// Whether a device node passed into the jail can be opened for reading and writing
+/// (a bind mount made in a user namespace could have lost the right to use it), and what
+/// `/dev` holds.
+fn device(path: &str) -> Value {
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path);
+    json!({
+        "open": outcome(open),
+        "dev_entries": list("/dev"),
+        "write_dev": outcome(write(&format!("{path}.probe"))),
     })
 }
 
