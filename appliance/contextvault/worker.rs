@@ -62,8 +62,12 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         },
         ..EmbedOptions::default()
     };
-    let engine =
-        ModelFiles::in_dir(&args.models).and_then(|files| Embedder::load(&files, &options));
+    let files = if cfg!(feature = "cuda") {
+        ModelFiles::in_dir_preferring_cuda(&args.models)
+    } else {
+        ModelFiles::in_dir(&args.models)
+    };
+    let engine = files.and_then(|files| Embedder::load(&files, &options));
     let mut engine = match engine {
         Ok(embedder) => Engine(embedder),
         Err(e) => {

@@ -167,6 +167,11 @@ pub struct Workers {
     /// Refuse to start a worker whose jail lacks any protection (the appliance), rather
     /// than start it and report what is missing (dev).
     pub require_jail: bool,
+    /// Give each worker the NVIDIA GPU's device nodes (`/dev/nvidia*`) when the binary is
+    /// built with CUDA support (`--features cuda`) and the machine has them; the worker
+    /// then runs on the GPU when `scripts/fetch-model --gpu` installed the CUDA runtime.
+    /// Ignored by a build without CUDA support.
+    pub gpu: bool,
 }
 
 /// The insights job: themes among recent captures and tasks due soon, on the dashboard.
@@ -453,6 +458,7 @@ impl Config {
                 "workers.require_jail",
                 self.workers.require_jail.to_string(),
             ),
+            ("workers.gpu", self.workers.gpu.to_string()),
             (
                 "insights.interval_minutes",
                 (self.insights.interval.as_secs() / 60).to_string(),

@@ -117,6 +117,7 @@ pub(crate) struct RawWorkers {
     pub idle_minutes: Option<i64>,
     pub request_timeout_seconds: Option<i64>,
     pub require_jail: Option<bool>,
+    pub gpu: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

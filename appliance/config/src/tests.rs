@@ -94,6 +94,7 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 max_idle: Duration::from_secs(300),
                 request_timeout: Duration::from_secs(60),
                 require_jail: true,
+                gpu: true,
             },
             insights: Insights {
                 interval: Duration::from_secs(3600),
@@ -167,6 +168,7 @@ max_age_minutes = 2
 idle_minutes = 3
 request_timeout_seconds = 4
 require_jail = false
+gpu = false
 [insights]
 interval_minutes = 30
 recent_days = 7
@@ -187,6 +189,7 @@ due_soon_days = 3
             max_idle: Duration::from_secs(180),
             request_timeout: Duration::from_secs(4),
             require_jail: false,
+            gpu: false,
         }
     );
     assert_eq!(

@@ -574,6 +574,7 @@ fn workers(
         max_idle: Duration::from_secs(idle? * 60),
         request_timeout: Duration::from_secs(timeout?),
         require_jail: raw.require_jail.unwrap_or(mode == Mode::Appliance),
+        gpu: raw.gpu.unwrap_or(true),
     })
 }
 

@@ -11,6 +11,12 @@ pub const RUNTIME_FILE: &str = "libonnxruntime.so.1.31.1";
 pub const MODEL_FILE: &str = "model.onnx";
 /// The model's WordPiece tokenizer, in Hugging Face's `tokenizer.json` format.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The folder of the models directory that `scripts/fetch-model --gpu` fills: ONNX
+/// Runtime built with its CUDA execution provider (under [`RUNTIME_FILE`]'s name), and
+/// the CUDA libraries that provider loads. Those are found through the loader's search
+/// path, read when a process starts: a process that uses them needs this folder in
+/// `LD_LIBRARY_PATH` (the supervisor sets it for its workers).
+pub const CUDA_DIR: &str = "cuda";
 
 /// The paths of the files the [`Embedder`](crate::Embedder) loads. `scripts/fetch-model`
 /// downloads all three into one directory and checks their pinned SHA-256 sums.
@@ -45,11 +51,40 @@ impl ModelFiles {
             tokenizer: dir.join(TOKENIZER_FILE),
         })
     }
+
+    /// Like [`in_dir`](Self::in_dir), but the runtime is the CUDA build in
+    /// `<dir>/`[`CUDA_DIR`] when that is there (for [`ExecutionProvider::Cuda`]; it runs
+    /// on the CPU as well). Without it, the CPU runtime, and CUDA will not load.
+    ///
+    /// [`ExecutionProvider::Cuda`]: crate::ExecutionProvider::Cuda
+    pub fn in_dir_preferring_cuda(dir: &Path) -> Result<ModelFiles, EmbedError> {
+        let mut files = ModelFiles::in_dir(dir)?;
+        let cuda = files.model.with_file_name(CUDA_DIR).join(RUNTIME_FILE);
+        if cuda.is_file() {
+            files.runtime = cuda;
+        }
+        Ok(files)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cuda_runtime_is_preferred_only_when_it_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [RUNTIME_FILE, MODEL_FILE, TOKENIZER_FILE] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let cpu = ModelFiles::in_dir_preferring_cuda(dir.path()).unwrap();
+        assert_eq!(cpu, ModelFiles::in_dir(dir.path()).unwrap());
+        std::fs::create_dir(dir.path().join(CUDA_DIR)).unwrap();
+        std::fs::write(dir.path().join(CUDA_DIR).join(RUNTIME_FILE), b"x").unwrap();
+        let cuda = ModelFiles::in_dir_preferring_cuda(dir.path()).unwrap();
+        assert_eq!(cuda.runtime, dir.path().join(CUDA_DIR).join(RUNTIME_FILE));
+        assert_eq!(cuda.model, cpu.model);
+    }
 
     #[test]
     fn names_every_missing_file_and_the_fix() {

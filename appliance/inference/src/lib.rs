@@ -46,4 +46,7 @@ pub use crate::embedder::{
     Batching, DEFAULT_MAX_BATCH_TOKENS, EmbedOptions, Embedder, ExecutionProvider, MAX_TOKENS,
 };
 pub use crate::error::EmbedError;
-pub use crate::files::{MODEL_FILE, ModelFiles, RUNTIME_FILE, TOKENIZER_FILE};
+
+/// Whether this build can run on an NVIDIA GPU (the `cuda` feature).
+pub const CUDA_SUPPORT: bool = cfg!(feature = "cuda");
+pub use crate::files::{CUDA_DIR, MODEL_FILE, ModelFiles, RUNTIME_FILE, TOKENIZER_FILE};

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -97,12 +98,39 @@ pub fn spec(ctx: &Context) -> JailSpec {
         source: w.models_dir.clone(),
         target: MODELS_IN_JAIL.into(),
     }];
+    if w.gpu && cv_inference::CUDA_SUPPORT {
+        spec.devices = nvidia_devices(Path::new("/dev"));
+    }
     spec.enforcement = if w.require_jail {
         Enforcement::RequireAll
     } else {
         Enforcement::ReportMissing
     };
     spec
+}
+
+/// The device nodes CUDA opens: the control node, one per GPU, and unified memory's.
+/// The jail binds each at the same path. (A MIG slice's `/dev/nvidia-caps` nodes are not
+/// passed: the workers see whole GPUs.)
+fn nvidia_devices(dev: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dev) else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_cuda_node))
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn is_cuda_node(name: &str) -> bool {
+    match name.strip_prefix("nvidia") {
+        Some("ctl" | "-uvm" | "-uvm-tools") => true,
+        Some(n) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
 }
 
 /// Starts one worker in its jail; returns what the service is told and its socket.
@@ -127,7 +155,7 @@ pub fn spawn(ctx: &Context) -> Result<(WorkerStarted, OwnedFd), String> {
         UnixStream::pair().map_err(|e| format!("cannot create a worker socket: {e}"))?;
     // One core's worth of CPU limit is one inference thread: more would only contend.
     let threads = w.cpu_millicores.div_ceil(1000).max(1);
-    let command = WorkerCommand::new(&ctx.exe)
+    let mut command = WorkerCommand::new(&ctx.exe)
         .args(["worker", "--fd", &WORKER_FD.to_string()])
         .args([
             "--models",
@@ -138,6 +166,12 @@ pub fn spawn(ctx: &Context) -> Result<(WorkerStarted, OwnedFd), String> {
         .args(["--log-format", &ctx.config.log.format.to_string()])
         .args(["--log-level", &ctx.config.log.level])
         .keep_fd(OwnedFd::from(theirs), WORKER_FD);
+    // The CUDA libraries beside the CUDA runtime are found through the loader's path,
+    // which it reads once, when the worker starts.
+    if cv_inference::CUDA_SUPPORT && w.models_dir.join(cv_inference::CUDA_DIR).is_dir() {
+        let dir = Path::new(MODELS_IN_JAIL).join(cv_inference::CUDA_DIR);
+        command = command.env("LD_LIBRARY_PATH", dir.display().to_string());
+    }
     let launcher = Launcher {
         program: ctx.exe.clone(),
         args: vec!["jail-enter".into()],
@@ -292,6 +326,44 @@ mod tests {
         let third = workers.claim(2).expect("a place was given back");
         drop((second, third));
         assert_eq!(workers.starting.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn only_the_nodes_cuda_opens_are_gpu_devices() {
+        for name in [
+            "nvidiactl",
+            "nvidia0",
+            "nvidia12",
+            "nvidia-uvm",
+            "nvidia-uvm-tools",
+        ] {
+            assert!(is_cuda_node(name), "{name}");
+        }
+        for name in [
+            "nvidia",
+            "nvidia-modeset",
+            "nvidia-caps",
+            "nvidia0x",
+            "null",
+            "nvme0",
+        ] {
+            assert!(!is_cuda_node(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn gpu_devices_are_found_by_name_and_named_under_dev() {
+        let dev = tempfile::tempdir().expect("tempdir");
+        for name in ["nvidia1", "nvidiactl", "nvidia0", "nvidia-modeset", "zero"] {
+            std::fs::write(dev.path().join(name), b"").expect("node");
+        }
+        assert_eq!(
+            nvidia_devices(dev.path()),
+            ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidiactl"]
+                .map(PathBuf::from)
+                .to_vec()
+        );
+        assert!(nvidia_devices(&dev.path().join("missing")).is_empty());
     }
 
     #[test]

@@ -187,6 +187,19 @@ pub(crate) struct WorkerView {
     pub next_try_in: Option<String>,
     /// `None` without a worker; else the protections not in force (label, why).
     pub jail_missing: Option<Vec<(String, String)>>,
+    /// The device nodes reachable in the worker's jail, when they are more than the
+    /// five every jail has (a GPU's), and those asked for but left out.
+    pub devices: Option<String>,
+}
+
+/// The device protection's detail when the jail holds (or was asked for) devices beyond
+/// the five every jail has: "/dev/null, …; asked for: /dev/nvidia0, …; left out: …".
+fn extra_devices(jail: &cv_control::WorkerJail) -> Option<String> {
+    jail.protections
+        .iter()
+        .find(|p| p.name == "device_nodes" && p.applied)
+        .filter(|p| p.detail.contains("; "))
+        .map(|p| p.detail.clone())
 }
 
 impl Ai {
@@ -225,6 +238,7 @@ impl Ai {
                         .map(|p| (p.label.clone(), p.detail.clone()))
                         .collect()
                 }),
+                devices: s.worker.as_ref().and_then(|w| extra_devices(&w.info.jail)),
             })
             .collect();
         Some(AiView {
@@ -242,5 +256,40 @@ impl Ai {
                 .last_error
                 .map(|e| (e.message, human_duration(now - e.at))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cv_control::{JailProtection, WorkerJail};
+
+    use super::extra_devices;
+
+    fn jail(detail: &str, applied: bool) -> WorkerJail {
+        WorkerJail {
+            mode: "root".into(),
+            cgroup: Some("v2".into()),
+            protections: vec![JailProtection {
+                name: "device_nodes".into(),
+                label: "device nodes".into(),
+                applied,
+                detail: detail.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn devices_are_shown_only_beyond_the_five_every_jail_has() {
+        let basic = "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom";
+        assert_eq!(extra_devices(&jail(basic, true)), None);
+        let gpu = format!("{basic}; asked for: /dev/nvidia0, /dev/nvidiactl");
+        assert_eq!(extra_devices(&jail(&gpu, true)), Some(gpu));
+        let left_out = format!("{basic}; left out: /dev/nvidia-uvm (not on this machine)");
+        assert_eq!(extra_devices(&jail(&left_out, true)), Some(left_out));
+        // Missing, it is among the missing protections instead.
+        assert_eq!(
+            extra_devices(&jail("no /dev of the jail's own: ENOMEM", false)),
+            None
+        );
     }
 }

@@ -484,6 +484,11 @@ mod tests {
             running_for: Some("2 min".into()),
             next_try_in: None,
             jail_missing: Some(missing),
+            devices: (slot == 1).then(|| {
+                "/dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom; \
+                 asked for: /dev/nvidia0, /dev/nvidiactl, /dev/nvidia-uvm"
+                    .to_owned()
+            }),
         };
         page.ai = Some(AiView {
             state: "up",
@@ -518,6 +523,13 @@ mod tests {
         ] {
             assert!(html.contains(text), "{text} missing");
         }
+        // Only the worker with a GPU's nodes gets the devices line.
+        assert_eq!(
+            html.matches("Devices in its jail: /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom; asked for: /dev/nvidia0")
+                .count(),
+            1,
+            "{html}"
+        );
     }
 
     #[test]
