@@ -71,12 +71,18 @@ impl ModelFiles {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_cuda_runtime_is_preferred_only_when_it_is_there() {
+    /// A models directory with all three files (their contents do not matter here).
+    fn complete_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for name in [RUNTIME_FILE, MODEL_FILE, TOKENIZER_FILE] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
+        dir
+    }
+
+    #[test]
+    fn the_cuda_runtime_is_preferred_only_when_it_is_there() {
+        let dir = complete_dir();
         let cpu = ModelFiles::in_dir_preferring_cuda(dir.path()).unwrap();
         assert_eq!(cpu, ModelFiles::in_dir(dir.path()).unwrap());
         std::fs::create_dir(dir.path().join(CUDA_DIR)).unwrap();
@@ -100,10 +106,7 @@ mod tests {
 
     #[test]
     fn finds_all_three() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [RUNTIME_FILE, MODEL_FILE, TOKENIZER_FILE] {
-            std::fs::write(dir.path().join(name), b"x").unwrap();
-        }
+        let dir = complete_dir();
         let files = ModelFiles::in_dir(dir.path()).unwrap();
         assert_eq!(files.runtime, dir.path().join(RUNTIME_FILE));
         assert!(files.model.is_absolute());

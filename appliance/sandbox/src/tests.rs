@@ -43,10 +43,21 @@ fn position(calls: &[Call], call: &Call) -> usize {
         .unwrap_or_else(|| panic!("{call:?} was not made: {calls:#?}"))
 }
 
+/// Why `p` is unavailable; panics if it is applied.
 fn reason(report: &JailReport, p: Protection) -> String {
-    match report.status(p) {
-        Status::Unavailable { reason } => reason.clone(),
-        Status::Applied { detail } => panic!("{p} is applied ({detail})"),
+    text_of(report, p, false)
+}
+
+/// How `p` is applied; panics if it is unavailable.
+fn detail(report: &JailReport, p: Protection) -> String {
+    text_of(report, p, true)
+}
+
+fn text_of(report: &JailReport, p: Protection, applied: bool) -> String {
+    let status = report.status(p);
+    assert_eq!(status.is_applied(), applied, "{p}: {status:?}");
+    match status {
+        Status::Applied { detail: text } | Status::Unavailable { reason: text } => text.clone(),
     }
 }
 
@@ -323,13 +334,6 @@ fn mounts_go_parents_first_and_symlinks_stay_symlinks() {
         "/models".into(),
     ));
     assert!(models < at(Call::UnmountDetached("/.oldroot".into())));
-}
-
-fn detail(report: &JailReport, p: Protection) -> String {
-    match report.status(p) {
-        Status::Applied { detail } => detail.clone(),
-        Status::Unavailable { reason } => panic!("{p} is unavailable ({reason})"),
-    }
 }
 
 #[test]
