@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use cv_net::dnsname::{MAX_NAME_LEN, check_label};
+
 /// Why a string is not an acceptable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a valid {what}: {reason}")]
@@ -25,38 +27,9 @@ impl InvalidName {
     }
 }
 
-/// The longest DNS label (RFC 1035 section 2.3.4).
-const MAX_LABEL: usize = 63;
-/// The longest DNS name in text form (RFC 1035 section 2.3.4: 255 octets on the wire).
-const MAX_DNS_NAME: usize = 253;
 /// The longest user name that shadow-utils' `useradd` accepts by default (LOGIN_NAME_MAX
 /// is larger, but 32 is what `utmp` and most tools keep).
 const MAX_USER_NAME: usize = 32;
-
-/// Checks one DNS label that is already lowercase; the error is the reason.
-fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("is empty".to_owned());
-    }
-    if label.len() > MAX_LABEL {
-        return Err(format!(
-            "is {} characters long; a DNS label has at most {MAX_LABEL}",
-            label.len()
-        ));
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!(
-            "contains {c:?}; only letters a-z, digits and `-` are allowed"
-        ));
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err("starts or ends with `-`".to_owned());
-    }
-    Ok(())
-}
 
 /// The name of this box on the LAN: one DNS label, lowercase. The LAN certificate is
 /// issued for `<hostname>.local` (mDNS).
@@ -163,9 +136,9 @@ pub(crate) fn certificate_name(text: &str) -> Result<String, InvalidName> {
     if lower.is_empty() {
         return Err(invalid("is empty".to_owned()));
     }
-    if lower.len() > MAX_DNS_NAME {
+    if lower.len() > MAX_NAME_LEN {
         return Err(invalid(format!(
-            "is {} characters long; a DNS name has at most {MAX_DNS_NAME}",
+            "is {} characters long; a DNS name has at most {MAX_NAME_LEN}",
             lower.len()
         )));
     }
@@ -183,82 +156,15 @@ pub(crate) fn certificate_name(text: &str) -> Result<String, InvalidName> {
     Ok(lower)
 }
 
-/// DNS suffixes that name only local hosts, for which no public CA issues (the same
-/// list as `cv_net::acme::AcmeName`): `localhost` (RFC 6761), `local` (RFC 6762),
-/// `home.arpa` (RFC 8375), `invalid` (RFC 6761), `lan`, `internal` (ICANN 2024).
-const NOT_PUBLIC_SUFFIXES: &[&str] = &[
-    "localhost",
-    "local",
-    "home.arpa",
-    "invalid",
-    "lan",
-    "internal",
-];
-
 /// Checks an entry of `acme.names` (or `acme.dns_zone`): a public DNS name of at least
 /// two letters-digits-hyphen labels, returned lowercased. No wildcard, no IP address,
 /// no trailing dot, no underscore or other character, nothing non-ASCII, and nothing
 /// under a LAN-only suffix such as `localhost` or `.local`: the names a public CA can
-/// issue for. `cv_net::acme::AcmeName` checks the same again where it is used.
+/// issue for. The rule is `cv_net::acme::AcmeName`'s, which the ACME client uses.
 pub fn acme_name(text: &str) -> Result<String, InvalidName> {
-    let invalid = |reason: String| InvalidName::new("public DNS name", text, reason);
-    if text.is_empty() {
-        return Err(invalid("is empty".to_owned()));
-    }
-    if !text.is_ascii() {
-        return Err(invalid(
-            "contains non-ASCII characters; write an internationalised name in its ASCII \
-             form (xn--…)"
-                .to_owned(),
-        ));
-    }
-    if text.parse::<IpAddr>().is_ok() || text.starts_with('[') {
-        return Err(invalid(
-            "is an IP address; a certificate from a public CA names the box by DNS name".to_owned(),
-        ));
-    }
-    if text.contains('*') {
-        return Err(invalid(
-            "is a wildcard; list each name the box answers to".to_owned(),
-        ));
-    }
-    if text.ends_with('.') {
-        return Err(invalid("ends with a dot; leave the dot out".to_owned()));
-    }
-    let lower = text.to_ascii_lowercase();
-    if lower.len() > MAX_DNS_NAME {
-        return Err(invalid(format!(
-            "is {} characters long; a DNS name has at most {MAX_DNS_NAME}",
-            lower.len()
-        )));
-    }
-    let labels: Vec<&str> = lower.split('.').collect();
-    for label in &labels {
-        check_label(label).map_err(|reason| invalid(format!("label {label:?} {reason}")))?;
-    }
-    if labels.len() < 2 {
-        return Err(invalid(
-            "is a single label; give a name in a public domain, e.g. vault.example.org".to_owned(),
-        ));
-    }
-    if labels
-        .last()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(invalid(
-            "ends in an all-digit label, which reads as an IP address".to_owned(),
-        ));
-    }
-    if let Some(suffix) = NOT_PUBLIC_SUFFIXES
-        .iter()
-        .find(|s| lower == **s || lower.ends_with(&format!(".{s}")))
-    {
-        return Err(invalid(format!(
-            "is under `{suffix}`, which names only local hosts; no public CA issues for it \
-             (the local CA's certificate already covers LAN names)"
-        )));
-    }
-    Ok(lower)
+    cv_net::acme::AcmeName::parse(text)
+        .map(|name| name.as_str().to_owned())
+        .map_err(|e| InvalidName::new("public DNS name", text, e.reason))
 }
 
 #[cfg(test)]

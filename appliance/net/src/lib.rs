@@ -9,8 +9,10 @@
 //!   by RFC 2136), and when to renew them.
 //! - [`wg`]: the WireGuard VPN: settings, keys, the peer registry, client
 //!   configurations and their QR codes, and the interface itself.
+//! - [`dnsname`]: the limits and the label rule every DNS name above follows.
 
 pub mod acme;
+pub mod dnsname;
 pub mod mdns;
 pub mod tls;
 pub mod wg;

@@ -12,12 +12,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, GeneralSubtree};
 
 use super::TlsError;
-
-/// Longest DNS label and longest DNS name in presentation form
-/// (RFC 1035 §2.3.4: labels 63 octets, names 255 octets on the wire, which leaves 253
-/// characters written out without the trailing dot).
-const MAX_LABEL_LEN: usize = 63;
-const MAX_NAME_LEN: usize = 253;
+use crate::dnsname::{MAX_NAME_LEN, check_label};
 
 /// DNS suffixes that only ever name things on a home network, permitted to every local CA:
 /// `local` (mDNS, RFC 6762), `localhost` (RFC 6761 §6.3), `home.arpa` (RFC 8375),
@@ -90,28 +85,6 @@ pub(super) fn parse_name(name: &str) -> Result<SanName, TlsError> {
         check_label(label).map_err(|reason| invalid(format!("label {label:?}: {reason}")))?;
     }
     Ok(SanName::Dns(name.to_ascii_lowercase()))
-}
-
-/// The letters-digits-hyphen rule of RFC 1123 §2.1 for one label.
-fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        return Err("is empty".to_owned());
-    }
-    if label.len() > MAX_LABEL_LEN {
-        return Err(format!("is longer than {MAX_LABEL_LEN} characters"));
-    }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-    {
-        return Err(format!(
-            "contains {c:?}; only letters, digits and '-' are allowed"
-        ));
-    }
-    if label.starts_with('-') || label.ends_with('-') {
-        return Err("starts or ends with '-'".to_owned());
-    }
-    Ok(())
 }
 
 /// Whether `ip` lies in one of [`LOCAL_IP_SUBTREES`].

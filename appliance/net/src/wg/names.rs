@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::dnsname::{MAX_NAME_LEN, check_label};
+
 /// Why a piece of text is not an acceptable value. `reason` reads on after the value
 /// ("is empty", "contains ' ' …"), so a config error can say "`wireguard.endpoint` is
 /// "x": <reason>".
@@ -198,11 +200,6 @@ impl fmt::Display for Host {
     }
 }
 
-/// The longest DNS label (RFC 1035 section 2.3.4).
-const MAX_LABEL: usize = 63;
-/// The longest DNS name in text form (RFC 1035 section 2.3.4: 255 octets on the wire).
-const MAX_DNS_NAME: usize = 253;
-
 /// Where clients reach the appliance from outside: `host:port`, the host a DNS name, an
 /// IPv4 address or an IPv6 address in brackets (`[2001:db8::1]:51820`, as WireGuard
 /// writes it), the port 1 to 65535. It goes into every client configuration as
@@ -315,9 +312,9 @@ fn host_of(text: &str) -> Result<Host, String> {
         return Ok(Host::Ipv4(ip));
     }
     let name = text.to_ascii_lowercase();
-    if name.len() > MAX_DNS_NAME {
+    if name.len() > MAX_NAME_LEN {
         return Err(format!(
-            "has a host name of {} characters; DNS names have at most {MAX_DNS_NAME}",
+            "has a host name of {} characters; DNS names have at most {MAX_NAME_LEN}",
             name.len()
         ));
     }
@@ -328,26 +325,8 @@ fn host_of(text: &str) -> Result<Host, String> {
                  at the start or end)"
             ));
         }
-        if label.len() > MAX_LABEL {
-            return Err(format!(
-                "has a host name label of {} characters; at most {MAX_LABEL}",
-                label.len()
-            ));
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-        {
-            return Err(format!(
-                "has host {text:?}, which contains {c:?}; a host name has only letters, \
-                 digits, `-` and dots"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "has host {text:?}, with a label that starts or ends with `-`"
-            ));
-        }
+        check_label(label)
+            .map_err(|reason| format!("has host {text:?}, whose label {label:?} {reason}"))?;
     }
     // RFC 3696 section 2: a top-level domain is never all digits, so "10.0.0.300" is a
     // mistyped address, not a name.
@@ -486,6 +465,9 @@ mod tests {
             assert!(e.to_string().starts_with("invalid endpoint "), "{e}");
         }
         let long = format!("{}.example:1", "a".repeat(64));
-        assert!(reason(Endpoint::parse(&long)).contains("label of 64"));
+        assert!(
+            reason(Endpoint::parse(&long))
+                .contains("is 64 characters long; a DNS label has at most 63")
+        );
     }
 }
