@@ -39,6 +39,10 @@ impl Model for Engine {
         self.0.execution_provider()
     }
 
+    fn provider_note(&self) -> &str {
+        self.0.fallback_reason().unwrap_or_default()
+    }
+
     fn dimensions(&self) -> usize {
         self.0.dimensions()
     }

@@ -75,10 +75,13 @@ async fn spawn(app: &TestAppliance) -> (WorkerStarted, UnixStream) {
     match hello {
         Message::Hello {
             provider,
+            note,
             dimensions,
             pid,
         } => {
             assert_eq!(provider, "cpu");
+            // Built without CUDA support, the CPU is what it prefers.
+            assert_eq!(note, "");
             assert_eq!(dimensions, 384);
             // Process 1 of its own pid namespace.
             assert_eq!(pid, 1);

@@ -107,6 +107,8 @@ pub struct Embedder {
     session: Session,
     tokenizer: Tokenizer,
     provider: ExecutionProvider,
+    /// Why `provider` is not the one asked for.
+    fallback: Option<String>,
     dimensions: usize,
     has_token_type_ids: bool,
     options: EmbedOptions,
@@ -134,18 +136,20 @@ impl Embedder {
             path: files.model.clone(),
             reason,
         };
-        let (session, provider) = match options.execution_provider {
+        let (session, provider, fallback) = match options.execution_provider {
             ExecutionProvider::Cpu => (
                 build_session(&environment, files, options, false)?,
                 ExecutionProvider::Cpu,
+                None,
             ),
             ExecutionProvider::Cuda => match build_session(&environment, files, options, true) {
-                Ok(session) => (session, ExecutionProvider::Cuda),
+                Ok(session) => (session, ExecutionProvider::Cuda, None),
                 Err(error) => {
                     tracing::warn!(%error, "CUDA is not usable; running on the CPU");
                     (
                         build_session(&environment, files, options, false)?,
                         ExecutionProvider::Cpu,
+                        Some(format!("CUDA is not usable: {}", runtime_reason(&error))),
                     )
                 }
             },
@@ -187,6 +191,7 @@ impl Embedder {
             session,
             tokenizer,
             provider,
+            fallback,
             dimensions,
             has_token_type_ids,
             options: options.clone(),
@@ -196,6 +201,12 @@ impl Embedder {
     /// The execution provider really in use: `"cpu"` or `"cuda"`.
     pub fn execution_provider(&self) -> &'static str {
         self.provider.as_str()
+    }
+
+    /// Why the execution provider is not the one [`EmbedOptions`] asked for (CUDA that
+    /// could not be used); `None` when it is.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The length of every embedding (384 for all-MiniLM-L6-v2).
@@ -347,6 +358,21 @@ fn build_session(
     builder.commit_from_file(&files.model).map_err(error)
 }
 
+/// ONNX Runtime's own words from an error, without the source location and status code
+/// it puts first (`/onnxruntime_src/…/provider_bridge_ort.cc:2043 … [ONNXRuntimeError] :
+/// 1 : FAIL : Failed to load library …`), for a line on the dashboard.
+fn runtime_reason(error: &EmbedError) -> String {
+    let text = match error {
+        EmbedError::ModelLoad { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    match text.rsplit_once("[ONNXRuntimeError] : ") {
+        // "<code> : <status> : <message>"
+        Some((_, rest)) => rest.splitn(3, " : ").nth(2).unwrap_or(rest).to_owned(),
+        None => text,
+    }
+}
+
 /// Registers the CUDA execution provider, failing (rather than falling back silently, as
 /// `ort` would) when ONNX Runtime cannot use it, so the caller knows what runs.
 #[cfg(feature = "cuda")]
@@ -364,6 +390,29 @@ fn with_cuda(_: SessionBuilder) -> Result<SessionBuilder, ort::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_errors_are_cut_to_their_message() {
+        let error = EmbedError::ModelLoad {
+            path: "/models/model.onnx".into(),
+            reason: "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 \
+                     onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() \
+                     [ONNXRuntimeError] : 1 : FAIL : Failed to load library \
+                     /models/cuda/libonnxruntime_providers_cuda.so with error: libcuda.so.1: \
+                     cannot open shared object file: No such file or directory"
+                .into(),
+        };
+        assert_eq!(
+            runtime_reason(&error),
+            "Failed to load library /models/cuda/libonnxruntime_providers_cuda.so with error: \
+             libcuda.so.1: cannot open shared object file: No such file or directory"
+        );
+        let plain = EmbedError::ModelLoad {
+            path: "/models/model.onnx".into(),
+            reason: "this build has no CUDA support".into(),
+        };
+        assert_eq!(runtime_reason(&plain), "this build has no CUDA support");
+    }
 
     #[test]
     fn embedder_is_send() {

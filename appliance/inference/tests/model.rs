@@ -153,6 +153,7 @@ fn runs_on_the_cpu_and_says_so() {
     let Some(files) = model_files() else { return };
     let Some(shared) = embedder() else { return };
     assert_eq!(shared.execution_provider(), "cpu");
+    assert_eq!(shared.fallback_reason(), None, "the CPU was asked for");
     drop(shared);
     // The runtime scripts/fetch-model installs has no CUDA provider: asking for CUDA
     // falls back to the CPU, and the engine reports what it really uses.
@@ -162,6 +163,9 @@ fn runs_on_the_cpu_and_says_so() {
     };
     let embedder = Embedder::load(&files, &options).unwrap();
     assert_eq!(embedder.execution_provider(), "cpu");
+    let why = embedder.fallback_reason().expect("why not CUDA");
+    assert!(why.starts_with("CUDA is not usable: "), "{why}");
+    assert!(!why.contains("[ONNXRuntimeError]"), "{why}");
     let debug = format!("{embedder:?}");
     assert!(debug.contains("cpu"), "{debug}");
 }

@@ -181,6 +181,8 @@ pub(crate) struct WorkerView {
     pub id: Option<u64>,
     pub pid: Option<u32>,
     pub provider: Option<String>,
+    /// Why the worker is not on the provider it prefers (a GPU it could not use).
+    pub provider_note: Option<String>,
     pub served: u64,
     pub running_for: Option<String>,
     /// While backing off: when the next start is tried.
@@ -225,6 +227,7 @@ impl Ai {
                 id: s.worker.as_ref().map(|w| w.id),
                 pid: s.worker.as_ref().and_then(|w| w.info.pid),
                 provider: s.worker.as_ref().and_then(|w| w.provider.clone()),
+                provider_note: s.worker.as_ref().and_then(|w| w.provider_note.clone()),
                 served: s.worker.as_ref().map_or(0, |w| w.served),
                 running_for: s
                     .worker

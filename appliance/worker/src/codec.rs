@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The version every payload starts with.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// The largest payload either side sends or accepts: a full embedding batch
 /// ([`MAX_TEXTS`] vectors of 384 floats) is about 6 MiB.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
@@ -60,6 +60,9 @@ pub enum Message {
     Hello {
         /// The execution provider in use ("cpu", "cuda").
         provider: String,
+        /// Why it is not the provider the worker prefers (the GPU it was built for);
+        /// empty when it is.
+        note: String,
         dimensions: u32,
         /// The worker's pid as it sees itself (1 in a new pid namespace).
         pid: u32,
@@ -94,11 +97,13 @@ impl fmt::Debug for Message {
         match self {
             Message::Hello {
                 provider,
+                note,
                 dimensions,
                 pid,
             } => f
                 .debug_struct("Hello")
                 .field("provider", provider)
+                .field("note", note)
                 .field("dimensions", dimensions)
                 .field("pid", pid)
                 .finish(),
@@ -174,11 +179,13 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, ProtocolError> {
     match message {
         Message::Hello {
             provider,
+            note,
             dimensions,
             pid,
         } => {
             out.push(KIND_HELLO);
             put_str(&mut out, provider, MAX_NOTE_BYTES, "the provider name")?;
+            put_str(&mut out, note, MAX_NOTE_BYTES, "the provider note")?;
             out.extend_from_slice(&dimensions.to_be_bytes());
             out.extend_from_slice(&pid.to_be_bytes());
         }
@@ -285,6 +292,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, ProtocolError> {
     let message = match kind {
         KIND_HELLO => Message::Hello {
             provider: r.string(MAX_NOTE_BYTES)?,
+            note: r.string(MAX_NOTE_BYTES)?,
             dimensions: r.u32()?,
             pid: r.u32()?,
         },
@@ -399,6 +407,7 @@ mod tests {
         vec![
             Message::Hello {
                 provider: "cpu".into(),
+                note: "CUDA: libcuda.so.1 is missing".into(),
                 dimensions: 384,
                 pid: 1,
             },
@@ -460,8 +469,13 @@ mod tests {
     fn other_versions_kinds_and_reasons_are_refused() {
         let frame = encode(&Message::Health { id: 1 }).unwrap();
         let mut payload = frame[4..].to_vec();
-        payload[0] = 2;
-        assert!(matches!(decode(&payload), Err(ProtocolError::Version(2))));
+        for other in [1, PROTOCOL_VERSION + 1] {
+            payload[0] = other;
+            assert!(
+                matches!(decode(&payload), Err(ProtocolError::Version(v)) if v == other),
+                "version {other}"
+            );
+        }
         payload[0] = PROTOCOL_VERSION;
         payload[1] = 99;
         assert!(matches!(

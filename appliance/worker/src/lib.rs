@@ -13,7 +13,8 @@
 //! payload      version u8 (PROTOCOL_VERSION) | kind u8 | body
 //! string       length u32 | UTF-8 bytes
 //!
-//! kind 1  hello      (worker → service, first)  provider string | dimensions u32 | pid u32
+//! kind 1  hello      (worker → service, first)  provider string | note string
+//!                                        | dimensions u32 | pid u32
 //! kind 2  embed      (service → worker)  id u64 | count u32 | count × string
 //! kind 3  health     (service → worker)  id u64
 //! kind 4  embedded   (worker → service)  id u64 | count u32 | dimensions u32

@@ -276,6 +276,9 @@ pub struct WorkerStatus<I> {
     pub pid: Option<u32>,
     /// From the hello: the execution provider ("cpu", "cuda").
     pub provider: Option<String>,
+    /// From the hello: why that is not the provider the worker prefers (a CUDA build
+    /// that could not use the GPU); `None` when it is.
+    pub provider_note: Option<String>,
     /// From the hello: the width of its vectors.
     pub dimensions: Option<u32>,
     /// Requests this worker answered.
@@ -812,6 +815,7 @@ impl<S: Spawner> Inner<S> {
                 id,
                 pid: None,
                 provider: None,
+                provider_note: None,
                 dimensions: None,
                 served: 0,
                 started_at: OffsetDateTime::now_utc(),
@@ -826,19 +830,30 @@ impl<S: Spawner> Inner<S> {
                 return Err(StartError::ShutDown);
             }
         };
-        let (stream, provider, dimensions, pid) = match hello {
+        let Hello {
+            stream,
+            provider,
+            note,
+            dimensions,
+            pid,
+        } = match hello {
             Ok(hello) => hello,
             Err(failure) => {
                 let ended = self.stop_worker(id).await;
                 return Err(StartError::Failed(failure.describe(id, &ended)));
             }
         };
-        info!(worker = id, pid, provider = %provider, dimensions, "worker ready");
+        if note.is_empty() {
+            info!(worker = id, pid, provider = %provider, dimensions, "worker ready");
+        } else {
+            warn!(worker = id, pid, provider = %provider, %note, dimensions, "worker ready");
+        }
         self.update(slot, |r| {
             r.status.state = SlotState::Ready;
             if let Some(w) = r.status.worker.as_mut() {
                 w.pid = Some(pid);
                 w.provider = Some(provider);
+                w.provider_note = (!note.is_empty()).then_some(note);
                 w.dimensions = Some(dimensions);
             }
         });
@@ -1090,12 +1105,21 @@ impl<S: Spawner> Inner<S> {
     }
 }
 
-/// Reads the worker's hello: `(stream, provider, dimensions, pid)`.
+/// What a worker's hello said, and the stream it came on.
+struct Hello {
+    stream: UnixStream,
+    provider: String,
+    note: String,
+    dimensions: u32,
+    pid: u32,
+}
+
+/// Reads the worker's hello.
 async fn hello(
     stream: std::os::unix::net::UnixStream,
     deadline: Instant,
     hello_timeout: Duration,
-) -> Result<(UnixStream, String, u32, u32), Failure> {
+) -> Result<Hello, Failure> {
     let io = |e: std::io::Error| Failure::Io(Phase::Starting, e.to_string());
     stream.set_nonblocking(true).map_err(io)?;
     let mut stream = UnixStream::from_std(stream).map_err(io)?;
@@ -1104,9 +1128,16 @@ async fn hello(
         Ok(Err(e)) => Err(Failure::from_protocol(Phase::Starting, e)),
         Ok(Ok(Message::Hello {
             provider,
+            note,
             dimensions,
             pid,
-        })) if dimensions > 0 => Ok((stream, provider, dimensions, pid)),
+        })) if dimensions > 0 => Ok(Hello {
+            stream,
+            provider,
+            note,
+            dimensions,
+            pid,
+        }),
         // A worker that cannot load its model says why before it exits (the message names
         // files, never a text).
         Ok(Ok(Message::Failed { message, .. })) => Err(Failure::CannotStart(message)),

@@ -9,6 +9,10 @@ use crate::io::{read_message, write_message};
 pub trait Model {
     /// The execution provider in use ("cpu", "cuda").
     fn provider(&self) -> &str;
+    /// Why the provider is not the one the worker prefers; empty when it is.
+    fn provider_note(&self) -> &str {
+        ""
+    }
     fn dimensions(&self) -> usize;
     /// One vector per text, in order. The error must not contain the texts.
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String>;
@@ -26,6 +30,7 @@ pub fn serve(
         stream,
         &Message::Hello {
             provider: model.provider().to_owned(),
+            note: model.provider_note().to_owned(),
             dimensions: u32::try_from(model.dimensions()).unwrap_or(u32::MAX),
             pid,
         },
@@ -149,6 +154,7 @@ mod tests {
             read_message(&mut s).unwrap(),
             Message::Hello {
                 provider: "test".into(),
+                note: String::new(),
                 dimensions: 2,
                 pid: 1
             }

@@ -480,6 +480,8 @@ mod tests {
             id: Some(slot as u64 + 6),
             pid: Some(4242),
             provider: Some("cpu".into()),
+            provider_note: (slot == 2)
+                .then(|| "CUDA is not usable: libcuda.so.1 is missing".into()),
             served: 1,
             running_for: Some("2 min".into()),
             next_try_in: None,
@@ -513,6 +515,7 @@ mod tests {
         for text in [
             "Worker 1 (#7, pid 4242)",
             "on cpu",
+            "on cpu (CUDA is not usable: libcuda.so.1 is missing) · ",
             "1 request",
             "every protection in force",
             "<strong>memory limit</strong>: no cgroup hierarchy found",

@@ -341,6 +341,7 @@ fn rogue(worker: u64, mut stream: StdStream, pid: u32, script: Script) -> bool {
     }
     let hello = Message::Hello {
         provider: "test".into(),
+        note: String::new(),
         dimensions: 3,
         pid,
     };
