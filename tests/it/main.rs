@@ -15,6 +15,7 @@ mod crash;
 mod export;
 mod insights;
 mod items;
+mod mdns;
 mod migrations;
 mod notes;
 mod search;
