@@ -3,7 +3,8 @@
 //! WireGuard interface with wireguard-go; a peer is added through the dashboard; the
 //! phone brings the tunnel up from the `.conf` the page shows (wireguard-go +
 //! `wg setconf`) and fetches `/healthz` over HTTPS through it, trusting only the
-//! appliance's CA; after revocation the same fetch fails. The phone's and the stranger's
+//! appliance's CA, with the peer's preshared key in force on both ends; after revocation
+//! the same fetch fails. The phone's and the stranger's
 //! own addresses are in no allowed network, so they are refused outside the tunnel.
 
 use std::sync::Arc;
@@ -83,9 +84,9 @@ async fn a_phone_reaches_the_dashboard_through_the_vpn_until_revoked() {
         "198.18.22.2/24",
     );
     let wg_port = cv_testkit::free_port();
+    let box_if = netns::unique("cvwv");
     let extra = format!(
-        "[wireguard]\ninterface = \"{}\"\nnetwork = \"{TUNNEL_NETWORK}\"\nlisten_port = {wg_port}\nendpoint = \"{BOX_PHONE_SIDE}:{wg_port}\"\n",
-        netns::unique("cvwv")
+        "[wireguard]\ninterface = \"{box_if}\"\nnetwork = \"{TUNNEL_NETWORK}\"\nlisten_port = {wg_port}\nendpoint = \"{BOX_PHONE_SIDE}:{wg_port}\"\n"
     );
     let app = Arc::new(
         TestAppliance::launch_in(
@@ -154,6 +155,26 @@ async fn a_phone_reaches_the_dashboard_through_the_vpn_until_revoked() {
         })
         .await;
     assert_eq!(through, Ok(200), "through the tunnel");
+
+    // Both ends hold the peer's preshared key from the `.conf`: the box for the phone's
+    // public key, the phone for the box's.
+    let field = |key: &str| {
+        conf.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+            .unwrap_or_else(|| panic!("no {key} in:\n{conf}"))
+            .to_owned()
+    };
+    let psk = field("PresharedKey");
+    let phone_public = cv_net::wg::PrivateKey::from_base64(&field("PrivateKey"))
+        .unwrap()
+        .public_key()
+        .to_base64();
+    let on_box = box_ns.exec("wg", &["show", &box_if, "preshared-keys"]);
+    assert_eq!(on_box, format!("{phone_public}\t{psk}\n"));
+    let on_phone = tunnel.preshared_keys();
+    assert_eq!(on_phone, format!("{}\t{psk}\n", field("PublicKey")));
+    assert_ne!(psk, "(none)");
+    cv_net::wg::PresharedKey::from_base64(&psk).expect("a preshared key");
 
     // Outside the tunnel the phone's own address is in no allowed network.
     let ca2 = ca.clone();

@@ -71,6 +71,23 @@ fn refused(out: Output, why: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Each peer's public key and preshared key (`(none)` when it has none), as `wg show`
+/// lists them for the interface.
+fn wg_show_preshared_keys(interface: &str) -> Vec<(String, String)> {
+    let out = Command::new("wg")
+        .args(["show", interface, "preshared-keys"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "wg show: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            let (peer, key) = l.split_once('\t').unwrap();
+            (peer.to_owned(), key.to_owned())
+        })
+        .collect()
+}
+
 /// The public keys `wg show` lists for the interface.
 fn wg_show_peers(interface: &str) -> Vec<String> {
     let out = Command::new("wg")
@@ -164,6 +181,11 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
     assert_eq!(field(&conf, "Address"), "10.213.0.2/32");
     assert_eq!(field(&conf, "DNS"), "10.213.0.1");
     assert_eq!(field(&conf, "PublicKey"), server_key);
+    let psk = field(&conf, "PresharedKey").to_owned();
+    assert!(
+        conf.contains(&format!("PublicKey = {server_key}\nPresharedKey = {psk}\n")),
+        "{conf}"
+    );
     assert_eq!(
         field(&conf, "Endpoint"),
         format!("vault.example.net:{port}")
@@ -174,15 +196,28 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
         .unwrap()
         .public_key()
         .to_base64();
-    // On the interface at once.
+    // On the interface at once, with its preshared key.
     assert_eq!(wg_show_peers(&interface), std::slice::from_ref(&peer_key));
-    // The private key is in no file of the appliance and in no log line.
+    assert_eq!(
+        wg_show_preshared_keys(&interface),
+        [(peer_key.clone(), psk.clone())]
+    );
+    // The private key is in no file of the appliance; the preshared key only in the
+    // registry, which only root may read; neither is in any log line.
     let private = field(&conf, "PrivateKey").to_owned();
     for file in ["peers.json", "server.key"] {
         let text = std::fs::read_to_string(app.data_dir.join("wireguard").join(file)).unwrap();
         assert!(!text.contains(&private), "{file}");
+        assert_eq!(text.contains(&psk), file == "peers.json", "{file}");
     }
-    assert!(app.log().iter().all(|l| !l.contains(&private)));
+    use std::os::unix::fs::MetadataExt as _;
+    let registry = std::fs::metadata(app.data_dir.join("wireguard/peers.json")).unwrap();
+    assert_eq!(registry.mode() & 0o777, 0o600);
+    assert!(
+        app.log()
+            .iter()
+            .all(|l| !l.contains(&private) && !l.contains(&psk))
+    );
 
     let list = ok(app.admin(&["wg", "list"]), "list");
     let row = list
@@ -233,6 +268,12 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
     assert!(list.contains("peers:       4"), "{list}");
     let conf = ok(app.admin(&["wg", "add-peer", "tablet"]), "add after revoke");
     assert_eq!(field(&conf, "Address"), "10.213.0.2/32");
+    let tablet_psk = field(&conf, "PresharedKey").to_owned();
+    assert_ne!(tablet_psk, psk, "a new preshared key for every peer");
+    let before_restart = wg_show_preshared_keys(&interface);
+    assert_eq!(before_restart.len(), 5);
+    assert!(before_restart.iter().any(|(_, k)| *k == tablet_psk));
+    assert!(before_restart.iter().all(|(_, k)| k != "(none)"));
 
     // The peers outlive a restart; the interface is down while the appliance is.
     assert!(app.stop(Duration::from_secs(60)).success());
@@ -245,6 +286,12 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
     })
     .await;
     assert_eq!(wg_show_peers(&interface).len(), 5);
+    // Each with the preshared key the registry kept.
+    let mut after_restart = wg_show_preshared_keys(&interface);
+    let mut before_restart = before_restart;
+    after_restart.sort();
+    before_restart.sort();
+    assert_eq!(after_restart, before_restart);
 }
 
 #[tokio::test]

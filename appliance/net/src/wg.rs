@@ -2,14 +2,16 @@
 //!
 //! The supervisor (root) owns one WireGuard interface (`cvwg0` by default) on a private
 //! IPv4 network (`10.213.0.0/24`), the appliance being its first address. Peers are
-//! added by name: the appliance generates the peer's key pair, gives it the next free
-//! address and hands back a client configuration (text, or a QR code the WireGuard apps
-//! scan) exactly once; the peer's private key is kept nowhere.
+//! added by name: the appliance generates the peer's key pair and a preshared key, gives
+//! it the next free address and hands back a client configuration (text, or a QR code
+//! the WireGuard apps scan) exactly once; the peer's private key is kept nowhere, its
+//! preshared key only in the registry (the interface needs it).
 //!
 //! - [`names`]: [`PeerName`], [`InterfaceName`], [`Endpoint`] — validated once;
 //! - [`settings`]: [`WgSettings`] (what `[wireguard]` in the config becomes) and the
 //!   tunnel network's address plan, [`WgNetwork`];
-//! - [`keys`]: [`PrivateKey`] (never printed, wiped on drop) and [`PublicKey`];
+//! - [`keys`]: [`PrivateKey`] and [`PresharedKey`] (never printed, wiped on drop) and
+//!   [`PublicKey`];
 //! - [`state`]: the state directory — `server.key` and the registry `peers.json`, both
 //!   0600, written atomically, refused (never replaced) when damaged;
 //! - [`client`]: the client configuration ([`ClientConfig`], secret) and [`qr_svg`];
@@ -20,8 +22,8 @@
 //! ## Errors
 //!
 //! One [`WgError`] enum for the module. Variants carry the path, name or port they are
-//! about; the ones a person must act on say what to do. None ever contains a private key
-//! or a client configuration.
+//! about; the ones a person must act on say what to do. None ever contains a private or
+//! preshared key or a client configuration.
 
 pub mod client;
 pub mod iface;
@@ -36,7 +38,7 @@ use std::path::PathBuf;
 
 pub use client::{ClientConfig, qr_svg};
 pub use iface::{Backend, Interface, PeerStats, Tools};
-pub use keys::{PrivateKey, PublicKey};
+pub use keys::{PresharedKey, PrivateKey, PublicKey};
 pub use names::{Endpoint, Host, InterfaceName, InvalidValue, PeerName};
 pub use server::{PeerStatus, WgServer};
 pub use settings::{PERSISTENT_KEEPALIVE_SECS, WgNetwork, WgSettings, allowed_ips};

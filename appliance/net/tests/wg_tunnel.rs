@@ -1,8 +1,9 @@
 //! The VPN on the real kernel: two network namespaces joined by a veth pair, the
 //! appliance's interface brought up in one by `cv_net::wg` (in a thread that has entered
 //! that namespace), a client made from the generated configuration in the other with
-//! `wireguard-go` and `wg setconf`, and TCP through the tunnel — until the peer is
-//! revoked.
+//! `wireguard-go` and `wg setconf`, and TCP through the tunnel — only with the peer's
+//! preshared key, and until the peer is revoked. A peer registered before preshared keys
+//! existed still gets through without one.
 //!
 //! These need root, `ip`, `wireguard-go` and `wg`. A test whose precondition is missing
 //! says so on stderr and returns, unless `CV_REQUIRE_ROOT_NET=1` (set by
@@ -24,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use cv_net::wg::iface::{socket_path, wireguard_go_processes};
 use cv_net::wg::{
-    Backend, Endpoint, InterfaceName, PeerName, Tools, WgError, WgNetwork, WgServer, WgSettings,
+    Backend, ClientConfig, Endpoint, InterfaceName, PeerName, PrivateKey, PublicKey, Tools,
+    WgError, WgNetwork, WgServer, WgSettings,
 };
 use nix::sched::CloneFlags;
 
@@ -356,6 +358,25 @@ fn echo(listener: TcpListener) {
     });
 }
 
+/// What `wg show INTERFACE preshared-keys` says in `ns`: each peer's public key and its
+/// preshared key (`(none)` when it has none).
+fn preshared_keys(ns: &Netns, interface: &InterfaceName) -> Vec<(String, String)> {
+    ns.exec(&["wg", "show", interface.as_str(), "preshared-keys"])
+        .lines()
+        .map(|line| {
+            let (peer, key) = line.split_once('\t').unwrap();
+            (peer.to_owned(), key.to_owned())
+        })
+        .collect()
+}
+
+/// The value of the first `KEY = value` line of `conf`.
+fn conf_field<'c>(conf: &'c str, key: &str) -> &'c str {
+    conf.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(" = "))
+        .unwrap_or_else(|| panic!("no {key} in the configuration"))
+}
+
 #[test]
 fn traffic_flows_through_the_tunnel_until_the_peer_is_revoked() {
     if !lab_or_skip("traffic_flows_through_the_tunnel_until_the_peer_is_revoked") {
@@ -391,9 +412,57 @@ fn traffic_flows_through_the_tunnel_until_the_peer_is_revoked() {
     let listener = server.run(|| TcpListener::bind(("10.213.0.1", ECHO_PORT)).unwrap());
     echo(listener);
 
-    // The client, from the configuration alone.
-    lab.start_client(&client_if, &conf);
-    round_trip(&client, Duration::from_secs(10)).expect("traffic through the tunnel");
+    // The peer's preshared key is on the server's interface, as the configuration says.
+    let psk = conf_field(&conf, "PresharedKey").to_owned();
+    assert_eq!(
+        preshared_keys(&lab.server_ns, &server_if),
+        [(peer.public_key.to_base64(), psk.clone())]
+    );
+    assert_eq!(
+        peer.preshared_key.as_ref().unwrap().to_base64().as_str(),
+        psk
+    );
+
+    // The client, from the configuration without its preshared key: the server answers
+    // its handshakes with the key mixed in, which the client cannot check, so nothing
+    // passes.
+    let without_psk: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("PresharedKey"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    lab.start_client(&client_if, &without_psk);
+    let server_key = conf_field(&conf, "PublicKey").to_owned();
+    assert_eq!(
+        preshared_keys(&lab.client_ns, &client_if),
+        [(server_key.clone(), "(none)".to_owned())]
+    );
+    let err = round_trip(&client, Duration::from_secs(3))
+        .expect_err("no traffic without the preshared key");
+    println!("without the preshared key the connection failed as it should: {err}");
+    let status = server.run(|| with_server(|s| s.status()).unwrap());
+    let stats = status[0].stats.expect("stats while up");
+    assert!(stats.last_handshake.is_none(), "{stats:?}");
+
+    // With the configuration's preshared key, as `wg setconf` takes it from the whole
+    // file: traffic passes, and both ends hold the same key.
+    let psk_file = lab.dir.join("psk");
+    std::fs::write(&psk_file, format!("{psk}\n")).unwrap();
+    lab.client_ns.exec(&[
+        "wg",
+        "set",
+        client_if.as_str(),
+        "peer",
+        &server_key,
+        "preshared-key",
+        psk_file.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&psk_file).unwrap();
+    assert_eq!(
+        preshared_keys(&lab.client_ns, &client_if),
+        [(server_key.clone(), psk.clone())]
+    );
+    round_trip(&client, Duration::from_secs(20)).expect("traffic through the tunnel");
 
     // The server sees the handshake and the bytes.
     let status = server.run(|| with_server(|s| s.status()).unwrap());
@@ -537,4 +606,71 @@ fn a_port_in_use_and_a_missing_wireguard_go_are_clear_errors() {
     });
     // Peer names are checked before anything else happens, here as anywhere.
     assert!(PeerName::parse("has space").is_err());
+}
+
+#[test]
+fn a_peer_registered_before_preshared_keys_gets_through_without_one() {
+    if !lab_or_skip("a_peer_registered_before_preshared_keys_gets_through_without_one") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let server_if = lab.interface("cvtl");
+    let client_if = lab.interface("cvtk");
+    let port = 51820;
+    let state = lab.dir.join("wireguard");
+
+    // `peers.json` as the builds before preshared keys wrote it: the peer's entry has no
+    // `preshared_key`. Its private key is the one its configuration held back then.
+    let phone_key = PrivateKey::generate();
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("peers.json"),
+        format!(
+            r#"{{"version":1,"peers":[{{"name":"old-phone","public_key":"{}","address":"10.213.0.2","created_at":"2024-01-01T00:00:00Z"}}]}}"#,
+            phone_key.public_key()
+        ),
+    )
+    .unwrap();
+
+    let server = NsThread::enter(&lab.server_ns);
+    let client = NsThread::enter(&lab.client_ns);
+    let settings_ = settings(&server_if, port);
+    let server_key: PublicKey = server.run(move || {
+        let mut s = WgServer::open(settings_, state).unwrap();
+        assert_eq!(s.peers().len(), 1);
+        assert_eq!(s.peers()[0].preshared_key, None);
+        s.bring_up(&Tools::find()).unwrap();
+        let key = s.public_key();
+        SERVER.with(|cell| *cell.borrow_mut() = Some(s));
+        key
+    });
+    let listener = server.run(|| TcpListener::bind(("10.213.0.1", ECHO_PORT)).unwrap());
+    echo(listener);
+
+    // Configured without a preshared key on the interface.
+    assert_eq!(
+        preshared_keys(&lab.server_ns, &server_if),
+        [(phone_key.public_key().to_base64(), "(none)".to_owned())]
+    );
+
+    // Its configuration from back then (no PresharedKey line) still works.
+    let settings_ = settings(&server_if, port);
+    let conf = ClientConfig::render(
+        &PeerName::parse("old-phone").unwrap(),
+        &phone_key,
+        None,
+        Ipv4Addr::new(10, 213, 0, 2),
+        &settings_,
+        &server_key,
+        settings_.endpoint.as_ref().unwrap(),
+    );
+    assert!(!conf.text().contains("PresharedKey"));
+    lab.start_client(&client_if, conf.text());
+    round_trip(&client, Duration::from_secs(10)).expect("traffic through the tunnel");
+    let status = server.run(|| with_server(|s| s.status()).unwrap());
+    assert!(status[0].stats.unwrap().last_handshake.is_some());
+
+    server.run(|| with_server(|s| s.take_down()).unwrap());
+    drop(server);
+    drop(client);
 }

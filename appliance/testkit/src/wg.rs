@@ -82,6 +82,23 @@ impl PhoneTunnel {
         tunnel
     }
 
+    /// `wg show INTERFACE preshared-keys` in the namespace: a line `PEER\tKEY` per peer,
+    /// `(none)` for a peer without one.
+    pub fn preshared_keys(&self) -> String {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.netns,
+                "wg",
+                "show",
+                &self.interface,
+                "preshared-keys",
+            ],
+        )
+    }
+
     /// `wg show INTERFACE latest-handshakes` in the namespace.
     pub fn handshakes(&self) -> String {
         run(
@@ -114,7 +131,7 @@ mod tests {
 
     #[test]
     fn a_client_conf_is_split_like_wg_quick_does() {
-        let conf = "[Interface]\nPrivateKey = cHJpdg==\nAddress = 10.213.0.2/32\nDNS = 10.213.0.1\n\n[Peer]\nPublicKey = cHVi\nEndpoint = 198.18.0.1:51820\nAllowedIPs = 10.213.0.0/24, fd00::/64\nPersistentKeepalive = 25\n";
+        let conf = "[Interface]\nPrivateKey = cHJpdg==\nAddress = 10.213.0.2/32\nDNS = 10.213.0.1\n\n[Peer]\nPublicKey = cHVi\nPresharedKey = cHNr\nEndpoint = 198.18.0.1:51820\nAllowedIPs = 10.213.0.0/24, fd00::/64\nPersistentKeepalive = 25\n";
         let parsed = ClientConf::parse(conf);
         assert_eq!(parsed.addresses, ["10.213.0.2/32"]);
         assert_eq!(parsed.allowed_ips, ["10.213.0.0/24", "fd00::/64"]);
@@ -122,5 +139,11 @@ mod tests {
         assert!(!parsed.wg_only.contains("DNS"));
         assert!(parsed.wg_only.contains("PrivateKey = cHJpdg=="));
         assert!(parsed.wg_only.contains("Endpoint = 198.18.0.1:51820"));
+        // The preshared key is WireGuard's own: `wg setconf` applies it.
+        assert!(
+            parsed
+                .wg_only
+                .contains("\nPublicKey = cHVi\nPresharedKey = cHNr\n")
+        );
     }
 }

@@ -9,17 +9,18 @@ use qrcode::{EcLevel, QrCode};
 use zeroize::Zeroizing;
 
 use super::WgError;
-use super::keys::{PrivateKey, PublicKey};
+use super::keys::{PresharedKey, PrivateKey, PublicKey};
 use super::names::{Endpoint, PeerName};
 use super::settings::WgSettings;
 
 /// Pixels per QR module in the SVG. The SVG scales to any size (it has a `viewBox`); this
-/// only sets its default size, about 500 pixels for a typical configuration (version 12
-/// to 14 at level M: 65 to 73 modules with the quiet zone).
+/// only sets its default size, about 550 pixels for a typical configuration (300 to 350
+/// bytes: version 13 or 14 at level M, 69 or 73 modules, 77 or 81 with the quiet zone).
 const QR_MODULE_PX: u32 = 7;
 
-/// A client configuration. It holds the peer's private key, which exists nowhere else:
-/// `Debug` shows only the peer's name, and the text is wiped from memory when dropped.
+/// A client configuration. It holds the peer's private key, which exists nowhere else,
+/// and its preshared key: `Debug` shows only the peer's name, and the text is wiped from
+/// memory when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     peer: PeerName,
@@ -27,8 +28,8 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The configuration of a peer with `private_key` and `address`, connecting to the
-    /// server `server_key` at `endpoint`:
+    /// The configuration of a peer with `private_key`, `preshared_key` and `address`,
+    /// connecting to the server `server_key` at `endpoint`:
     ///
     /// ```text
     /// [Interface]
@@ -38,6 +39,7 @@ impl ClientConfig {
     ///
     /// [Peer]
     /// PublicKey = …
+    /// PresharedKey = …            (only when the peer has one)
     /// Endpoint = vault.example.net:51820
     /// AllowedIPs = 10.213.0.0/24
     /// PersistentKeepalive = 25
@@ -48,6 +50,7 @@ impl ClientConfig {
     pub fn render(
         peer: &PeerName,
         private_key: &PrivateKey,
+        preshared_key: Option<&PresharedKey>,
         address: Ipv4Addr,
         settings: &WgSettings,
         server_key: &PublicKey,
@@ -66,6 +69,9 @@ impl ClientConfig {
         let _ = writeln!(text);
         let _ = writeln!(text, "[Peer]");
         let _ = writeln!(text, "PublicKey = {server_key}");
+        if let Some(psk) = preshared_key {
+            let _ = writeln!(text, "PresharedKey = {}", psk.to_base64().as_str());
+        }
         let _ = writeln!(text, "Endpoint = {endpoint}");
         let allowed = list(
             settings
@@ -122,9 +128,10 @@ impl fmt::Debug for ClientConfig {
 /// `text` as an SVG QR code that the WireGuard apps scan ("Create from QR code"), with
 /// the quiet zone of 4 modules the standard asks for (ISO/IEC 18004 section 6.3.8).
 ///
-/// Error correction level M (15% of the code may be damaged): a ~300-byte configuration
-/// fits in version 12 to 14, small enough to scan from a screen at arm's length; level H
-/// would make the modules a third smaller for damage a screen does not suffer.
+/// Error correction level M (15% of the code may be damaged): a configuration of 300 to
+/// 350 bytes (keys, preshared key, endpoint, DNS) fits in version 13 or 14, small enough
+/// to scan from a screen at arm's length; level H would make the modules a third smaller
+/// for damage a screen does not suffer.
 ///
 /// When `text` is a client configuration, the SVG is as secret as the text.
 pub fn qr_svg(text: &str) -> Result<String, WgError> {
@@ -153,23 +160,67 @@ mod tests {
         )
     }
 
-    fn sample(settings: &WgSettings) -> (ClientConfig, PrivateKey, PublicKey) {
+    struct Sample {
+        config: ClientConfig,
+        private: PrivateKey,
+        psk: PresharedKey,
+        server: PublicKey,
+    }
+
+    fn sample(settings: &WgSettings) -> Sample {
         let private = PrivateKey::generate();
+        let psk = PresharedKey::generate();
         let server = PrivateKey::generate().public_key();
         let config = ClientConfig::render(
             &PeerName::parse("olivia-phone").unwrap(),
             &private,
+            Some(&psk),
             Ipv4Addr::new(10, 213, 0, 2),
             settings,
             &server,
             &Endpoint::parse("vault.example.net:51820").unwrap(),
         );
-        (config, private, server)
+        Sample {
+            config,
+            private,
+            psk,
+            server,
+        }
     }
 
     #[test]
     fn renders_the_wg_quick_format() {
-        let (config, private, server) = sample(&settings());
+        let Sample {
+            config,
+            private,
+            psk,
+            server,
+        } = sample(&settings());
+        assert_eq!(
+            config.text(),
+            format!(
+                "[Interface]\nPrivateKey = {}\nAddress = 10.213.0.2/32\n\n[Peer]\nPublicKey = \
+                 {server}\nPresharedKey = {}\nEndpoint = vault.example.net:51820\n\
+                 AllowedIPs = 10.213.0.0/24\nPersistentKeepalive = 25\n",
+                private.to_base64().as_str(),
+                psk.to_base64().as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn a_peer_without_a_preshared_key_gets_no_preshared_key_line() {
+        let private = PrivateKey::generate();
+        let server = PrivateKey::generate().public_key();
+        let config = ClientConfig::render(
+            &PeerName::parse("old-phone").unwrap(),
+            &private,
+            None,
+            Ipv4Addr::new(10, 213, 0, 2),
+            &settings(),
+            &server,
+            &Endpoint::parse("vault.example.net:51820").unwrap(),
+        );
         assert_eq!(
             config.text(),
             format!(
@@ -192,20 +243,26 @@ mod tests {
             allowed_ips("0.0.0.0/0").unwrap(),
             allowed_ips("::/0").unwrap(),
         ];
-        let (config, _, _) = sample(&s);
+        let config = sample(&s).config;
         assert!(config.text().contains("\nDNS = 10.213.0.1, 2001:db8::53\n"));
         assert!(config.text().contains("\nAllowedIPs = 0.0.0.0/0, ::/0\n"));
     }
 
     #[test]
     fn debug_shows_no_secret() {
-        let (config, private, _) = sample(&settings());
+        let Sample {
+            config,
+            private,
+            psk,
+            ..
+        } = sample(&settings());
         let shown = format!("{config:?}");
         assert_eq!(
             shown,
             r#"ClientConfig { peer: "olivia-phone", text: "(secret)" }"#
         );
         assert!(!shown.contains(private.to_base64().as_str()));
+        assert!(!shown.contains(psk.to_base64().as_str()));
     }
 
     /// Rasterises the SVG that [`qr_svg`] wrote (one `<rect>` background and one `<path>`
@@ -262,12 +319,14 @@ mod tests {
         let config = ClientConfig::render(
             &PeerName::parse("olivia-work-laptop").unwrap(),
             &private,
+            Some(&PresharedKey::generate()),
             Ipv4Addr::new(10, 213, 0, 254),
             &s,
             &PrivateKey::generate().public_key(),
             &Endpoint::parse("home-vault.some-dynamic-dns.example.net:51820").unwrap(),
         );
-        assert!(config.text().len() > 300, "{}", config.text().len());
+        assert!(config.text().len() > 350, "{}", config.text().len());
+        assert!(config.text().contains("\nPresharedKey = "));
         let svg = config.qr_svg().unwrap();
         assert!(svg.starts_with("<?xml"), "an SVG document");
         assert_eq!(decode(&svg), config.text());
@@ -283,7 +342,7 @@ mod tests {
             return;
         };
         assert!(out.status.success());
-        let (config, _, _) = sample(&settings());
+        let config = sample(&settings()).config;
         let (w, h, pixels) = rasterise(&config.qr_svg().unwrap());
         // A PGM (netpbm greyscale), which zbarimg reads through ImageMagick.
         let tmp = tempfile::tempdir().unwrap();

@@ -163,7 +163,8 @@ pub struct Interface {
 
 impl Interface {
     /// Brings the interface up: the server key, the listen port and every peer of
-    /// `peers` (each allowed its own address only), then the server address
+    /// `peers` (each allowed its own address only, with its preshared key if it has
+    /// one), then the server address
     /// ([`super::WgNetwork::server_address`] with the network's prefix) and the link up.
     /// Anything half done is undone when it fails.
     pub fn up(
@@ -187,7 +188,7 @@ impl Interface {
             .set_listen_port(settings.listen_port)
             .replace_peers();
         for peer in peers {
-            update = update.add_peer(peer_config(&peer.public_key, peer.address));
+            update = update.add_peer(peer_config(peer));
         }
 
         let mut interface = Interface {
@@ -255,11 +256,11 @@ impl Interface {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Lets `key` in, from `address` only.
-    pub fn add_peer(&mut self, key: &PublicKey, address: Ipv4Addr) -> Result<(), WgError> {
+    /// Lets `peer` in, from its address only, with its preshared key if it has one.
+    pub fn add_peer(&mut self, peer: &PeerEntry) -> Result<(), WgError> {
         self.check()?;
         DeviceUpdate::new()
-            .add_peer(peer_config(key, address))
+            .add_peer(peer_config(peer))
             .apply(&self.control_name, self.backend.control())
             .map_err(|source| self.control_error("adding a peer to", source))
     }
@@ -471,12 +472,19 @@ fn control_name(name: &InterfaceName) -> Result<wireguard_control::InterfaceName
     })
 }
 
-/// The peer as the interface holds it: its key, and its one address as the only source
-/// the interface accepts from it (and the only destination it routes to it).
-fn peer_config(key: &PublicKey, address: Ipv4Addr) -> PeerConfigBuilder {
-    PeerConfigBuilder::new(&key.to_control())
+/// The peer as the interface holds it: its key, its preshared key when it has one (a
+/// peer registered before preshared keys has none, and its handshakes use none), and its
+/// one address as the only source the interface accepts from it (and the only
+/// destination it routes to it).
+fn peer_config(peer: &PeerEntry) -> PeerConfigBuilder {
+    let builder = PeerConfigBuilder::new(&peer.public_key.to_control());
+    let builder = match &peer.preshared_key {
+        Some(psk) => builder.set_preshared_key(psk.to_control()),
+        None => builder,
+    };
+    builder
         .replace_allowed_ips()
-        .add_allowed_ip(IpAddr::V4(address), 32)
+        .add_allowed_ip(IpAddr::V4(peer.address), 32)
 }
 
 /// Whether a network interface called `name` exists in this thread's network namespace
@@ -651,5 +659,55 @@ fn last_lines(output: &Mutex<VecDeque<String>>) -> String {
         String::new()
     } else {
         format!(": {}", kept.iter().cloned().collect::<Vec<_>>().join(" / "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wg::keys::PresharedKey;
+    use crate::wg::names::PeerName;
+    use wireguard_control::AllowedIp;
+
+    fn entry(preshared_key: Option<PresharedKey>) -> PeerEntry {
+        PeerEntry {
+            name: PeerName::parse("phone").unwrap(),
+            public_key: PrivateKey::generate().public_key(),
+            preshared_key,
+            address: Ipv4Addr::new(10, 213, 0, 2),
+            created_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_peer_is_configured_with_its_preshared_key() {
+        let psk = PresharedKey::generate();
+        let peer = entry(Some(psk.clone()));
+        let config = peer_config(&peer).into_peer_config();
+        assert_eq!(PublicKey::from_control(&config.public_key), peer.public_key);
+        let given = config.preshared_key.expect("a preshared key");
+        assert_eq!(given.to_base64(), psk.to_base64().as_str());
+        assert_eq!(
+            config.allowed_ips,
+            [AllowedIp {
+                address: IpAddr::V4(peer.address),
+                cidr: 32
+            }]
+        );
+    }
+
+    #[test]
+    fn a_peer_without_a_preshared_key_is_configured_without_one() {
+        // As loaded from a registry written before preshared keys: no field at all.
+        let peer: PeerEntry = serde_json::from_str(&format!(
+            r#"{{"name":"old-phone","public_key":"{}","address":"10.213.0.2","created_at":"2024-01-01T00:00:00Z"}}"#,
+            PrivateKey::generate().public_key()
+        ))
+        .unwrap();
+        assert_eq!(peer.preshared_key, None);
+        let config = peer_config(&peer).into_peer_config();
+        // `None` sends no preshared key at all (not even the all-zero "unset" one).
+        assert_eq!(config.preshared_key, None);
+        assert_eq!(PublicKey::from_control(&config.public_key), peer.public_key);
     }
 }

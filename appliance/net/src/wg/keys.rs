@@ -2,8 +2,11 @@
 //! genkey` does.
 //!
 //! A [`PrivateKey`] never prints (its `Debug` is `PrivateKey(..)`) and is wiped from
-//! memory when dropped. Keys handed to `wireguard-control` are copies in its own `Key`
-//! type, which does not wipe itself; they live only for the call.
+//! memory when dropped; so is a [`PresharedKey`], the symmetric key a peer and the
+//! interface share on top of the key pairs (WireGuard's optional `PresharedKey`, mixed
+//! into every handshake so that recorded traffic stays safe even if Curve25519 is broken
+//! one day). Keys handed to `wireguard-control` are copies in its own `Key` type, which
+//! does not wipe itself; they live only for the call.
 
 use std::fmt;
 use std::str::FromStr;
@@ -83,6 +86,78 @@ impl Eq for PrivateKey {}
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PrivateKey(..)")
+    }
+}
+
+/// A WireGuard preshared key: 32 random bytes that one peer and the interface both hold.
+/// Unlike a private key it is not clamped (it is no Curve25519 scalar), like the output
+/// of `wg genpsk`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PresharedKey([u8; KEY_LEN]);
+
+impl PresharedKey {
+    /// A new random key from the operating system's CSPRNG (through `rand::rng()`).
+    pub fn generate() -> PresharedKey {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        let key = PresharedKey(bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Reads the base64 form (surrounding whitespace ignored). The error never contains
+    /// the text.
+    pub fn from_base64(text: &str) -> Result<PresharedKey, InvalidValue> {
+        let bytes = decode(text.trim())
+            .map_err(|reason| InvalidValue::new("preshared key", "(not shown)", reason))?;
+        let mut bytes_copy = [0u8; KEY_LEN];
+        bytes_copy.copy_from_slice(&bytes);
+        let key = PresharedKey(bytes_copy);
+        bytes_copy.zeroize();
+        Ok(key)
+    }
+
+    /// The base64 form, in memory that is wiped when dropped.
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.0))
+    }
+
+    /// A copy for `wireguard-control` (see the module docs).
+    pub(crate) fn to_control(&self) -> wireguard_control::Key {
+        wireguard_control::Key(self.0)
+    }
+}
+
+impl PartialEq for PresharedKey {
+    /// Constant time, as for [`PrivateKey`].
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl Eq for PresharedKey {}
+
+impl fmt::Debug for PresharedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresharedKey(..)")
+    }
+}
+
+/// Written as its base64 form (the registry keeps it so).
+impl Serialize for PresharedKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.to_base64().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PresharedKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(deserializer)?);
+        PresharedKey::from_base64(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -198,6 +273,52 @@ mod tests {
         let shown = format!("{key:?}");
         assert_eq!(shown, "PrivateKey(..)");
         assert!(!shown.contains(key.to_base64().as_str()));
+    }
+
+    #[test]
+    fn preshared_keys_are_random_and_round_trip() {
+        let key = PresharedKey::generate();
+        let text = key.to_base64();
+        assert_eq!(text.len(), 44, "{}", text.as_str());
+        let again = PresharedKey::from_base64(&format!(" {}\n", text.as_str())).unwrap();
+        assert_eq!(again, key);
+        assert_ne!(PresharedKey::generate(), key);
+        // Serde uses the same base64 form.
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(json, format!("\"{}\"", text.as_str()));
+        assert_eq!(serde_json::from_str::<PresharedKey>(&json).unwrap(), key);
+        // What wireguard-control is given is the same 32 bytes.
+        assert_eq!(key.to_control().to_base64(), text.as_str());
+    }
+
+    #[test]
+    fn preshared_keys_never_print() {
+        let key = PresharedKey::generate();
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "PresharedKey(..)");
+        assert!(!shown.contains(key.to_base64().as_str()));
+        let shown = format!("{:?}", Some(key.clone()));
+        assert_eq!(shown, "Some(PresharedKey(..))");
+    }
+
+    #[test]
+    fn bad_preshared_keys_are_refused_without_echoing_them() {
+        let e = PresharedKey::from_base64("c2VjcmV0").unwrap_err();
+        assert_eq!(e.what, "preshared key");
+        assert!(e.reason.contains("decodes to 6 bytes"), "{e}");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        let e = PresharedKey::from_base64("not base64!").unwrap_err();
+        assert!(e.reason.contains("not base64"), "{e}");
+        assert!(!e.to_string().contains("not base64!"), "{e}");
+        let e = PresharedKey::from_base64("").unwrap_err();
+        assert!(e.reason.contains("decodes to 0 bytes"), "{e}");
+        // Through serde too: the message says what is wrong and shows no key.
+        let long = STANDARD.encode([7u8; 33]);
+        let e = serde_json::from_str::<PresharedKey>(&format!("\"{long}\"")).unwrap_err();
+        assert!(e.to_string().contains("decodes to 33 bytes"), "{e}");
+        assert!(!e.to_string().contains(&long), "{e}");
+        let e = serde_json::from_str::<PresharedKey>("42").unwrap_err();
+        assert!(e.to_string().contains("expected a string"), "{e}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::WgError;
 use super::client::ClientConfig;
 use super::iface::{Interface, PeerStats, Tools};
-use super::keys::{PrivateKey, PublicKey};
+use super::keys::{PresharedKey, PrivateKey, PublicKey};
 use super::names::PeerName;
 use super::settings::WgSettings;
 use super::state::{PeerEntry, Registry, StateDir};
@@ -118,9 +118,11 @@ impl WgServer {
         }
     }
 
-    /// Adds a peer called `name`: generates its key pair, gives it the lowest free
-    /// address, lets it in (when the interface runs) and returns its configuration. The
-    /// peer's private key is in that configuration only; nothing keeps it.
+    /// Adds a peer called `name`: generates its key pair and a preshared key, gives it
+    /// the lowest free address, lets it in (when the interface runs) and returns its
+    /// configuration. The peer's private key is in that configuration only; nothing
+    /// keeps it. The preshared key is in the configuration and in the registry, because
+    /// the interface needs it again whenever it is brought up.
     pub fn add_peer(
         &mut self,
         name: &str,
@@ -136,16 +138,18 @@ impl WgServer {
         }
         let address = self.registry.next_free_address(&self.settings.network)?;
         let private_key = PrivateKey::generate();
+        let preshared_key = PresharedKey::generate();
         let entry = PeerEntry {
             name: name.clone(),
             public_key: private_key.public_key(),
+            preshared_key: Some(preshared_key.clone()),
             address,
             created_at: now.replace_nanosecond(0).unwrap_or(now),
         };
         let registry = self.registry.with(entry.clone());
         self.state.save_registry(&registry)?;
         if let Some(interface) = &mut self.interface
-            && let Err(e) = interface.add_peer(&entry.public_key, address)
+            && let Err(e) = interface.add_peer(&entry)
         {
             self.restore_registry();
             return Err(e);
@@ -155,6 +159,7 @@ impl WgServer {
         let config = ClientConfig::render(
             &name,
             &private_key,
+            Some(&preshared_key),
             address,
             &self.settings,
             &self.public_key,
@@ -182,7 +187,7 @@ impl WgServer {
             // The registry still lists it: let it in again rather than leave the two
             // disagreeing.
             if let Some(interface) = &mut self.interface {
-                let _ = interface.add_peer(&entry.public_key, entry.address);
+                let _ = interface.add_peer(&entry);
             }
             return Err(e);
         }
@@ -280,6 +285,28 @@ mod tests {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
             assert!(!text.contains(private), "a peer's private key was stored");
         }
+        // The preshared key follows the server's public key in the configuration, is the
+        // one the registry keeps, and differs between peers.
+        let lines: Vec<&str> = config.text().lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("PublicKey = "))
+            .unwrap();
+        let psk = lines[at + 1]
+            .strip_prefix("PresharedKey = ")
+            .unwrap_or_else(|| panic!("no PresharedKey after PublicKey:\n{}", config.text()));
+        assert_eq!(
+            phone.preshared_key,
+            Some(PresharedKey::from_base64(psk).unwrap())
+        );
+        assert!(laptop.preshared_key.is_some());
+        assert_ne!(laptop.preshared_key, phone.preshared_key);
+        let registry = file(&server).unwrap();
+        assert!(registry.contains(psk), "{registry}");
+        assert!(
+            !format!("{server:?}").contains(psk),
+            "Debug shows a preshared key"
+        );
         // The state survives a restart.
         drop(server);
         let mut server = WgServer::open(settings("10.213.0.0/24"), tmp.path()).unwrap();

@@ -4,8 +4,12 @@
 //! | file | mode | contents |
 //! |---|---|---|
 //! | `server.key` | 0600 | the interface's private key, base64, created on first use |
-//! | `peers.json` | 0600 | the peer registry: name, public key, address, created_at |
+//! | `peers.json` | 0600 | the peers: name, public and preshared key, address, created_at |
 //!
+//! Both files hold secrets. The registry keeps each peer's preshared key, because the
+//! interface needs it again every time it is brought up. An entry without one (written
+//! before preshared keys were given out) loads as a peer without a preshared key, which
+//! keeps working without one.
 //! Peers' private keys are never stored: each is written once into the client
 //! configuration returned by `add_peer`. Both files are replaced atomically (temporary
 //! file, fsync, rename, fsync of the directory). A file that cannot be read as what it
@@ -24,13 +28,13 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::WgError;
-use super::keys::{PrivateKey, PublicKey};
+use super::keys::{PresharedKey, PrivateKey, PublicKey};
 use super::names::PeerName;
 use super::settings::WgNetwork;
 
 /// The state directory: only its owner (root on an appliance) may enter.
 const DIR_MODE: u32 = 0o700;
-/// Both files hold secrets or say who may connect: owner only.
+/// Both files hold secrets (the server key; the peers' preshared keys): owner only.
 const FILE_MODE: u32 = 0o600;
 /// The registry format this build writes and reads.
 const REGISTRY_VERSION: u32 = 1;
@@ -175,12 +179,17 @@ struct RegistryFile {
     peers: Vec<PeerEntry>,
 }
 
-/// One peer the appliance lets in.
+/// One peer the appliance lets in. Its `Debug` shows no secret (a [`PresharedKey`]
+/// prints as `PresharedKey(..)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     pub name: PeerName,
     pub public_key: PublicKey,
+    /// The key this peer and the interface share (secret); `None` for a peer registered
+    /// before preshared keys were given out, whose entry has no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preshared_key: Option<PresharedKey>,
     /// Its tunnel address (the only source address the interface accepts from it).
     pub address: Ipv4Addr,
     #[serde(with = "time::serde::rfc3339")]
@@ -346,6 +355,7 @@ mod tests {
         PeerEntry {
             name: PeerName::parse(name).unwrap(),
             public_key: PrivateKey::generate().public_key(),
+            preshared_key: Some(PresharedKey::generate()),
             address: Ipv4Addr::new(10, 213, 0, last_octet),
             created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
         }
@@ -405,6 +415,15 @@ mod tests {
         assert_eq!(mode(&state.registry_path()), 0o600);
         let loaded = state.load_registry(&network()).unwrap();
         assert_eq!(loaded, registry);
+        // The preshared keys are kept, as base64.
+        let text = fs::read_to_string(state.registry_path()).unwrap();
+        for peer in registry.peers() {
+            let psk = peer.preshared_key.as_ref().unwrap().to_base64();
+            assert!(
+                text.contains(&format!("\"preshared_key\": \"{}\"", psk.as_str())),
+                "{text}"
+            );
+        }
         // Sorted by address.
         assert_eq!(loaded.peers()[0].name.as_str(), "Phone");
         assert!(loaded.find(&PeerName::parse("PHONE").unwrap()).is_some());
@@ -416,6 +435,51 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["peers.json"]);
+    }
+
+    #[test]
+    fn a_registry_written_before_preshared_keys_loads_without_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::open(tmp.path()).unwrap();
+        let key = PrivateKey::generate().public_key();
+        // `peers.json` as the builds before preshared keys wrote it.
+        fs::write(
+            state.registry_path(),
+            format!(
+                "{{\n  \"version\": 1,\n  \"peers\": [\n    {{\n      \"name\": \"old-phone\",\n      \
+                 \"public_key\": \"{key}\",\n      \"address\": \"10.213.0.2\",\n      \
+                 \"created_at\": \"2024-01-01T00:00:00Z\"\n    }}\n  ]\n}}\n"
+            ),
+        )
+        .unwrap();
+        let loaded = state.load_registry(&network()).unwrap();
+        let [old] = loaded.peers() else {
+            panic!("one peer: {loaded:?}");
+        };
+        assert_eq!(old.name.as_str(), "old-phone");
+        assert_eq!(old.public_key, key);
+        assert_eq!(old.preshared_key, None);
+        // Written back (a new peer added beside it), it still has none: no field, rather
+        // than a null or a key it never had.
+        let new = peer("new-laptop", 3);
+        state.save_registry(&loaded.with(new.clone())).unwrap();
+        let text = fs::read_to_string(state.registry_path()).unwrap();
+        assert_eq!(text.matches("preshared_key").count(), 1, "{text}");
+        let again = state.load_registry(&network()).unwrap();
+        assert_eq!(again.peers()[0].preshared_key, None);
+        assert_eq!(again.peers()[1].preshared_key, new.preshared_key);
+    }
+
+    #[test]
+    fn a_peer_entry_shows_no_preshared_key() {
+        let p = peer("phone", 2);
+        let psk = p.preshared_key.as_ref().unwrap().to_base64();
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("preshared_key: Some(PresharedKey(..))"),
+            "{shown}"
+        );
+        assert!(!shown.contains(psk.as_str()), "{shown}");
     }
 
     #[test]
@@ -451,6 +515,14 @@ mod tests {
                     entry("a", "10.213.0.2", "AAAA")
                 ),
                 "3 bytes",
+            ),
+            (
+                format!(
+                    r#"{{"version":1,"peers":[{}]}}"#,
+                    entry("a", "10.213.0.2", &key)
+                        .replace("\"address\"", "\"preshared_key\":\"c2VjcmV0\",\"address\"")
+                ),
+                "preshared key \"(not shown)\": decodes to 6 bytes",
             ),
             (
                 format!(
@@ -498,6 +570,7 @@ mod tests {
             let message = e.to_string();
             assert!(message.contains(why), "{text}: {message}");
             assert!(message.contains("peers.json"), "{message}");
+            assert!(!message.contains("c2VjcmV0"), "a key was echoed: {message}");
             assert_eq!(fs::read_to_string(state.registry_path()).unwrap(), text);
         }
     }
