@@ -165,7 +165,12 @@ pub fn spawn(ctx: &Context) -> Result<(WorkerStarted, OwnedFd), String> {
         ])
         .args(["--log-format", &ctx.config.log.format.to_string()])
         .args(["--log-level", &ctx.config.log.level])
-        .keep_fd(OwnedFd::from(theirs), WORKER_FD);
+        .keep_fd(OwnedFd::from(theirs), WORKER_FD)
+        // ONNX Runtime (1.31) sets up its usage-event client even with telemetry off in
+        // the environment's options, and warns twice per worker that the jail gives it
+        // no CA bundle and no home to keep a device id in. Nothing is sent either way;
+        // this switches the client off before it starts.
+        .env("ORT_DISABLE_TELEMETRY", "1");
     // The CUDA libraries beside the CUDA runtime are found through the loader's path,
     // which it reads once, when the worker starts.
     if cv_inference::CUDA_SUPPORT && w.models_dir.join(cv_inference::CUDA_DIR).is_dir() {
