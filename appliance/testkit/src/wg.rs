@@ -85,34 +85,26 @@ impl PhoneTunnel {
     /// `wg show INTERFACE preshared-keys` in the namespace: a line `PEER\tKEY` per peer,
     /// `(none)` for a peer without one.
     pub fn preshared_keys(&self) -> String {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.netns,
-                "wg",
-                "show",
-                &self.interface,
-                "preshared-keys",
-            ],
-        )
+        self.show("preshared-keys")
     }
 
     /// `wg show INTERFACE latest-handshakes` in the namespace.
     pub fn handshakes(&self) -> String {
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.netns,
-                "wg",
-                "show",
-                &self.interface,
-                "latest-handshakes",
-            ],
-        )
+        self.show("latest-handshakes")
+    }
+
+    /// `wg show INTERFACE WHAT` in the namespace.
+    fn show(&self, what: &str) -> String {
+        let args = [
+            "netns",
+            "exec",
+            &self.netns,
+            "wg",
+            "show",
+            &self.interface,
+            what,
+        ];
+        run("ip", &args)
     }
 }
 

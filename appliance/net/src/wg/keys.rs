@@ -22,70 +22,76 @@ use super::names::InvalidValue;
 /// Key length in bytes (Curve25519).
 pub const KEY_LEN: usize = 32;
 
+/// What [`PrivateKey`] and [`PresharedKey`] share: reading and writing base64 without
+/// ever echoing the text, a copy for `wireguard-control`, a constant-time comparison (not
+/// needed here — keys are compared with keys this process holds, never with an
+/// attacker's guesses — but it costs nothing), and a `Debug` that prints only the type.
+macro_rules! secret_key {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            /// Reads the base64 form (surrounding whitespace ignored). The error never
+            /// contains the text.
+            pub fn from_base64(text: &str) -> Result<$name, InvalidValue> {
+                let bytes = decode(text.trim())
+                    .map_err(|reason| InvalidValue::new($what, "(not shown)", reason))?;
+                let mut key = $name([0u8; KEY_LEN]);
+                key.0.copy_from_slice(&bytes);
+                Ok(key)
+            }
+
+            /// The base64 form, in memory that is wiped when dropped.
+            pub fn to_base64(&self) -> Zeroizing<String> {
+                Zeroizing::new(STANDARD.encode(self.0))
+            }
+
+            /// A copy for `wireguard-control` (see the module docs).
+            pub(crate) fn to_control(&self) -> wireguard_control::Key {
+                wireguard_control::Key(self.0)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.0
+                    .iter()
+                    .zip(other.0.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(..)"))
+            }
+        }
+    };
+}
+
 /// A WireGuard private key.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PrivateKey([u8; KEY_LEN]);
+
+secret_key!(PrivateKey, "private key");
 
 impl PrivateKey {
     /// A new random key from the operating system's CSPRNG (through `rand::rng()`),
     /// clamped as Curve25519 private keys are (RFC 7748 section 5), which is what `wg
     /// genkey` writes.
     pub fn generate() -> PrivateKey {
-        let mut bytes = [0u8; KEY_LEN];
-        rand::rng().fill_bytes(&mut bytes);
-        bytes[0] &= 248;
-        bytes[31] &= 127;
-        bytes[31] |= 64;
-        let key = PrivateKey(bytes);
-        bytes.zeroize();
+        let mut key = PrivateKey([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(&mut key.0);
+        key.0[0] &= 248;
+        key.0[31] &= 127;
+        key.0[31] |= 64;
         key
-    }
-
-    /// Reads the base64 form (surrounding whitespace ignored). The error never contains
-    /// the text.
-    pub fn from_base64(text: &str) -> Result<PrivateKey, InvalidValue> {
-        let bytes = decode(text.trim())
-            .map_err(|reason| InvalidValue::new("private key", "(not shown)", reason))?;
-        let mut bytes_copy = [0u8; KEY_LEN];
-        bytes_copy.copy_from_slice(&bytes);
-        let key = PrivateKey(bytes_copy);
-        bytes_copy.zeroize();
-        Ok(key)
-    }
-
-    /// The base64 form, in memory that is wiped when dropped.
-    pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.0))
     }
 
     pub fn public_key(&self) -> PublicKey {
         let secret = x25519_dalek::StaticSecret::from(self.0);
         PublicKey(x25519_dalek::PublicKey::from(&secret).to_bytes())
-    }
-
-    /// A copy for `wireguard-control` (see the module docs).
-    pub(crate) fn to_control(&self) -> wireguard_control::Key {
-        wireguard_control::Key(self.0)
-    }
-}
-
-impl PartialEq for PrivateKey {
-    /// Constant time is not needed here (keys are compared with keys this process holds,
-    /// never with an attacker's guesses), but it costs nothing.
-    fn eq(&self, other: &Self) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-impl Eq for PrivateKey {}
-
-impl fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PrivateKey(..)")
     }
 }
 
@@ -95,55 +101,14 @@ impl fmt::Debug for PrivateKey {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct PresharedKey([u8; KEY_LEN]);
 
+secret_key!(PresharedKey, "preshared key");
+
 impl PresharedKey {
     /// A new random key from the operating system's CSPRNG (through `rand::rng()`).
     pub fn generate() -> PresharedKey {
-        let mut bytes = [0u8; KEY_LEN];
-        rand::rng().fill_bytes(&mut bytes);
-        let key = PresharedKey(bytes);
-        bytes.zeroize();
+        let mut key = PresharedKey([0u8; KEY_LEN]);
+        rand::rng().fill_bytes(&mut key.0);
         key
-    }
-
-    /// Reads the base64 form (surrounding whitespace ignored). The error never contains
-    /// the text.
-    pub fn from_base64(text: &str) -> Result<PresharedKey, InvalidValue> {
-        let bytes = decode(text.trim())
-            .map_err(|reason| InvalidValue::new("preshared key", "(not shown)", reason))?;
-        let mut bytes_copy = [0u8; KEY_LEN];
-        bytes_copy.copy_from_slice(&bytes);
-        let key = PresharedKey(bytes_copy);
-        bytes_copy.zeroize();
-        Ok(key)
-    }
-
-    /// The base64 form, in memory that is wiped when dropped.
-    pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.0))
-    }
-
-    /// A copy for `wireguard-control` (see the module docs).
-    pub(crate) fn to_control(&self) -> wireguard_control::Key {
-        wireguard_control::Key(self.0)
-    }
-}
-
-impl PartialEq for PresharedKey {
-    /// Constant time, as for [`PrivateKey`].
-    fn eq(&self, other: &Self) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-impl Eq for PresharedKey {}
-
-impl fmt::Debug for PresharedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PresharedKey(..)")
     }
 }
 
