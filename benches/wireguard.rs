@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cv_testkit::netns::{self, Netns};
 use cv_testkit::wg::PhoneTunnel;
@@ -257,13 +257,6 @@ async fn main() -> std::process::ExitCode {
         o.peers
     );
 
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    let path = out.join(format!("wireguard-{stamp}.json"));
     let report = json!({
         "direct_mbps": direct,
         "tunnel_mbps": tunnel,
@@ -275,8 +268,7 @@ async fn main() -> std::process::ExitCode {
         "seconds_per_run": o.secs,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    println!("saved {}", path.display());
+    cv_testkit::save_bench_report(root, "wireguard", &report);
     drop(app);
     std::process::ExitCode::SUCCESS
 }

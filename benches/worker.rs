@@ -26,7 +26,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cv_control::ControlClient;
 use cv_inference::{EmbedOptions, Embedder, ModelFiles};
@@ -322,21 +322,13 @@ async fn main() -> std::process::ExitCode {
         throughput["worker_vs_in_process"]
     );
 
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out).unwrap();
-    let path = out.join(format!("worker-{stamp}.json"));
     let report = json!({
         "spawn_to_first_answer": spawn_report,
         "single_query": latency,
         "throughput": throughput,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
     });
-    std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    println!("saved {}", path.display());
+    cv_testkit::save_bench_report(root, "worker", &report);
     drop(worker);
     std::process::ExitCode::SUCCESS
 }

@@ -31,6 +31,20 @@ pub fn shared_tempdir() -> tempfile::TempDir {
     dir
 }
 
+/// Writes a benchmark's report to `<root>/target/bench/<name>-<unix seconds>.json`
+/// (`root`: the workspace), says where, and returns the path.
+pub fn save_bench_report(root: &Path, name: &str, report: &serde_json::Value) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}-{stamp}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(report).unwrap()).unwrap();
+    println!("saved {}", path.display());
+    path
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
