@@ -579,6 +579,13 @@ fn a_port_in_use_and_a_missing_wireguard_go_are_clear_errors() {
             "nothing left"
         );
         drop(busy);
+        // A process that another test forks at this moment holds a copy of the socket
+        // until it execs (close-on-exec closes it only then): wait for the port to be
+        // free again, or the check below sees it in use.
+        let free_by = Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind(("0.0.0.0", port)).is_err() && Instant::now() < free_by {
+            std::thread::sleep(Duration::from_millis(10));
+        }
 
         // Without wireguard-go only the kernel can run it.
         let tools = Tools {
