@@ -59,14 +59,14 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
     let options = EmbedOptions {
         intra_threads: args.threads,
         // Built with `--features cuda`: CUDA when it loads, else the CPU (logged).
-        execution_provider: if cfg!(feature = "cuda") {
+        execution_provider: if cv_inference::CUDA_SUPPORT {
             ExecutionProvider::Cuda
         } else {
             ExecutionProvider::Cpu
         },
         ..EmbedOptions::default()
     };
-    let files = if cfg!(feature = "cuda") {
+    let files = if cv_inference::CUDA_SUPPORT {
         ModelFiles::in_dir_preferring_cuda(&args.models)
     } else {
         ModelFiles::in_dir(&args.models)

@@ -138,11 +138,10 @@ impl WgServer {
         }
         let address = self.registry.next_free_address(&self.settings.network)?;
         let private_key = PrivateKey::generate();
-        let preshared_key = PresharedKey::generate();
         let entry = PeerEntry {
             name: name.clone(),
             public_key: private_key.public_key(),
-            preshared_key: Some(preshared_key.clone()),
+            preshared_key: Some(PresharedKey::generate()),
             address,
             created_at: now.replace_nanosecond(0).unwrap_or(now),
         };
@@ -159,7 +158,7 @@ impl WgServer {
         let config = ClientConfig::render(
             &name,
             &private_key,
-            Some(&preshared_key),
+            entry.preshared_key.as_ref(),
             address,
             &self.settings,
             &self.public_key,
