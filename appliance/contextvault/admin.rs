@@ -20,7 +20,10 @@ use zeroize::Zeroize;
 pub enum AdminCommand {
     /// Create an account and its vault, and print the vault's recovery key (once). The
     /// first account created on a box with no owner becomes its owner (and closes the
-    /// web setup).
+    /// web setup). Any other account is marked as having a passphrase chosen by someone
+    /// else: its holder must set their own, which also gives the vault a new recovery key,
+    /// at their first login. (To let people choose their own from the start, invite
+    /// them from the household page instead.)
     CreateUser {
         name: String,
         /// A file holding the passphrase (one line; a trailing newline is ignored).
@@ -139,12 +142,23 @@ async fn create_user(
     } else {
         Role::Member
     };
-    let user =
-        match User::create_with_vault(&mut conn, &name, &hash, role, &bundle.to_bytes()).await {
-            Ok(user) => user,
-            Err(CreateUserError::NameTaken(name)) => bail!("a user named `{name}` already exists"),
-            Err(e) => return Err(e.into()),
-        };
+    // Whoever runs this knows the passphrase and sees the recovery key: unless this is
+    // the box's first account (its owner, at the console), the holder renews both.
+    let renew_required = role != Role::Owner;
+    let user = match User::create_with_vault(
+        &mut conn,
+        &name,
+        &hash,
+        role,
+        &bundle.to_bytes(),
+        renew_required,
+    )
+    .await
+    {
+        Ok(user) => user,
+        Err(CreateUserError::NameTaken(name)) => bail!("a user named `{name}` already exists"),
+        Err(e) => return Err(e.into()),
+    };
     if role == Role::Owner {
         // The box has an owner now: the setup code must no longer work.
         SetupCode::clear(&mut conn).await?;
@@ -154,6 +168,12 @@ async fn create_user(
         "recovery key (shown only now; it opens the vault if the passphrase is lost):\n  {}",
         recovery.to_display().as_str()
     );
+    if renew_required {
+        println!(
+            "`{}` must choose their own passphrase at their first login, which also replaces this recovery key",
+            user.name
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -158,12 +158,46 @@ const ROUTES: &[Route] = &[
     route("GET", "/users", Body::None),
     route(
         "POST",
-        "/users",
+        "/users/invite",
+        Body::Form(&[("name", "mallory"), ("role", "admin")]),
+    ),
+    route(
+        "POST",
+        "/users/invitations/revoke",
+        Body::Form(&[("id", "00000000-0000-0000-0000-000000000000")]),
+    ),
+    route(
+        "POST",
+        "/users/invitations/clear",
+        Body::Form(&[("id", "00000000-0000-0000-0000-000000000000")]),
+    ),
+    route(
+        "POST",
+        "/users/role",
         Body::Form(&[
-            ("name", "mallory"),
-            ("passphrase", "mallory passphrase"),
+            ("id", "00000000-0000-0000-0000-000000000000"),
             ("role", "admin"),
         ]),
+    ),
+    route(
+        "POST",
+        "/users/remove",
+        Body::Form(&[
+            ("id", "00000000-0000-0000-0000-000000000000"),
+            ("confirm", "olivia"),
+        ]),
+    ),
+    route("GET", "/invite/{token}", Body::None),
+    route(
+        "POST",
+        "/invite/{token}",
+        Body::PreloginForm(
+            "/login",
+            &[
+                ("passphrase", "mallory passphrase"),
+                ("passphrase_confirm", "mallory passphrase"),
+            ],
+        ),
     ),
     route("GET", "/wireguard", Body::None),
     route(
@@ -185,6 +219,30 @@ const ROUTES: &[Route] = &[
             ("passphrase", "a new passphrase"),
             ("passphrase_confirm", "a new passphrase"),
         ]),
+    ),
+    route(
+        "POST",
+        "/account/recovery-key",
+        Body::Form(&[("current", "a wrong guess")]),
+    ),
+    route(
+        "POST",
+        "/account/delete",
+        Body::Form(&[("current", "a wrong guess"), ("confirm", "olivia")]),
+    ),
+    route("GET", "/account/renew", Body::None),
+    route(
+        "POST",
+        "/account/renew",
+        Body::PreloginForm(
+            "/account/renew",
+            &[
+                ("name", "olivia"),
+                ("current", "a wrong guess"),
+                ("passphrase", "a new passphrase"),
+                ("passphrase_confirm", "a new passphrase"),
+            ],
+        ),
     ),
     route("GET", "/account/tokens", Body::None),
     route(
@@ -211,6 +269,13 @@ const ROUTES: &[Route] = &[
         "POST",
         "/api/v1/login",
         Body::Json(r#"{"user":"olivia","passphrase":"a wrong guess"}"#),
+    ),
+    route(
+        "POST",
+        "/api/v1/account/renew",
+        Body::Json(
+            r#"{"user":"olivia","passphrase":"a wrong guess","new_passphrase":"a new passphrase"}"#,
+        ),
     ),
     route(
         "POST",
@@ -241,8 +306,11 @@ fn public(path: &str) -> bool {
             | "/setup"
             | "/login"
             | "/recover"
+            | "/account/renew"
+            | "/invite/{token}"
             | "/api/v1/openapi.json"
             | "/api/v1/login"
+            | "/api/v1/account/renew"
     )
 }
 
@@ -372,7 +440,7 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
     let owner_api = api_login(&app, OWNER, OWNER_PASS).await;
     wait_for_index(&app, &owner_api).await;
 
-    create_member(&app, "max", "max's passphrase");
+    add_member(&app, "max", "max's passphrase").await;
     let max = member_client(&app, "max", "max's passphrase").await;
 
     let secrets = [SECRET_TEXT, SECRET_WORD, SECRET_TAG, SECRET_TOKEN_NAME];
@@ -444,7 +512,9 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                 Who::OtherMember if path.contains(&item) || path.contains(&token_id) => {
                     assert_eq!(status, 404, "{what}: {body}");
                 }
-                Who::OtherMember if path == "/users" || path.starts_with("/wireguard") => {
+                Who::OtherMember
+                    if path.starts_with("/users") || path.starts_with("/wireguard") =>
+                {
                     assert_eq!(status, 403, "{what}");
                 }
                 _ => {}

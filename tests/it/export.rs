@@ -164,7 +164,7 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     assert!(exported.iter().any(|i| i.archived));
 
     // Into another account's empty vault (ids are taken here, so it gets new ones).
-    create_member(&app, "max", "max's passphrase");
+    add_member(&app, "max", "max's passphrase").await;
     let max = member_client(&app, "max", "max's passphrase").await;
     let resp = import(&app, &max, zip.clone()).await;
     assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
@@ -190,7 +190,7 @@ async fn an_export_imported_into_an_empty_vault_restores_it_exactly() {
     assert_eq!(items_in_dump(&pg_dump(&app)), before);
 
     // Damaged or foreign files are refused as a whole.
-    create_member(&app, "zoe", "zoe's passphrase");
+    add_member(&app, "zoe", "zoe's passphrase").await;
     let zoe = member_client(&app, "zoe", "zoe's passphrase").await;
     let mut flipped = zip.clone();
     flipped[compressed_data_of_first_item(&zip) + 5] ^= 0x40;

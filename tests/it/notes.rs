@@ -135,7 +135,7 @@ async fn bad_notes_are_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn household_members_never_see_each_others_notes() {
     let app = appliance_with_owner().await;
-    create_member(&app, "max", "max's passphrase");
+    add_member(&app, "max", "max's passphrase").await;
     let owner = owner_client(&app).await;
     assert_eq!(
         capture_note(&app, &owner, UNLOCKED_TEXT).await.status(),

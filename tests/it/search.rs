@@ -179,7 +179,7 @@ async fn search_finds_filters_highlights_and_follows_every_write() {
     }
 
     // Another member finds nothing of the owner's.
-    create_member(&app, "max", "max's passphrase");
+    add_member(&app, "max", "max's passphrase").await;
     let max = api_login(&app, "max", "max's passphrase").await;
     wait_for_index(&app, &max).await;
     let (_, json) = get_json(&app, &max, "/api/v1/search?q=canal").await;

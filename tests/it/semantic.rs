@@ -63,7 +63,7 @@ async fn paraphrases_find_notes_by_meaning_and_the_vectors_stay_encrypted() {
         return;
     };
     create_member(&app, OWNER, OWNER_PASS);
-    create_member(&app, "mallory", "mallory's long passphrase");
+    add_member(&app, "mallory", "mallory's long passphrase").await;
     ai_up(&app).await;
     let session = api_login(&app, OWNER, OWNER_PASS).await;
     wait_for_index(&app, &session).await;

@@ -48,7 +48,7 @@ async fn tasks_tags_and_related_notes_are_suggested_and_answers_stay_encrypted()
         return;
     };
     create_member(&app, OWNER, OWNER_PASS);
-    create_member(&app, "mallory", "mallory's long passphrase");
+    add_member(&app, "mallory", "mallory's long passphrase").await;
     cv_testkit::eventually(Duration::from_secs(120), "local AI up", || async {
         let (_, health) = app.health().await;
         (health["ai"]["state"] == "up").then_some(())

@@ -23,7 +23,35 @@ pub async fn appliance_with_owner() -> TestAppliance {
     app
 }
 
-/// Creates an account (not an admin) with the admin CLI.
+/// The passphrase `add_member` has the admin CLI give an account before its holder
+/// renews it to their own.
+pub fn given_passphrase(pass: &str) -> String {
+    format!("given to {pass}")
+}
+
+/// A household member who chose their own passphrase: made with the admin CLI (with
+/// [`given_passphrase`]), then renewed to `pass` over the API as its holder would at
+/// their first login. Returns the recovery key of the renewed vault.
+pub async fn add_member(app: &TestAppliance, name: &str, pass: &str) -> String {
+    create_member(app, name, &given_passphrase(pass));
+    let resp = app
+        .client()
+        .post(app.url("/api/v1/account/renew"))
+        .json(&serde_json::json!({
+            "user": name,
+            "passphrase": given_passphrase(pass),
+            "new_passphrase": pass,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "renewing {name}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["recovery_key"].as_str().unwrap().to_owned()
+}
+
+/// Creates an account with the admin CLI: the owner when it is the first, otherwise a
+/// member who must renew their passphrase before logging in (see [`add_member`]).
 pub fn create_member(app: &TestAppliance, name: &str, pass: &str) {
     let out = app.create_user(name, pass, false);
     assert!(

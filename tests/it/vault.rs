@@ -122,46 +122,6 @@ async fn after_a_restart_of_the_service_every_vault_is_locked() {
 }
 
 #[tokio::test]
-async fn a_member_added_by_the_owner_gets_a_vault_of_their_own() {
-    let app = appliance_with_owner().await;
-    let owner = owner_client(&app).await;
-    let resp = post_form(
-        &app,
-        &owner,
-        "/users",
-        &[
-            ("name", "max"),
-            ("passphrase", "member passphrase 1"),
-            ("role", "member"),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let page = resp.text().await.unwrap();
-    assert!(page.contains("Recovery key for max"));
-    let key = recovery_key_in(&page);
-    let bundle = bundle_of(&app, "max").await;
-    let recovery = cv_crypto::vault::RecoveryKey::parse(&key).unwrap();
-    assert!(bundle.unlock_with_recovery(&recovery).is_ok());
-    // The owner's vault is a different one.
-    assert!(
-        stored_bundle(&app)
-            .await
-            .unlock_with_recovery(&recovery)
-            .is_err()
-    );
-
-    let member = app.client();
-    assert_eq!(
-        login(&app, &member, "max", "member passphrase 1")
-            .await
-            .status(),
-        303
-    );
-    assert!(is_unlocked(&dashboard(&app, &member).await));
-}
-
-#[tokio::test]
 async fn an_idle_vault_locks_itself_while_the_login_lasts() {
     let launch = cv_testkit::Launch::Appliance {
         env: vec![],

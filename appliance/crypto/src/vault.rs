@@ -1286,6 +1286,31 @@ impl KeyBundle {
         })
     }
 
+    /// A copy of this bundle whose vault key is wrapped by a new recovery key, which is
+    /// returned (to be shown once); the old recovery wrap is not in the copy, so once the
+    /// copy is stored the old recovery key opens nothing. The passphrase keeps working.
+    pub fn rewrap_recovery(
+        &self,
+        unlocked: &UnlockedVault,
+    ) -> Result<(KeyBundle, RecoveryKey), VaultCryptoError> {
+        unwrap_key(
+            &unlocked.vault_key.0,
+            &KeyBundle::capture_aad(&self.capture_public),
+            &self.capture_wrap,
+        )
+        .ok_or(VaultCryptoError::VaultMismatch)?;
+        let recovery = RecoveryKey::generate();
+        let bundle = KeyBundle {
+            recovery_wrap: wrap_key(
+                &recovery.wrapping_key(),
+                &KeyBundle::recovery_aad(&self.capture_public),
+                &unlocked.vault_key.0,
+            ),
+            ..self.clone()
+        };
+        Ok((bundle, recovery))
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(KEY_BUNDLE_LEN);
         out.extend_from_slice(&Blob::KeyBundle.header());
@@ -1521,6 +1546,37 @@ mod tests {
         assert_eq!(
             bundle.unlock_with_recovery(&other).unwrap_err(),
             VaultCryptoError::WrongRecoveryKey
+        );
+    }
+
+    #[test]
+    fn a_new_recovery_key_replaces_the_old_one_and_the_passphrase_keeps_working() {
+        let (bundle, old_recovery) = fixture();
+        let unlocked = bundle.unlock(&pass(PASS)).unwrap();
+        let item = binding();
+        let data_key = DataKey::generate();
+        let wrapped = unlocked.wrap_data_key(&data_key, &item.data_key_binding());
+
+        let (rotated, new_recovery) = bundle.rewrap_recovery(&unlocked).unwrap();
+        let stored = KeyBundle::from_bytes(&rotated.to_bytes()).unwrap();
+        assert_eq!(
+            stored.unlock_with_recovery(old_recovery).unwrap_err(),
+            VaultCryptoError::WrongRecoveryKey
+        );
+        let typed = RecoveryKey::parse(&new_recovery.to_display()).unwrap();
+        for after in [
+            stored.unlock_with_recovery(&typed).unwrap(),
+            stored.unlock(&pass(PASS)).unwrap(),
+        ] {
+            assert!(
+                after
+                    .unwrap_data_key(&wrapped, &item.data_key_binding())
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            bundle.rewrap_recovery(&random_vault()).unwrap_err(),
+            VaultCryptoError::VaultMismatch
         );
     }
 

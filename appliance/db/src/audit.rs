@@ -25,6 +25,20 @@ pub enum Event {
     TokenCreated,
     TokenUsed,
     TokenRevoked,
+    /// The account's holder chose their own passphrase, replacing one someone else set;
+    /// the vault got a new key and a new recovery key.
+    Renewed,
+    RecoveryKeyRotated,
+    InvitationCreated,
+    InvitationRevoked,
+    /// Someone joined with an invitation (recorded for the inviter and the new account).
+    InvitationAccepted,
+    RoleChanged,
+    /// An owner or admin removed a member (recorded for the one who removed them: the
+    /// member's own log goes with their account).
+    MemberRemoved,
+    /// A member deleted their own account (recorded for the owner).
+    AccountDeleted,
 }
 
 impl Event {
@@ -43,6 +57,14 @@ impl Event {
             Event::TokenCreated => "token_created",
             Event::TokenUsed => "token_used",
             Event::TokenRevoked => "token_revoked",
+            Event::Renewed => "renewed",
+            Event::RecoveryKeyRotated => "recovery_key_rotated",
+            Event::InvitationCreated => "invitation_created",
+            Event::InvitationRevoked => "invitation_revoked",
+            Event::InvitationAccepted => "invitation_accepted",
+            Event::RoleChanged => "role_changed",
+            Event::MemberRemoved => "member_removed",
+            Event::AccountDeleted => "account_deleted",
         }
     }
 
@@ -62,6 +84,14 @@ impl Event {
             "token_created" => "API token created",
             "token_used" => "API token used",
             "token_revoked" => "API token revoked",
+            "renewed" => "Own passphrase and new recovery key set",
+            "recovery_key_rotated" => "New recovery key made (the old one no longer works)",
+            "invitation_created" => "Invitation sent",
+            "invitation_revoked" => "Invitation revoked",
+            "invitation_accepted" => "Invitation accepted",
+            "role_changed" => "Role changed",
+            "member_removed" => "Household member removed",
+            "account_deleted" => "A member deleted their account",
             _ => "Other",
         }
     }

@@ -65,6 +65,25 @@ pub async fn add(
     .await
 }
 
+/// Replaces one record's ciphertext (the vault's key was renewed).
+pub async fn replace(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: Uuid,
+    ciphertext: &[u8],
+) -> Result<(), DbError> {
+    diesel::update(
+        suggestion_feedback::table
+            .filter(suggestion_feedback::user_id.eq(user.0))
+            .filter(suggestion_feedback::id.eq(id)),
+    )
+    .set(suggestion_feedback::ciphertext.eq(ciphertext))
+    .execute(conn)
+    .await
+    .map_err(DbError::query("re-encrypting suggestion feedback"))?;
+    Ok(())
+}
+
 /// The person's records, oldest first.
 pub async fn for_user(
     conn: &mut AsyncPgConnection,

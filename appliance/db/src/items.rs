@@ -443,3 +443,44 @@ pub async fn store_rewrapped_keys(
     .await
     .map_err(DbError::query("re-wrapping item keys"))
 }
+
+/// Replaces an item's data key (wrapped) and the ciphertext of each of its versions, and
+/// drops its embeddings (they were under the old key; they are computed again): the item
+/// is moved to a new key. Part of the caller's transaction.
+pub async fn replace_encryption(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    id: ItemId,
+    wrapped_key: &[u8],
+    versions: &[(i32, Vec<u8>)],
+) -> Result<(), DbError> {
+    use crate::schema::item_embeddings;
+    diesel::update(
+        items::table
+            .filter(items::id.eq(id.0))
+            .filter(items::owner_id.eq(owner.0)),
+    )
+    .set((
+        items::data_key.eq(wrapped_key),
+        items::data_key_sealed.eq(false),
+    ))
+    .execute(conn)
+    .await
+    .map_err(DbError::query("replacing an item's key"))?;
+    for (version, content) in versions {
+        diesel::update(
+            item_versions::table
+                .filter(item_versions::item_id.eq(id.0))
+                .filter(item_versions::version.eq(version)),
+        )
+        .set(item_versions::content.eq(content))
+        .execute(conn)
+        .await
+        .map_err(DbError::query("re-encrypting an item version"))?;
+    }
+    diesel::delete(item_embeddings::table.filter(item_embeddings::item_id.eq(id.0)))
+        .execute(conn)
+        .await
+        .map_err(DbError::query("dropping an item's old embeddings"))?;
+    Ok(())
+}

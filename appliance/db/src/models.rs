@@ -117,6 +117,9 @@ pub struct User {
     pub name: UserName,
     pub role: Role,
     pub created_at: OffsetDateTime,
+    /// Someone else chose this account's passphrase (and saw its recovery key): it may
+    /// not log in until its holder sets their own, which also renews the vault's keys.
+    pub renew_required: bool,
 }
 
 #[derive(Queryable, Selectable)]
@@ -126,6 +129,7 @@ pub(crate) struct UserRow {
     name: String,
     role: String,
     created_at: OffsetDateTime,
+    renew_required: bool,
 }
 
 impl TryFrom<UserRow> for User {
@@ -141,6 +145,7 @@ impl TryFrom<UserRow> for User {
             })?,
             role: Role::parse(&row.role)?,
             created_at: row.created_at,
+            renew_required: row.renew_required,
         })
     }
 }
@@ -199,18 +204,21 @@ impl User {
             .transpose()
     }
 
-    /// Inserts an account. `password_hash` is an Argon2id PHC string.
+    /// Inserts an account. `password_hash` is an Argon2id PHC string; `renew_required`
+    /// when someone other than the account's holder chose the passphrase.
     pub async fn create(
         conn: &mut AsyncPgConnection,
         name: &UserName,
         password_hash: &str,
         role: Role,
+        renew_required: bool,
     ) -> Result<User, CreateUserError> {
         let row = diesel::insert_into(users::table)
             .values((
                 users::name.eq(name.as_str()),
                 users::password_hash.eq(password_hash),
                 users::role.eq(role.as_str()),
+                users::renew_required.eq(renew_required),
             ))
             .returning(UserRow::as_returning())
             .get_result(conn)
@@ -241,11 +249,12 @@ impl User {
         password_hash: &str,
         role: Role,
         bundle: &[u8],
+        renew_required: bool,
     ) -> Result<User, CreateUserError> {
         let (name, password_hash, bundle) =
             (name.clone(), password_hash.to_owned(), bundle.to_vec());
         conn.transaction::<_, CreateUserError, _>(async move |conn: &mut AsyncPgConnection| {
-            let user = User::create(conn, &name, &password_hash, role).await?;
+            let user = User::create(conn, &name, &password_hash, role, renew_required).await?;
             VaultKeys::insert(conn, user.id, &bundle).await?;
             Ok(user)
         })
@@ -286,6 +295,129 @@ impl User {
             Ok(())
         })
         .await
+    }
+}
+
+impl User {
+    /// The account named `name`, if any.
+    pub async fn find(
+        conn: &mut AsyncPgConnection,
+        name: &UserName,
+    ) -> Result<Option<User>, DbError> {
+        Ok(User::find_for_login(conn, name)
+            .await?
+            .map(|(user, _)| user))
+    }
+
+    /// The account with this id, if it still exists.
+    pub async fn by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<Option<User>, DbError> {
+        users::table
+            .filter(users::id.eq(id.0))
+            .select(UserRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+            .map_err(DbError::query("looking up a user"))?
+            .map(User::try_from)
+            .transpose()
+    }
+
+    /// The end of a renewal (see [`User::renew_required`]), to be run in the transaction
+    /// that re-keyed the vault: the holder's own login hash and key bundle replace the
+    /// ones someone else chose, the mark goes, and every session and API token of the
+    /// account ends, since whoever chose the first passphrase may have made them.
+    /// Returns `false` (nothing changed) when the account no longer needs renewing.
+    pub async fn finish_renewal(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        password_hash: &str,
+        bundle: &[u8],
+    ) -> Result<bool, DbError> {
+        let updated = diesel::update(
+            users::table
+                .filter(users::id.eq(user.0))
+                .filter(users::renew_required),
+        )
+        .set((
+            users::password_hash.eq(password_hash),
+            users::renew_required.eq(false),
+        ))
+        .execute(conn)
+        .await
+        .map_err(DbError::query("renewing an account"))?;
+        if updated == 0 {
+            return Ok(false);
+        }
+        diesel::update(vault_keys::table.filter(vault_keys::user_id.eq(user.0)))
+            .set((
+                vault_keys::bundle.eq(bundle),
+                vault_keys::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(DbError::query("storing renewed vault keys"))?;
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user.0)))
+            .execute(conn)
+            .await
+            .map_err(DbError::query("ending a renewed account's sessions"))?;
+        crate::tokens::revoke_all(conn, user).await?;
+        Ok(true)
+    }
+
+    /// Replaces the stored key bundle only (a new recovery key): the login hash stays.
+    pub async fn set_bundle(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        bundle: &[u8],
+    ) -> Result<(), DbError> {
+        diesel::update(vault_keys::table.filter(vault_keys::user_id.eq(user.0)))
+            .set((
+                vault_keys::bundle.eq(bundle),
+                vault_keys::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(DbError::query("storing a new recovery key"))?;
+        Ok(())
+    }
+
+    /// Gives a member or admin another role. The owner's role never changes here, and
+    /// nobody becomes owner: a household has exactly one, made at setup. Returns `false`
+    /// when no such non-owner account exists.
+    pub async fn set_role(
+        conn: &mut AsyncPgConnection,
+        user: UserId,
+        role: Role,
+    ) -> Result<bool, DbError> {
+        if role == Role::Owner {
+            return Ok(false);
+        }
+        let updated = diesel::update(
+            users::table
+                .filter(users::id.eq(user.0))
+                .filter(users::role.ne(Role::Owner.as_str())),
+        )
+        .set(users::role.eq(role.as_str()))
+        .execute(conn)
+        .await
+        .map_err(DbError::query("changing a role"))?;
+        Ok(updated == 1)
+    }
+
+    /// Deletes a non-owner account and, by cascade, everything that is theirs: the
+    /// vault's key bundle, every item with its data key and versions (crypto-shredding),
+    /// embeddings, suggestion feedback, sessions, API tokens, invitations they sent and
+    /// their audit log. Returns `false` when there was no such non-owner account.
+    pub async fn delete(conn: &mut AsyncPgConnection, user: UserId) -> Result<bool, DbError> {
+        let deleted = diesel::delete(
+            users::table
+                .filter(users::id.eq(user.0))
+                .filter(users::role.ne(Role::Owner.as_str())),
+        )
+        .execute(conn)
+        .await
+        .map_err(DbError::query("deleting an account"))?;
+        Ok(deleted == 1)
     }
 }
 
@@ -387,7 +519,7 @@ impl SetupCode {
             if deleted == 0 {
                 return Ok(None);
             }
-            let user = User::create(conn, &name, &password_hash, Role::Owner).await?;
+            let user = User::create(conn, &name, &password_hash, Role::Owner, false).await?;
             VaultKeys::insert(conn, user.id, &bundle).await?;
             Ok(Some(user))
         })

@@ -26,6 +26,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (id) {
+        id -> Uuid,
+        token_hash -> Bytea,
+        name -> Text,
+        role -> Text,
+        invited_by -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     item_embeddings (item_id) {
         item_id -> Uuid,
         version -> Int4,
@@ -92,6 +105,7 @@ diesel::table! {
         password_hash -> Text,
         role -> Text,
         created_at -> Timestamptz,
+        renew_required -> Bool,
     }
 }
 
@@ -105,6 +119,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
+diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(item_embeddings -> items (item_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
@@ -115,6 +130,7 @@ diesel::joinable!(vault_keys -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    invitations,
     item_embeddings,
     item_versions,
     items,

@@ -160,6 +160,19 @@ pub async fn revoke(
     .map_err(DbError::query("revoking a token"))
 }
 
+/// Revokes every live token of `user`; returns how many.
+pub async fn revoke_all(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize, DbError> {
+    diesel::update(
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(user.0))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map_err(DbError::query("revoking a user's tokens"))
+}
+
 /// Stores a new token's digest; returns its id.
 pub async fn create(
     conn: &mut AsyncPgConnection,

@@ -12,6 +12,7 @@
 
 pub mod embeddings;
 pub mod export;
+pub mod renew;
 
 use cv_crypto::vault::{
     CaptureSealer, DataKey, ItemBinding, SealedKeyCache, UnlockedVault, decrypt_content,

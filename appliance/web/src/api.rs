@@ -34,6 +34,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .route("/capture", web::post().to(capture))
             .route("/login", web::post().to(login))
+            .route("/account/renew", web::post().to(renew))
             .route("/lock", web::post().to(lock))
             .route("/items/{id}", web::get().to(get_item))
             .route("/search", web::get().to(search))
@@ -257,6 +258,13 @@ async fn login(
         return Err(WebError::Throttled { retry_after });
     }
     match verify(&state, &typed, passphrase).await? {
+        Verified::Ok(user, _) if user.renew_required => {
+            // Someone else chose this passphrase: nothing opens until the holder sets
+            // their own with `POST /api/v1/account/renew`.
+            state.throttle().record_success(&typed);
+            info!(user = %user.name, %ip, "API login refused until the account is renewed");
+            Err(WebError::RenewRequired)
+        }
         Verified::Ok(user, passphrase) => {
             state.throttle().record_success(&typed);
             if !crate::pages::open_existing_at_login(&state, user.id, passphrase).await? {
@@ -287,6 +295,61 @@ async fn login(
             Err(WebError::LoginFailed)
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewRequest {
+    user: String,
+    passphrase: String,
+    new_passphrase: String,
+}
+
+#[derive(Serialize)]
+struct RenewResponse {
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    user: String,
+    /// The vault's new recovery key, shown only in this answer.
+    recovery_key: String,
+}
+
+/// `POST /api/v1/account/renew {"user", "passphrase", "new_passphrase"}` → `200
+/// {"token", "expires_at", "user", "recovery_key"}`: for an account whose passphrase
+/// someone else chose (its login answers `403 renew_required`), sets the holder's own
+/// passphrase, gives the vault new keys and a new recovery key (shown once, here), and
+/// logs in as `POST /api/v1/login` does. Throttled like logins.
+async fn renew(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RenewRequest>,
+) -> Result<HttpResponse, WebError> {
+    let RenewRequest {
+        user: typed,
+        passphrase,
+        new_passphrase,
+    } = body.into_inner();
+    let new = cv_crypto::Passphrase::new(new_passphrase)
+        .map_err(|e| WebError::BadRequest(format!("`new_passphrase`: {e}.")))?;
+    let ip = crate::pages::peer_ip(&req);
+    let renewal = crate::pages::renew_account(&state, &typed, passphrase, new, ip).await?;
+    let token = session::create(&state, renewal.user.id).await?;
+    let now = OffsetDateTime::now_utc();
+    state
+        .audit(
+            renewal.user.id,
+            Event::Login,
+            "API, after renewing",
+            Some(ip),
+        )
+        .await;
+    Ok(HttpResponse::Ok().json(RenewResponse {
+        token: format!("{API_SESSION_PREFIX}{}", token.expose()),
+        expires_at: state.sessions.expires_at(now, now),
+        user: renewal.user.name.to_string(),
+        recovery_key: renewal.recovery.to_display().to_string(),
+    }))
 }
 
 /// `POST /api/v1/lock`: locks the caller's vault now (a session, or a read or full

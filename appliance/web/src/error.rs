@@ -80,6 +80,17 @@ pub enum WebError {
     SourceRefused { source_ip: std::net::IpAddr },
     #[error("There is nothing at this address.")]
     NotFound,
+    /// The account's passphrase was chosen by someone else (an admin at the command
+    /// line): its holder must choose their own, and get a new recovery key, first.
+    #[error(
+        "This account's passphrase was set by someone else. Choose your own passphrase to continue: that also gives your vault a new recovery key, so that nobody else can open it."
+    )]
+    RenewRequired,
+    /// An invitation link that is unknown, used, revoked or expired.
+    #[error(
+        "This invitation link does not work: it was already used, withdrawn, or it expired. Ask whoever invited you for a new one."
+    )]
+    InvitationInvalid,
     #[error("This request needs a valid API token: Authorization: Bearer cvt_…")]
     TokenInvalid,
     #[error("This API token was revoked.")]
@@ -134,6 +145,8 @@ impl WebError {
             WebError::Forbidden(_) => "forbidden",
             WebError::SourceRefused { .. } => "source_refused",
             WebError::NotFound => "not_found",
+            WebError::RenewRequired => "renew_required",
+            WebError::InvitationInvalid => "invitation_invalid",
             WebError::TokenInvalid => "token_invalid",
             WebError::TokenRevoked => "token_revoked",
             WebError::BodyTooLarge { .. } => "body_too_large",
@@ -164,6 +177,8 @@ impl WebError {
             WebError::Forbidden(_) => "Not allowed",
             WebError::SourceRefused { .. } => "Not reachable from here",
             WebError::NotFound => "Not found",
+            WebError::RenewRequired => "Choose your own passphrase",
+            WebError::InvitationInvalid => "Invitation not valid",
             WebError::TokenInvalid | WebError::TokenRevoked => "Token refused",
             WebError::BodyTooLarge { .. } => "Request too large",
             WebError::MethodNotAllowed => "Method not allowed",
@@ -259,7 +274,8 @@ impl ResponseError for WebError {
             WebError::CsrfInvalid
             | WebError::SetupCodeInvalid
             | WebError::Forbidden(_)
-            | WebError::SourceRefused { .. } => StatusCode::FORBIDDEN,
+            | WebError::SourceRefused { .. }
+            | WebError::RenewRequired => StatusCode::FORBIDDEN,
             WebError::LoginFailed | WebError::UnlockFailed => StatusCode::UNAUTHORIZED,
             WebError::LoginRequired { redirect } | WebError::SessionExpired { redirect } => {
                 if *redirect {
@@ -273,7 +289,7 @@ impl ResponseError for WebError {
             WebError::FormInvalid(_) | WebError::BadRequest(_) | WebError::InvalidInput(_) => {
                 StatusCode::BAD_REQUEST
             }
-            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::NotFound | WebError::InvitationInvalid => StatusCode::NOT_FOUND,
             WebError::TokenInvalid | WebError::TokenRevoked => StatusCode::UNAUTHORIZED,
             WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -429,6 +445,8 @@ mod tests {
             ),
             (WebError::Forbidden("no".into()), 403, "forbidden"),
             (WebError::NotFound, 404, "not_found"),
+            (WebError::RenewRequired, 403, "renew_required"),
+            (WebError::InvitationInvalid, 404, "invitation_invalid"),
             (WebError::TokenInvalid, 401, "token_invalid"),
             (WebError::TokenRevoked, 401, "token_revoked"),
             (

@@ -154,10 +154,7 @@ async fn setup_submit(
             info!(user = %user.name, %ip, "setup complete: owner account created");
             super::vault::now_unlocked(&state, user.id, vault, OffsetDateTime::now_utc()).await?;
             let cookie = session::start(&state, user.id).await?;
-            show_recovery(
-                &RecoveryPage::new(&recovery, None, "/dashboard"),
-                Some(cookie),
-            )
+            show_recovery(&RecoveryPage::new(&recovery, "/dashboard"), Some(cookie))
         }
         Ok(None) => {
             state.throttle().record_address_failure(ip, Instant::now());
@@ -214,11 +211,13 @@ pub(crate) fn safe_next(next: &str) -> Option<&str> {
 
 pub(crate) const NOTICE_EXPIRED: &str = "Your session expired; please log in again.";
 pub(crate) const NOTICE_LOGGED_OUT: &str = "You are logged out.";
+pub(crate) const NOTICE_DELETED: &str = "Your account and everything in your vault are deleted.";
 
 #[derive(Deserialize)]
 struct LoginQuery {
     expired: Option<String>,
     logged_out: Option<String>,
+    deleted: Option<String>,
     next: Option<String>,
 }
 
@@ -247,6 +246,8 @@ async fn login_page(req: HttpRequest) -> Result<HttpResponse, WebError> {
             Some(NOTICE_EXPIRED)
         } else if q.logged_out.is_some() {
             Some(NOTICE_LOGGED_OUT)
+        } else if q.deleted.is_some() {
+            Some(NOTICE_DELETED)
         } else {
             None
         }
@@ -294,6 +295,13 @@ async fn login_submit(
         return Err(WebError::Throttled { retry_after });
     }
     match verify(&state, &typed, passphrase).await? {
+        Verified::Ok(user, _) if user.renew_required => {
+            // Someone else chose this passphrase: it opens nothing until its holder sets
+            // their own (and the vault gets new keys).
+            state.throttle().record_success(&typed);
+            info!(user = %user.name, %ip, "login refused until the account is renewed");
+            Ok(see_other(&format!("/account/renew?name={}", user.name)).finish())
+        }
         Verified::Ok(user, passphrase) => {
             state.throttle().record_success(&typed);
             let opened = super::vault::open_at_login(&state, &user, passphrase).await?;
@@ -304,7 +312,7 @@ async fn login_submit(
             match opened {
                 Opened::Unlocked => Ok(see_other(home).cookie(cookie).finish()),
                 Opened::Created(recovery) => {
-                    show_recovery(&RecoveryPage::new(&recovery, None, home), Some(cookie))
+                    show_recovery(&RecoveryPage::new(&recovery, home), Some(cookie))
                 }
             }
         }

@@ -339,6 +339,7 @@ mod tests {
                 name: UserName::from_str("alice").unwrap(),
                 role,
                 created_at: NOW,
+                renew_required: false,
             },
             "csrf-token-1".into(),
         )

@@ -1,10 +1,11 @@
 //! The HTML pages, one module per area, each registering its routes in `config`.
 //! Template structs live beside their handlers.
 
-mod account;
+pub(crate) mod account;
 pub(crate) mod auth;
 mod dashboard;
 mod export;
+mod invite;
 mod items;
 mod notes;
 pub(crate) mod search;
@@ -15,6 +16,7 @@ mod users;
 mod vault;
 mod wireguard;
 
+pub(crate) use account::renew as renew_account;
 pub(crate) use items::item_id;
 pub(crate) use search::percent_encode;
 pub(crate) use vault::{capture_into, open_existing_at_login};
@@ -33,6 +35,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     auth::config(cfg);
     dashboard::config(cfg);
     export::config(cfg);
+    invite::config(cfg);
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);
@@ -130,4 +133,37 @@ pub(crate) fn peer_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr()
         .map(|a| a.ip().to_canonical())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// `https://` and the host the client asked for (the `Host` header, or HTTP/2's
+/// authority), for links a person sends to another device (an invitation). Only a host
+/// name, an IPv4 address or a bracketed IPv6 address with an optional port is used; any
+/// other value falls back to `localhost`, so a forged header cannot put markup or another
+/// path into the link.
+pub(crate) fn origin_of(req: &HttpRequest) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 300
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost");
+    format!("https://{host}")
+}
+
+/// `text` as an inline SVG QR code for a page (without the XML declaration, which HTML
+/// would take for a bogus comment). The QR code holds a secret when `text` does.
+pub(crate) fn qr_code_svg(text: &str) -> Result<zeroize::Zeroizing<String>, WebError> {
+    let svg = zeroize::Zeroizing::new(
+        cv_net::wg::qr_svg(text).map_err(|e| WebError::internal("drawing a QR code", e))?,
+    );
+    Ok(match svg.find("<svg") {
+        Some(0) | None => svg,
+        Some(at) => zeroize::Zeroizing::new(svg[at..].to_owned()),
+    })
 }

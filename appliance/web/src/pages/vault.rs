@@ -25,23 +25,33 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
         .route("/vault/unlock", web::post().to(unlock));
 }
 
-/// Shown once, right after a vault is created; never stored, never shown again.
+/// Shown once, right after a vault is created or gets a new recovery key; never stored,
+/// never shown again.
 #[derive(Debug, Template)]
 #[template(path = "recovery.html")]
 pub(crate) struct RecoveryPage {
     pub recovery_key: String,
-    /// Set when an admin created the vault for someone else.
-    pub for_name: Option<String>,
+    /// The key replaces an older one, which no longer opens the vault.
+    pub replaced: bool,
     /// Where "continue" leads.
     pub next: String,
 }
 
 impl RecoveryPage {
-    pub fn new(key: &RecoveryKey, for_name: Option<String>, next: &str) -> RecoveryPage {
+    /// The recovery key of a new vault.
+    pub fn new(key: &RecoveryKey, next: &str) -> RecoveryPage {
         RecoveryPage {
             recovery_key: key.to_display().to_string(),
-            for_name,
+            replaced: false,
             next: next.to_owned(),
+        }
+    }
+
+    /// A new recovery key for an existing vault.
+    pub fn renewed(key: &RecoveryKey, next: &str) -> RecoveryPage {
+        RecoveryPage {
+            replaced: true,
+            ..RecoveryPage::new(key, next)
         }
     }
 }
