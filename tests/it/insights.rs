@@ -72,3 +72,61 @@ async fn recent_notes_are_grouped_into_themes_on_the_dashboard() {
     );
     assert!(!DENTIST.iter().any(|d| theme.contains(d)), "{theme}");
 }
+
+/// Insights are computed from the indexes whenever something changed since they were
+/// last computed: a note captured a second ago counts, a task due tomorrow is listed,
+/// and a deleted note is gone, on the very next view.
+#[tokio::test]
+async fn insights_reflect_a_capture_made_a_second_earlier() {
+    let app = appliance_with_owner().await;
+    let owner = owner_client(&app).await;
+    // Right after login the (empty) index may still be building: then there are none.
+    cv_testkit::eventually(
+        Duration::from_secs(20),
+        "insights of the empty vault",
+        || async {
+            let page = text_of(&app, &owner, "/dashboard").await;
+            page.contains("Nothing captured in the last 14 days")
+                .then_some(())
+        },
+    )
+    .await;
+    for n in 1..=9 {
+        assert_eq!(
+            capture_note(&app, &owner, &format!("note number {n}"))
+                .await
+                .status(),
+            303
+        );
+        let page = text_of(&app, &owner, "/dashboard").await;
+        assert!(
+            page.contains(&format!("among {n} recent notes")),
+            "after {n}: {page}"
+        );
+    }
+    let tomorrow = (time::OffsetDateTime::now_utc().date() + time::Duration::days(1)).to_string();
+    let resp = post_form(
+        &app,
+        &owner,
+        "/tasks",
+        &[("text", "Renew the car insurance"), ("due", &tomorrow)],
+    )
+    .await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    let page = text_of(&app, &owner, "/dashboard").await;
+    assert!(page.contains("Renew the car insurance"), "{page}");
+    let item = first_item(&text_of(&app, &owner, "/notes").await);
+    let resp = post_form(
+        &app,
+        &owner,
+        &format!("/items/{item}/delete"),
+        &[("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let page = text_of(&app, &owner, "/dashboard").await;
+    assert!(
+        page.contains("among 9 recent notes"),
+        "after deleting one: {page}"
+    );
+}

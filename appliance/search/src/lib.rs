@@ -385,6 +385,8 @@ pub struct SearchIndex {
     /// "everything up to here". `None` once dropping.
     sender: Mutex<Option<Sender<Write>>>,
     thread: Option<JoinHandle<()>>,
+    /// Documents added, replaced or removed so far ([`SearchIndex::writes`]).
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -452,17 +454,20 @@ impl SearchIndex {
             shared,
             sender: Mutex::new(Some(sender)),
             thread: Some(thread),
+            changes: AtomicU64::new(0),
         })
     }
 
     /// Adds the document, replacing any with the same id. Returns at once; the next
     /// [`search`](Self::search) sees it.
     pub fn upsert(&self, doc: Document) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.enqueue(Op::Upsert(Box::new(doc)));
     }
 
     /// Removes the document with this id, if any. Returns at once.
     pub fn remove(&self, id: uuid::Uuid) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.enqueue(Op::Remove(id));
     }
 
@@ -740,6 +745,13 @@ impl SearchIndex {
                 Vec::new()
             }
         }
+    }
+
+    /// How many documents were ever added, replaced or removed: it changes whenever
+    /// anything written changes, so a result derived from the index (insights) can tell
+    /// it is out of date. A search sees every write counted here.
+    pub fn writes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// The number of searchable documents (writes still queued are not counted).

@@ -5,9 +5,15 @@
 //! Computed from the unlocked vault's in-RAM indexes only (the full-text index for the
 //! recent items and the tasks, the vector index for the items' meaning), so nothing is
 //! read or decrypted again and nothing is stored: the result lives beside the indexes
-//! and goes with them at lock. The `insights` task computes it again for every unlocked
-//! vault each `[insights] interval_minutes`; the dashboard computes it at once when a
-//! vault has none yet (just unlocked).
+//! and goes with them at lock.
+//!
+//! **Never stale.** Each result remembers the indexes' [`Generation`] (their write
+//! counters) and the day it was computed for. Any capture, edit, task change or
+//! deletion (a write to the full-text index) and any new or dropped embedding (a change
+//! of the vectors) moves the generation, and so does midnight; a view that finds the
+//! stored result of another generation computes it again before showing it. The
+//! `insights` task also computes it for every unlocked vault each `[insights]
+//! interval_minutes`, so a dashboard after a quiet hour does not wait.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,10 +35,30 @@ const EVIDENCE: usize = 5;
 /// Tasks listed as due soon.
 const DUE_LISTED: usize = 20;
 
+/// What the indexes looked like when insights were computed: the full-text index's
+/// write count and the vectors' change count. Equal generations mean nothing changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Generation {
+    writes: u64,
+    vectors: u64,
+}
+
+impl Generation {
+    pub fn of(index: &VaultIndex) -> Generation {
+        Generation {
+            writes: index.index.writes(),
+            vectors: index.semantic.changes(),
+        }
+    }
+}
+
 /// One vault's insights, as computed at `computed_at`.
 #[derive(Clone)]
 pub(crate) struct Insights {
     pub computed_at: OffsetDateTime,
+    /// The indexes they were computed from (taken before reading them: a write during
+    /// the computation makes them out of date, never silently included).
+    pub generation: Generation,
     /// Recent items, and how many of them have vectors (only those can form themes).
     pub recent: usize,
     pub recent_with_meaning: usize,
@@ -92,6 +118,7 @@ pub(crate) fn compute(
     settings: &InsightSettings,
     now: OffsetDateTime,
 ) -> Result<Arc<Insights>, cv_search::SearchError> {
+    let generation = Generation::of(index);
     let since = now - time::Duration::days(i64::from(settings.recent_days));
     let mut recent = Vec::new();
     while recent.len() < MAX_RECENT {
@@ -170,6 +197,7 @@ pub(crate) fn compute(
 
     let insights = Arc::new(Insights {
         computed_at: now,
+        generation,
         recent: recent.len(),
         recent_with_meaning: inputs.len(),
         themes,
@@ -179,19 +207,28 @@ pub(crate) fn compute(
     Ok(insights)
 }
 
-/// The vault's insights, computed now (off the async workers) if it has none yet.
+/// Whether `insights` still describe `index` on the day of `now`.
+pub(crate) fn is_current(insights: &Insights, index: &VaultIndex, now: OffsetDateTime) -> bool {
+    insights.generation == Generation::of(index) && insights.computed_at.date() == now.date()
+}
+
+/// The vault's insights: the stored ones if nothing changed since they were computed,
+/// else computed now (off the async workers). `None` while the index is being built.
 pub(crate) async fn current(
     state: &web::Data<AppState>,
     index: Arc<VaultIndex>,
 ) -> Option<Arc<Insights>> {
-    if let Some(insights) = index.insights.get() {
+    let now = OffsetDateTime::now_utc();
+    if let Some(insights) = index.insights.get()
+        && is_current(&insights, &index, now)
+    {
         return Some(insights);
     }
     if index.is_building() {
         return None;
     }
     let settings = state.insights.clone();
-    web::block(move || compute(&index, &settings, OffsetDateTime::now_utc()).ok())
+    web::block(move || compute(&index, &settings, now).ok())
         .await
         .ok()
         .flatten()
@@ -378,6 +415,45 @@ mod tests {
         assert!(index.insights.get().is_some(), "kept beside the indexes");
         let debug = format!("{insights:?}");
         assert!(!debug.contains("tomato"), "{debug}");
+    }
+
+    #[test]
+    fn any_write_a_new_vector_or_a_new_day_makes_insights_out_of_date() {
+        let index = VaultIndex::new().unwrap();
+        add(&index, 1, "tomato garden bed", 1, Some(near(0, 1)));
+        let insights = compute(&index, &settings(), NOW).unwrap();
+        assert_eq!(insights.recent, 1);
+        assert_eq!(insights.generation, Generation::of(&index));
+        assert!(is_current(&insights, &index, NOW));
+        // A capture a moment later: out of date, and the next computation counts it.
+        add(&index, 2, "another tomato bed", 0, None);
+        assert!(!is_current(&insights, &index, NOW));
+        let insights = compute(&index, &settings(), NOW).unwrap();
+        assert_eq!(insights.recent, 2);
+        assert!(is_current(&insights, &index, NOW));
+        // Its embedding arriving later changes the themes' input.
+        index.semantic.upsert(
+            Uuid::from_u64_pair(0, 2),
+            &Embeddings {
+                chunks: vec![EmbeddedChunk {
+                    range: 0..5,
+                    vector: near(0, 2),
+                }],
+            },
+        );
+        assert!(!is_current(&insights, &index, NOW));
+        let insights = compute(&index, &settings(), NOW).unwrap();
+        assert_eq!(insights.recent_with_meaning, 2);
+        // A deletion, and tomorrow (what is overdue changes).
+        index.index.remove(Uuid::from_u64_pair(0, 1));
+        assert!(!is_current(&insights, &index, NOW));
+        let insights = compute(&index, &settings(), NOW).unwrap();
+        assert_eq!(insights.recent, 1);
+        assert!(!is_current(
+            &insights,
+            &index,
+            NOW + time::Duration::days(1)
+        ));
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub(crate) struct Semantic {
     embedded: AtomicU64,
     /// Why the last embedding attempt failed (the pool's words: never a text).
     last_error: Mutex<Option<String>>,
+    /// Bumped by every change of the vectors, so results derived from them (themes)
+    /// can tell they are out of date.
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for Semantic {
@@ -95,6 +98,7 @@ impl Semantic {
     /// Puts an item's chunks in the index (replacing its old ones); no chunk removes it.
     /// Vectors the index refuses (wrong length, no direction) leave the item out.
     pub fn upsert(&self, item: Uuid, embeddings: &Embeddings) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let Some(dimensions) = embeddings.chunks.first().map(|c| c.vector.len()) else {
             self.remove(item);
             return;
@@ -118,11 +122,17 @@ impl Semantic {
     }
 
     pub fn remove(&self, item: Uuid) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         let mut guard = self.write();
         if let Some(index) = guard.index.as_mut() {
             index.remove(item);
         }
         guard.ranges.remove(&item);
+    }
+
+    /// How many changes the vectors have seen (see the field).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Whether the item has vectors in the index.
