@@ -18,7 +18,7 @@ const PHONE_HEIGHT: u32 = 844;
 
 /// How long a form submission may take to land on the next page (setup and login hash
 /// the passphrase with Argon2id, which takes a while on a loaded test machine).
-const NAVIGATION: Duration = Duration::from_secs(30);
+pub(crate) const NAVIGATION: Duration = Duration::from_secs(30);
 
 /// A blank or failed screenshot of a page with text and form fields is a few KB; a real
 /// one is well above this.
@@ -27,26 +27,26 @@ const MIN_SCREENSHOT_BYTES: usize = 10 * 1024;
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Screenshots are kept after the run, for a person to look at.
-fn artifact(name: &str) -> PathBuf {
+pub(crate) fn artifact(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/test-artifacts")
         .join(name)
 }
 
 /// The path of a URL (`/dashboard` of `https://localhost:1234/dashboard?x`).
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     reqwest::Url::parse(url)
         .map(|u| u.path().to_owned())
         .unwrap_or_default()
 }
 
-async fn wait_for_path(browser: &Browser, path: &str) {
+pub(crate) async fn wait_for_path(browser: &Browser, path: &str) {
     browser
         .wait_for_url(|url| path_of(url) == path, NAVIGATION)
         .await;
 }
 
-async fn screenshot(browser: &Browser, name: &str) {
+pub(crate) async fn screenshot(browser: &Browser, name: &str) {
     let path = artifact(name);
     browser.screenshot(&path).await;
     let png = std::fs::read(&path).unwrap();
@@ -65,7 +65,7 @@ async fn screenshot(browser: &Browser, name: &str) {
 }
 
 /// Horizontal scrolling on a phone means something is wider than the screen.
-async fn assert_fits_phone(browser: &Browser) {
+pub(crate) async fn assert_fits_phone(browser: &Browser) {
     let width = browser
         .execute("return document.documentElement.scrollWidth", vec![])
         .await
@@ -96,7 +96,7 @@ async fn assert_fits_phone(browser: &Browser) {
 /// The submit buttons of the setup, login and logout forms (by the form's action, since
 /// a page may hold more than one form).
 const SETUP_SUBMIT: &str = "form[action='/setup'] [type=submit]";
-const LOGIN_SUBMIT: &str = "form[action='/login'] [type=submit]";
+pub(crate) const LOGIN_SUBMIT: &str = "form[action='/login'] [type=submit]";
 const LOGOUT: &str = "form[action='/logout'] [type=submit]";
 
 async fn log_out(browser: &Browser) {
@@ -150,7 +150,9 @@ fn browser_available() -> bool {
 
 /// Starts the appliance (`app`) and a phone-sized browser trusting its CA; `None` when
 /// this machine has no browser (and then the appliance is not started).
-async fn on_a_phone(app: impl Future<Output = TestAppliance>) -> Option<(TestAppliance, Browser)> {
+pub(crate) async fn on_a_phone(
+    app: impl Future<Output = TestAppliance>,
+) -> Option<(TestAppliance, Browser)> {
     if !browser_available() {
         return None;
     }
@@ -231,7 +233,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
 
 /// Waits until the page's text contains `needle` (a form's answer can land on the path
 /// the browser is already on, so the path alone does not say the new page is there).
-async fn wait_for_text(browser: &Browser, needle: &str) {
+pub(crate) async fn wait_for_text(browser: &Browser, needle: &str) {
     eventually(
         NAVIGATION,
         &format!("the page to show {needle:?}"),

@@ -714,3 +714,137 @@ async fn a_member_can_delete_their_own_account_and_the_owner_cannot() {
     .await;
     assert_eq!(resp.status(), 403);
 }
+
+/// The household in real browsers: the owner invites on one phone; the member, on
+/// another (a separate browser profile), accepts, chooses a passphrase and sees the
+/// recovery key; nothing the owner has opens the member's vault; and a member made at
+/// the command line is led through renewal at first login, after which the recovery key
+/// printed for them fails.
+#[tokio::test]
+async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
+    use crate::browser::{
+        LOGIN_SUBMIT, NAVIGATION, assert_fits_phone, on_a_phone, path_of as url_path, screenshot,
+        wait_for_path, wait_for_text,
+    };
+    let Some((app, owner)) = on_a_phone(appliance_with_owner()).await else {
+        return;
+    };
+    owner.goto(&app.url("/login")).await;
+    owner.type_into("input[name=name]", OWNER).await;
+    owner.type_into("input[name=passphrase]", OWNER_PASS).await;
+    owner.click(LOGIN_SUBMIT).await;
+    owner
+        .wait_for_url(|url| url_path(url) != "/login", NAVIGATION)
+        .await;
+
+    // The owner invites max: a link and its QR code, no passphrase to choose.
+    owner.goto(&app.url("/users")).await;
+    assert_fits_phone(&owner).await;
+    owner.type_into("input[name=name]", MEMBER).await;
+    owner
+        .click("form[action='/users/invite'] [type=submit]")
+        .await;
+    wait_for_text(&owner, "Invitation for max").await;
+    let link = owner.text(".secret-link a").await;
+    assert!(link.contains("/invite/"), "{link}");
+    owner.find(".qr svg").await;
+    screenshot(&owner, "invitation-phone.png").await;
+    assert_fits_phone(&owner).await;
+
+    // Max, on their own phone.
+    let member = cv_testkit::browser::Browser::start(&app.ca_pem(), 390, 844).await;
+    let path = url_path(&link);
+    member.goto(&app.url(&path)).await;
+    wait_for_text(&member, "invited you").await;
+    assert_fits_phone(&member).await;
+    member
+        .type_into("input[name=passphrase]", MEMBER_PASS)
+        .await;
+    member
+        .type_into("input[name=passphrase_confirm]", MEMBER_PASS)
+        .await;
+    member.click("form[action^='/invite/'] [type=submit]").await;
+    wait_for_text(&member, "only time it is shown").await;
+    let recovery = member.text(".recovery-key").await;
+    assert_eq!(recovery.split('-').count(), 14, "{recovery}");
+    screenshot(&member, "invited-recovery-key-phone.png").await;
+    assert_fits_phone(&member).await;
+    member.click(".card a.button-primary").await;
+    member
+        .wait_for_url(|url| url_path(url) != path, NAVIGATION)
+        .await;
+    member.goto(&app.url("/notes")).await;
+    member.type_into("textarea[name=text]", MEMBER_NOTE).await;
+    member.click("form[action='/notes'] [type=submit]").await;
+    wait_for_text(&member, "surprise party").await;
+    let item = first_item(&member.page_source().await);
+
+    // The owner tries everything they have. Their session:
+    owner.goto(&app.url(&format!("/items/{item}"))).await;
+    wait_for_text(&owner, "Not found").await;
+    assert!(!owner.page_source().await.contains(MEMBER_NOTE));
+    owner.goto(&app.url("/search?q=surprise+party")).await;
+    assert!(!owner.page_source().await.contains(MEMBER_NOTE));
+    // The invitation link they saw, again:
+    owner.goto(&link).await;
+    wait_for_text(&owner, "does not work").await;
+    // Their database access, with the passphrase they know and everything on their page:
+    let seen = owner.page_source().await;
+    opens_with_none(
+        &bundle_of(&app, MEMBER).await,
+        &[OWNER_PASS, &link, &seen],
+        &[],
+    );
+    assert!(!pg_dump(&app).contains(MEMBER_NOTE));
+    // While max's own passphrase and recovery key open it.
+    let bundle = bundle_of(&app, MEMBER).await;
+    assert!(bundle.unlock(&pass(MEMBER_PASS)).is_ok());
+    assert!(
+        bundle
+            .unlock_with_recovery(&RecoveryKey::parse(&recovery).unwrap())
+            .is_ok()
+    );
+    member.quit().await;
+
+    // Zoe is made at the command line: at first login she is led to choose her own
+    // passphrase, and gets a new recovery key.
+    let given = given_passphrase("zoe's own passphrase");
+    let out = app.create_user("zoe", &given, false);
+    let printed = recovery_key_in(&String::from_utf8_lossy(&out.stdout));
+    let zoe = cv_testkit::browser::Browser::start(&app.ca_pem(), 390, 844).await;
+    zoe.goto(&app.url("/login")).await;
+    zoe.type_into("input[name=name]", "zoe").await;
+    zoe.type_into("input[name=passphrase]", &given).await;
+    zoe.click(LOGIN_SUBMIT).await;
+    wait_for_path(&zoe, "/account/renew").await;
+    assert_fits_phone(&zoe).await;
+    screenshot(&zoe, "renew-phone.png").await;
+    zoe.type_into("input[name=current]", &given).await;
+    zoe.type_into("input[name=passphrase]", "zoe's own passphrase")
+        .await;
+    zoe.type_into("input[name=passphrase_confirm]", "zoe's own passphrase")
+        .await;
+    zoe.click("form[action='/account/renew'] [type=submit]")
+        .await;
+    wait_for_text(&zoe, "Your new recovery key").await;
+    let renewed = zoe.text(".recovery-key").await;
+    assert_ne!(renewed, printed);
+    let bundle = bundle_of(&app, "zoe").await;
+    assert!(
+        bundle
+            .unlock_with_recovery(&RecoveryKey::parse(&printed).unwrap())
+            .is_err(),
+        "the printed recovery key fails"
+    );
+    assert!(
+        bundle.unlock(&pass(&given)).is_err(),
+        "the given passphrase fails"
+    );
+    assert!(
+        bundle
+            .unlock_with_recovery(&RecoveryKey::parse(&renewed).unwrap())
+            .is_ok()
+    );
+    zoe.quit().await;
+    owner.quit().await;
+}
