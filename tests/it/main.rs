@@ -19,6 +19,7 @@ mod items;
 mod mdns;
 mod migrations;
 mod notes;
+mod schemathesis;
 mod search;
 mod semantic;
 mod suggestions;
