@@ -347,6 +347,19 @@ async fn embed_batch(
     Ok(done)
 }
 
+/// Why a query could not be embedded, in fixed words: the pool's error may name the
+/// appliance's files (a missing model's directory), and the reason reaches the API.
+fn query_failure(e: &cv_worker::pool::PoolError) -> &'static str {
+    use cv_worker::pool::PoolError;
+    match e {
+        PoolError::Unavailable { .. } => {
+            "the local AI is unavailable (no worker can start; the appliance's log says why)"
+        }
+        PoolError::TimedOut { .. } => "the local AI did not answer in time",
+        _ => "the local AI failed on the query (the appliance's log says why)",
+    }
+}
+
 /// What `last_error` says after embedding failed; the cause is in the log only.
 const INDEXING_FAILED: &str =
     "the local AI could not index your notes (the appliance's log says why)";
@@ -381,14 +394,7 @@ async fn embed_query(state: &AppState, text: &str) -> Result<Vec<f32>, String> {
             // The cause may name the appliance's files (a missing model's directory):
             // logged, and the caller gets a fixed phrase.
             warn!(error = %e, "a search query could not be embedded");
-            Err(match e {
-                cv_worker::pool::PoolError::Unavailable { .. } => {
-                    "the local AI is unavailable (no worker can start; the appliance's log says why)"
-                }
-                cv_worker::pool::PoolError::TimedOut { .. } => "the local AI did not answer in time",
-                _ => "the local AI failed on the query (the appliance's log says why)",
-            }
-            .into())
+            Err(query_failure(&e).into())
         }
         Err(_) => Err(format!(
             "the local AI did not answer within {} s",
@@ -597,6 +603,21 @@ fn vector_top_with<E>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_failures_name_no_files() {
+        let e = cv_worker::pool::PoolError::Unavailable {
+            last_error: "the embedding model is not installed: model.onnx missing in /var/lib/contextvault/models".into(),
+            next_try_in: Duration::from_secs(8),
+        };
+        assert!(
+            e.to_string().contains("/var/lib"),
+            "the pool's own text does"
+        );
+        let reason = query_failure(&e);
+        assert!(!reason.contains('/'), "{reason}");
+        assert!(!INDEXING_FAILED.contains('/'));
+    }
+
     use super::*;
 
     fn hit(id: Uuid) -> Hit {
