@@ -662,7 +662,8 @@ mod tests {
     }
 
     /// Every route the sources register, as (full path pattern, methods), read from the
-    /// `.route("…", web::get()…)` calls (the API's under its `/api/v1` scope).
+    /// `route(path, web::get()…)` calls (the API's under its `/api/v1` scope), as
+    /// `tests/it/authz.rs` reads them for its matrix.
     fn registered_routes() -> std::collections::BTreeMap<String, Vec<&'static str>> {
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let re =
@@ -688,8 +689,7 @@ mod tests {
             } else {
                 ""
             };
-            // (Paths only: this function's own comment shows the call with "…".)
-            for c in re.captures_iter(&text).filter(|c| c[1].starts_with('/')) {
+            for c in re.captures_iter(&text) {
                 let method = match &c[2] {
                     "get" => "GET",
                     "post" => "POST",
