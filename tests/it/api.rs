@@ -215,10 +215,10 @@ async fn bad_api_requests_get_json_errors_and_write_nothing() {
             "bad_request",
         ),
         (
-            "text over 16 KiB",
+            "text over 4,096 characters",
             format!(r#"{{"text":"{}"}}"#, "x".repeat(20 * 1024)).into_bytes(),
-            413,
-            "body_too_large",
+            422,
+            "text_too_long",
         ),
         (
             "body over 64 KiB",

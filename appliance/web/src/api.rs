@@ -22,6 +22,17 @@ use crate::state::AppState;
 /// The largest JSON body: a note (16 KiB) plus tags, with room for JSON escaping.
 pub const JSON_LIMIT: usize = 64 * 1024;
 
+/// The longest text `POST /api/v1/capture` takes, in characters (Unicode scalar
+/// values, what JSON Schema's `maxLength` counts).
+///
+/// The vault stores at most [`cv_vault::MAX_TEXT_BYTES`] (16 KiB) of UTF-8, and UTF-8
+/// takes at most 4 bytes per character (RFC 3629 §3), so every text of up to 4,096
+/// characters fits. The API counts characters rather than bytes so that its OpenAPI
+/// document can state the limit exactly (`maxLength`, which counts characters): with
+/// bytes, a schema-valid text of accented or CJK characters could be refused, and no
+/// schema keyword can say "16 KiB of UTF-8". The form pages keep the byte limit.
+pub const MAX_TEXT_CHARS: usize = cv_vault::MAX_TEXT_BYTES / 4;
+
 pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
@@ -53,7 +64,11 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
             WebError::BadRequest("The body must be JSON (Content-Type: application/json).".into())
         }
         E::Deserialize(e) => WebError::BadRequest(format!("The JSON body is not valid: {e}.")),
-        other => WebError::BadRequest(format!("The request body could not be read: {other}.")),
+        // The payload error's text is actix's debug output (`Some(Custom { kind: … })`):
+        // nothing for the client to act on, and internals it need not see.
+        _ => WebError::BadRequest(
+            "The request body could not be read: it ended early or its encoding is damaged.".into(),
+        ),
     }
     .into()
 }
@@ -190,6 +205,23 @@ async fn capture(
         )));
     }
     let CaptureRequest { text, tags } = body.into_inner();
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(WebError::TextTooLong {
+            limit_chars: MAX_TEXT_CHARS,
+        });
+    }
+    // As the OpenAPI document states them (before trimming, which the vault does): a
+    // tag with a control character or over 64 characters anywhere is refused here,
+    // where the vault would have accepted some after trimming them off the ends.
+    if tags
+        .iter()
+        .any(|t| t.chars().count() > cv_vault::MAX_TAG_CHARS || t.chars().any(char::is_control))
+    {
+        return Err(WebError::BadRequest(format!(
+            "`tags`: a tag is 1 to {} characters without control characters.",
+            cv_vault::MAX_TAG_CHARS
+        )));
+    }
     let result = crate::pages::capture_into(&state, caller.user.id, &text, &tags).await?;
     match result {
         Ok((id, sealed)) => {
@@ -199,8 +231,10 @@ async fn capture(
             }))
         }
         Err(VaultError::Empty) => Err(WebError::BadRequest("`text` is empty.".into())),
-        Err(VaultError::TooLong) => Err(WebError::BodyTooLarge {
-            limit_kib: cv_vault::MAX_TEXT_BYTES / 1024,
+        // Unreachable after the character count above; kept distinct from a body over
+        // the JSON limit all the same.
+        Err(VaultError::TooLong) => Err(WebError::TextTooLong {
+            limit_chars: MAX_TEXT_CHARS,
         }),
         Err(VaultError::InvalidTags(why)) => Err(WebError::BadRequest(format!("`tags`: {why}."))),
         Err(VaultError::Db(e)) => Err(state.db_error(e).await),
@@ -297,6 +331,10 @@ async fn login(
     }
 }
 
+/// The longest new passphrase the API takes, in characters: the bound in bytes
+/// (`cv_crypto::password::MAX_PASSPHRASE_BYTES`) over UTF-8's longest character.
+const MAX_NEW_PASSPHRASE_CHARS: usize = cv_crypto::password::MAX_PASSPHRASE_BYTES / 4;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RenewRequest {
@@ -330,6 +368,14 @@ async fn renew(
         passphrase,
         new_passphrase,
     } = body.into_inner();
+    // Counted in characters, as the OpenAPI document's `maxLength` counts them: any
+    // schema-valid passphrase is accepted (256 characters of UTF-8 are at most the 1,024
+    // bytes `Passphrase` allows) and any longer one refused.
+    if new_passphrase.chars().count() > MAX_NEW_PASSPHRASE_CHARS {
+        return Err(WebError::BadRequest(format!(
+            "`new_passphrase`: at most {MAX_NEW_PASSPHRASE_CHARS} characters."
+        )));
+    }
     let new = cv_crypto::Passphrase::new(new_passphrase)
         .map_err(|e| WebError::BadRequest(format!("`new_passphrase`: {e}.")))?;
     let ip = crate::pages::peer_ip(&req);
@@ -446,6 +492,90 @@ async fn vault_status(
     })))
 }
 
+/// `GET /api/v1/search`'s query string. Checked as strictly as the OpenAPI document
+/// describes it (an empty `to` is not a date, `archived` is `true` or `false`), where
+/// the search page is lenient (an empty form field there means "any").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSearchParams {
+    q: Option<String>,
+    tag: Option<String>,
+    kind: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    archived: Option<String>,
+    limit: Option<String>,
+    offset: Option<usize>,
+}
+
+/// The longest search text, in characters (the OpenAPI document's `maxLength`).
+const MAX_QUERY_CHARS: usize = 1000;
+
+impl ApiSearchParams {
+    /// The search asked for; `None` when `from` is after `to` (nothing can match).
+    fn check(self) -> Result<Option<cv_search::Query>, WebError> {
+        let bad = |why: &str| WebError::BadRequest(format!("{why}."));
+        let one_of = |field: &str, value: &Option<String>, allowed: &[&str]| match value {
+            Some(v) if !allowed.contains(&v.as_str()) => {
+                Err(bad(&format!("`{field}` is one of {}", allowed.join(", "))))
+            }
+            _ => Ok(()),
+        };
+        one_of("kind", &self.kind, &["note", "task"])?;
+        one_of("status", &self.status, &["open", "doing", "done"])?;
+        one_of("archived", &self.archived, &["true", "false"])?;
+        let day = |field: &str, value: &Option<String>| match value {
+            None => Ok(None),
+            // Exactly YYYY-MM-DD (RFC 3339 full-date): no spaces, not empty.
+            Some(v) => match cv_vault::iso_date::parse(v).filter(|_| v.trim() == v) {
+                Some(d) => Ok(Some(d)),
+                None => Err(bad(&format!("`{field}` is a date written YYYY-MM-DD"))),
+            },
+        };
+        let (from, to) = (day("from", &self.from)?, day("to", &self.to)?);
+        let limit_error = || {
+            bad(&format!(
+                "`limit` is an integer from 1 to {}",
+                cv_search::MAX_LIMIT
+            ))
+        };
+        let limit = match &self.limit {
+            None => None,
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(l.parse::<usize>().map_err(|_| limit_error())?)
+            }
+            Some(_) => return Err(limit_error()),
+        };
+        let text = self.q.unwrap_or_default();
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(bad(&format!("`q` is at most {MAX_QUERY_CHARS} characters")));
+        }
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Ok(None);
+        }
+        // The page's parser does the rest (its byte limit on the text aside: the text
+        // is set afterwards, checked above in characters).
+        let mut query = crate::pages::search::SearchParams {
+            q: String::new(),
+            tag: self.tag.unwrap_or_default(),
+            kind: self.kind.unwrap_or_default(),
+            status: self.status.unwrap_or_default(),
+            from: self.from.unwrap_or_default(),
+            to: self.to.unwrap_or_default(),
+            archived: self.archived.unwrap_or_default(),
+            limit,
+            offset: self.offset,
+        }
+        .query()
+        .map_err(|why| bad(&why))?;
+        query.text = text;
+        Ok(Some(query))
+    }
+}
+
 #[derive(Serialize)]
 struct SearchHit {
     id: String,
@@ -472,14 +602,23 @@ struct SearchHit {
 async fn search(
     caller: ApiCaller,
     state: web::Data<AppState>,
-    params: web::Query<crate::pages::search::SearchParams>,
+    params: web::Query<ApiSearchParams>,
 ) -> Result<HttpResponse, WebError> {
     caller.require_read()?;
+    // Bad parameters are a 400 whether or not the vault is locked.
+    let checked = params.into_inner().check()?;
     let unlocked = state.unlocked(caller.user.id)?;
-    let query = params
-        .query()
-        .map_err(|why| WebError::BadRequest(format!("{why}.")))?;
     let indexing = unlocked.index.is_building();
+    let Some(query) = checked else {
+        // `from` after `to`: a well-formed range that no day falls in.
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "results": [],
+            "total": 0,
+            "mode": "words",
+            "words_only_reason": null,
+            "indexing": indexing,
+        })));
+    };
     let outcome = crate::semantic::search(&state, unlocked.index.clone(), query).await?;
     let (total, mode) = (outcome.total, outcome.mode_str());
     let reason = outcome.reason().map(str::to_owned);

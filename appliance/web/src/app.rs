@@ -4,7 +4,12 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, web};
+use actix_web::{App, HttpMessage as _, web};
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::error::{FORM_LIMIT, WebError, form_error};
 use crate::session::origin_allowed;
@@ -53,6 +58,7 @@ pub(crate) fn https_app(
         )
         .app_data(web::PayloadConfig::new(FORM_LIMIT))
         .configure(routes)
+        .wrap_fn(body_deadline)
         .wrap_fn(negotiate_errors)
         .wrap_fn(move |req, srv| crate::access::refuse_outsiders(&access, false, req, srv))
         .wrap(
@@ -73,10 +79,198 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Nothing matched: 405 when the path exists for another method (a POST to a page),
 /// 404 otherwise.
 async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, WebError> {
-    if req.resource_map().has_resource(req.path()) {
-        Err(WebError::MethodNotAllowed)
+    let map = req.resource_map();
+    if map.has_resource(req.path()) {
+        let allow = map
+            .match_pattern(req.path())
+            .and_then(|pattern| allowed_methods(&pattern));
+        if allow.is_none() {
+            tracing::warn!(path = %req.path(), "a route is missing from app::ALLOWED_METHODS");
+        }
+        Err(WebError::MethodNotAllowed { allow })
     } else {
         Err(WebError::NotFound)
+    }
+}
+
+/// The methods each route answers, for the `Allow` header that a 405 must carry
+/// (RFC 9110 §15.5.6). actix-web records this only in a private type, so it is listed
+/// here; `every_route_is_in_the_allowed_methods_table` checks it against the routes the
+/// sources register. HEAD is answered wherever GET is (see [`negotiate_errors`]).
+const ALLOWED_METHODS: &[(&str, &str)] = &[
+    ("/", GET),
+    ("/account", GET),
+    ("/account/activity", GET),
+    ("/account/export", GET_POST),
+    ("/account/import", POST),
+    ("/account/delete", POST),
+    ("/account/passphrase", POST),
+    ("/account/recovery-key", POST),
+    ("/account/renew", GET_POST),
+    ("/account/tokens", GET_POST),
+    ("/account/tokens/{id}/revoke", POST),
+    ("/api/v1/account/renew", POST),
+    ("/api/v1/capture", POST),
+    ("/api/v1/items/{id}", GET),
+    ("/api/v1/lock", POST),
+    ("/api/v1/login", POST),
+    ("/api/v1/openapi.json", GET),
+    ("/api/v1/search", GET),
+    ("/api/v1/vault", GET),
+    ("/ca.crt", GET),
+    ("/ca.pem", GET),
+    ("/capture", GET),
+    ("/dashboard", GET),
+    ("/favicon.ico", GET),
+    ("/healthz", GET),
+    ("/invite/{id}", GET_POST),
+    ("/items/{id}", GET),
+    ("/items/{id}/delete", POST),
+    ("/items/{id}/edit", POST),
+    ("/items/{id}/flags", POST),
+    ("/items/{id}/history", GET),
+    ("/items/{id}/suggestions/tag", POST),
+    ("/items/{id}/suggestions/task", POST),
+    ("/items/{id}/task", POST),
+    ("/login", GET_POST),
+    ("/logout", POST),
+    ("/manifest.webmanifest", GET),
+    ("/notes", GET_POST),
+    ("/recover", GET_POST),
+    ("/search", GET),
+    ("/setup", GET_POST),
+    ("/static/app.css", GET),
+    ("/static/icon.svg", GET),
+    ("/tasks", GET_POST),
+    ("/tasks/{id}/status", POST),
+    ("/trust", GET),
+    ("/users", GET),
+    ("/users/invitations/clear", POST),
+    ("/users/invitations/revoke", POST),
+    ("/users/invite", POST),
+    ("/users/remove", POST),
+    ("/users/role", POST),
+    ("/vault/lock", POST),
+    ("/vault/unlock", POST),
+    ("/wireguard", GET),
+    ("/wireguard/peers", POST),
+    ("/wireguard/peers/revoke", POST),
+];
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+const GET_POST: &str = "GET, HEAD, POST";
+
+/// The `Allow` value of a route pattern (as `ResourceMap::match_pattern` names it).
+fn allowed_methods(pattern: &str) -> Option<&'static str> {
+    ALLOWED_METHODS
+        .iter()
+        .find(|(p, _)| *p == pattern)
+        .map(|(_, methods)| *methods)
+}
+
+/// The grace period before a request body must arrive at [`BODY_MIN_BYTES_PER_SEC`]:
+/// 5 s, Kestrel's default (ASP.NET Core `KestrelServerLimits.MinRequestBodyDataRate`).
+pub const BODY_GRACE: Duration = Duration::from_secs(5);
+
+/// The slowest average rate a request body may arrive at after [`BODY_GRACE`]: 240
+/// bytes/s, Kestrel's default. Any real client (a phone on a weak link sends kilobytes
+/// a second) is far faster; a client trickling a body to hold a connection open is not.
+pub const BODY_MIN_BYTES_PER_SEC: u64 = 240;
+
+/// Middleware (for `wrap_fn`): request bodies must arrive by a deadline that starts at
+/// [`BODY_GRACE`] after the headers and grows by one second per
+/// [`BODY_MIN_BYTES_PER_SEC`] bytes received. actix-web bounds the time to read the
+/// headers (`client_request_timeout`, set in `crate::serve`), not the body, so a client
+/// could otherwise hold a connection (and a login handler) open indefinitely by sending
+/// a byte now and then. A body that misses its deadline fails to read, and the response
+/// becomes 408 `request_timeout` with the connection closed, whatever the handler made
+/// of the failed read.
+pub(crate) fn body_deadline<S, B>(
+    mut req: ServiceRequest,
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>> + use<S, B>
+where
+    S: actix_web::dev::Service<
+            ServiceRequest,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: MessageBody + 'static,
+{
+    let timed_out = Rc::new(Cell::new(false));
+    let payload = req.take_payload();
+    if matches!(payload, actix_web::dev::Payload::None) {
+        req.set_payload(payload);
+    } else {
+        let stream: Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(DeadlineStream {
+            inner: payload,
+            started: actix_web::rt::time::Instant::now(),
+            received: 0,
+            sleep: Box::pin(actix_web::rt::time::sleep(BODY_GRACE)),
+            timed_out: timed_out.clone(),
+            done: false,
+        });
+        req.set_payload(actix_web::dev::Payload::from(stream));
+    }
+    let fut = service.call(req);
+    async move {
+        let res = fut.await?;
+        if timed_out.get() {
+            tracing::info!(path = %res.request().path(), "a request body arrived too slowly");
+            let req = res.request().clone();
+            return Ok(ServiceResponse::from_err(WebError::RequestTimeout, req));
+        }
+        Ok(res.map_into_boxed_body())
+    }
+}
+
+/// A request body that fails once it misses its deadline; see [`body_deadline`].
+struct DeadlineStream {
+    inner: actix_web::dev::Payload,
+    started: actix_web::rt::time::Instant,
+    received: u64,
+    sleep: Pin<Box<actix_web::rt::time::Sleep>>,
+    timed_out: Rc<Cell<bool>>,
+    done: bool,
+}
+
+impl futures_util::Stream for DeadlineStream {
+    type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let this = &mut *self;
+                this.received = this.received.saturating_add(chunk.len() as u64);
+                let earned =
+                    Duration::from_secs_f64(this.received as f64 / BODY_MIN_BYTES_PER_SEC as f64);
+                this.sleep
+                    .as_mut()
+                    .reset(this.started + BODY_GRACE + earned);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.done = true;
+                    self.timed_out.set(true);
+                    Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the request body arrived too slowly",
+                        ),
+                    ))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -102,6 +296,8 @@ where
         req.head_mut().method = Method::GET;
     }
     let wants_json = wants_json(&req);
+    let is_api = req.path().starts_with("/api/");
+    let presented_credentials = req.headers().contains_key(header::AUTHORIZATION);
     // Where a page load was going, to come back to after logging in (a shared page
     // arriving at the capture box, a bookmarked search).
     let came_for = (req.method() == Method::GET && req.path() != "/")
@@ -131,6 +327,11 @@ where
         if is_head {
             res = res.map_body(|_, _| BoxBody::new(()));
         }
+        let code = res
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<WebError>())
+            .map(WebError::code);
         if let Some(next) = came_for
             && res.status() == actix_web::http::StatusCode::SEE_OTHER
         {
@@ -148,18 +349,52 @@ where
                 }
             }
         }
-        if !wants_json {
-            return Ok(res);
+        if wants_json
+            && let Some(json) = res
+                .response()
+                .error()
+                .and_then(|e| e.as_error::<WebError>())
+                .map(WebError::json_response)
+        {
+            res = res.into_response(json);
         }
-        let json = res
-            .response()
-            .error()
-            .and_then(|e| e.as_error::<WebError>())
-            .map(WebError::json_response);
-        Ok(match json {
-            Some(json) => res.into_response(json),
-            None => res,
-        })
+        if res.status() == actix_web::http::StatusCode::UNAUTHORIZED
+            && !res.headers().contains_key(header::WWW_AUTHENTICATE)
+        {
+            let challenge = www_authenticate(is_api, presented_credentials, code);
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+        }
+        Ok(res)
+    }
+}
+
+/// The API's realm, in its `Bearer` challenges.
+pub const API_REALM: &str = "Context Vault API";
+
+/// The challenge a 401 carries: RFC 9110 §11.6.1 requires at least one in every 401.
+///
+/// - The API authenticates with bearer tokens: `Bearer realm="…"` (RFC 6750 §3), with
+///   `error="invalid_token"` when a token was presented and refused (expired, revoked,
+///   unknown); without credentials RFC 6750 §3.1 asks for no error code.
+/// - The pages authenticate with a session cookie set by the login form, a scheme HTTP
+///   never standardised. They use the `Cookie` scheme of draft-broyer-http-cookie-auth
+///   (the form's address and the cookie's name): it says truthfully how to log in, and
+///   browsers ignore a scheme they do not know, where `Basic` would make them pop up a
+///   password dialog in front of the page.
+fn www_authenticate(is_api: bool, presented_credentials: bool, code: Option<&str>) -> &'static str {
+    let refused_token = matches!(
+        code,
+        Some("token_invalid" | "token_revoked" | "session_expired")
+    );
+    match (is_api, presented_credentials && refused_token) {
+        (true, true) => r#"Bearer realm="Context Vault API", error="invalid_token""#,
+        (true, false) => r#"Bearer realm="Context Vault API""#,
+        (false, _) => {
+            r#"Cookie realm="Context Vault", form-action="/login", cookie-name="__Host-cv_session""#
+        }
     }
 }
 
@@ -434,6 +669,119 @@ mod tests {
             .set_form([("csrf", "x")])
             .to_request();
         assert_eq!(test::call_service(&app, req).await.status().as_u16(), 401);
+    }
+
+    /// Every route the sources register, as (full path pattern, methods), read from the
+    /// `route(path, web::get()…)` calls (the API's under its `/api/v1` scope), as
+    /// `tests/it/authz.rs` reads them for its matrix.
+    fn registered_routes() -> std::collections::BTreeMap<String, Vec<&'static str>> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let re =
+            regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*web::(get|post|put|delete|patch)\(\)"#)
+                .unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.extend(
+            std::fs::read_dir(src.join("pages"))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+        let mut routes = std::collections::BTreeMap::<String, Vec<&'static str>>::new();
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        {
+            let text = std::fs::read_to_string(file).unwrap();
+            let prefix = if file.ends_with("api.rs") {
+                "/api/v1"
+            } else {
+                ""
+            };
+            for c in re.captures_iter(&text) {
+                let method = match &c[2] {
+                    "get" => "GET",
+                    "post" => "POST",
+                    other => panic!("add {other} to ALLOWED_METHODS' values"),
+                };
+                routes
+                    .entry(format!("{prefix}{}", &c[1]))
+                    .or_default()
+                    .push(method);
+            }
+        }
+        routes
+    }
+
+    #[actix_web::test]
+    async fn every_route_is_in_the_allowed_methods_table() {
+        let routes = registered_routes();
+        assert!(routes.len() > 30, "the scan found too little: {routes:?}");
+        for (path, methods) in &routes {
+            let want = match (methods.contains(&"GET"), methods.contains(&"POST")) {
+                (true, true) => GET_POST,
+                (true, false) => GET,
+                _ => POST,
+            };
+            assert_eq!(allowed_methods(path), Some(want), "{path} {methods:?}");
+        }
+        for (path, _) in ALLOWED_METHODS {
+            assert!(routes.contains_key(*path), "{path} is not a route any more");
+        }
+    }
+
+    #[actix_web::test]
+    async fn method_not_allowed_names_the_allowed_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test::init_service(https_app(state(dir.path()))).await;
+        for (pattern, allow) in ALLOWED_METHODS {
+            let uri = pattern.replace("{id}", "00000000-0000-0000-0000-000000000000");
+            let req = test::TestRequest::with_uri(&uri)
+                .method(Method::PATCH)
+                .to_request();
+            let resp = test::call_service(&app, req).await;
+            assert_eq!(resp.status().as_u16(), 405, "{uri}");
+            assert_eq!(resp.headers().get(header::ALLOW).unwrap(), allow, "{uri}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn unauthorized_answers_carry_a_challenge() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = test::init_service(https_app(state(dir.path()))).await;
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/api/v1/vault").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 401);
+        assert_eq!(
+            resp.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            r#"Bearer realm="Context Vault API""#
+        );
+        let req = test::TestRequest::post()
+            .uri("/logout")
+            .set_form([("csrf", "x")])
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status().as_u16(), 401);
+        assert!(
+            resp.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("Cookie realm=")
+        );
+        assert_eq!(
+            www_authenticate(true, true, Some("token_revoked")),
+            r#"Bearer realm="Context Vault API", error="invalid_token""#
+        );
+        assert_eq!(
+            www_authenticate(true, true, Some("login_failed")),
+            r#"Bearer realm="Context Vault API""#
+        );
     }
 
     #[actix_web::test]

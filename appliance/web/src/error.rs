@@ -97,8 +97,16 @@ pub enum WebError {
     TokenRevoked,
     #[error("The request body is larger than {limit_kib} KiB.")]
     BodyTooLarge { limit_kib: usize },
+    /// A note's text over the API's limit (a body within its own limit).
+    #[error("The text is longer than {limit_chars} characters.")]
+    TextTooLong { limit_chars: usize },
+    /// The request body did not arrive in time (see `crate::app::body_deadline`).
+    #[error("The request body arrived too slowly; the connection is closed. Please try again.")]
+    RequestTimeout,
+    /// The path exists for other methods; `allow` lists them for the `Allow` header
+    /// (RFC 9110 §15.5.6), when known.
     #[error("This address does not accept that kind of request.")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: Option<&'static str> },
     #[error("{0}")]
     Conflict(String),
     #[error(
@@ -150,7 +158,9 @@ impl WebError {
             WebError::TokenInvalid => "token_invalid",
             WebError::TokenRevoked => "token_revoked",
             WebError::BodyTooLarge { .. } => "body_too_large",
-            WebError::MethodNotAllowed => "method_not_allowed",
+            WebError::TextTooLong { .. } => "text_too_long",
+            WebError::RequestTimeout => "request_timeout",
+            WebError::MethodNotAllowed { .. } => "method_not_allowed",
             WebError::Conflict(_) => "conflict",
             WebError::VaultLocked => "vault_locked",
             WebError::ItemTampered => "item_tampered",
@@ -181,7 +191,9 @@ impl WebError {
             WebError::InvitationInvalid => "Invitation not valid",
             WebError::TokenInvalid | WebError::TokenRevoked => "Token refused",
             WebError::BodyTooLarge { .. } => "Request too large",
-            WebError::MethodNotAllowed => "Method not allowed",
+            WebError::TextTooLong { .. } => "Text too long",
+            WebError::RequestTimeout => "Request too slow",
+            WebError::MethodNotAllowed { .. } => "Method not allowed",
             WebError::Conflict(_) => "Conflict",
             WebError::VaultLocked => "Vault locked",
             WebError::ItemTampered => "Integrity check failed",
@@ -220,6 +232,13 @@ impl WebError {
             }
             WebError::DatabaseUnavailable { .. } => {
                 builder.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_SECS));
+            }
+            WebError::MethodNotAllowed { allow: Some(allow) } => {
+                builder.insert_header((header::ALLOW, *allow));
+            }
+            WebError::RequestTimeout => {
+                // The rest of the body may still be trickling in: do not wait for it.
+                builder.force_close();
             }
             WebError::SessionExpired { .. } => {
                 builder.cookie(crate::session::removal_cookie(
@@ -292,7 +311,11 @@ impl ResponseError for WebError {
             WebError::NotFound | WebError::InvitationInvalid => StatusCode::NOT_FOUND,
             WebError::TokenInvalid | WebError::TokenRevoked => StatusCode::UNAUTHORIZED,
             WebError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            // Not 413: the body is within its limit, and well-formed; one value breaks a
+            // rule (RFC 9110 §15.5.21).
+            WebError::TextTooLong { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            WebError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            WebError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::VaultLocked => StatusCode::LOCKED,
             WebError::ItemTampered => StatusCode::CONFLICT,
@@ -454,7 +477,17 @@ mod tests {
                 413,
                 "body_too_large",
             ),
-            (WebError::MethodNotAllowed, 405, "method_not_allowed"),
+            (
+                WebError::MethodNotAllowed { allow: Some("GET") },
+                405,
+                "method_not_allowed",
+            ),
+            (
+                WebError::TextTooLong { limit_chars: 4096 },
+                422,
+                "text_too_long",
+            ),
+            (WebError::RequestTimeout, 408, "request_timeout"),
             (WebError::Conflict("dup".into()), 409, "conflict"),
             (
                 WebError::DatabaseUnavailable { postgres: None },

@@ -57,6 +57,17 @@ use crate::tls::CertResolver;
 /// never has to escalate to `SIGKILL` for a slow client.
 pub const SHUTDOWN_GRACE_SECS: u64 = 10;
 
+/// How long a client has to send a request's headers (from the connection's start, or
+/// the previous response on a kept-alive one) before it gets a 408 and is closed.
+/// actix-web's default, stated here because it is what stops a client from holding a
+/// connection open by sending headers slowly; bodies have their own deadline
+/// (`app::body_deadline`).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a TLS handshake may take before the connection is dropped: actix-web's
+/// default, stated for the same reason as [`HEADER_TIMEOUT`].
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How often expired sessions are removed from the database. Expired sessions are
 /// already refused when used; the sweep only keeps the table small.
 pub const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -147,6 +158,8 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         HttpServer::new(move || app::https_app(state.clone()))
             .disable_signals()
             .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+            .client_request_timeout(HEADER_TIMEOUT)
+            .tls_handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
     };
     for listener in https_listeners {
         let addr = listener.local_addr().ok();
@@ -168,6 +181,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
     })
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .client_request_timeout(HEADER_TIMEOUT)
     // Redirects are trivial; one worker is plenty.
     .workers(1);
     for listener in http_listeners {

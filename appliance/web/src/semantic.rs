@@ -256,10 +256,12 @@ pub(crate) fn embed_later(state: &web::Data<AppState>, user: UserId, items: Vec<
                     index.semantic.set_error(None);
                 }
                 Err(why) => {
-                    index.semantic.set_error(Some(why));
+                    // The cause may name files and sockets of the appliance: it goes to
+                    // the log, and the API (`last_error`, `words_only_reason`) gets words.
+                    index.semantic.set_error(Some(INDEXING_FAILED.into()));
                     // The rest waits for the next unlock or write: a failing pool would
                     // only fail again now.
-                    warn!(%user, items = left, "embedding failed; the items stay searchable by words");
+                    warn!(%user, items = left, error = %why, "embedding failed; the items stay searchable by words");
                     break;
                 }
             }
@@ -355,6 +357,23 @@ async fn embed_batch(
     Ok(done)
 }
 
+/// Why a query could not be embedded, in fixed words: the pool's error may name the
+/// appliance's files (a missing model's directory), and the reason reaches the API.
+fn query_failure(e: &cv_worker::pool::PoolError) -> &'static str {
+    use cv_worker::pool::PoolError;
+    match e {
+        PoolError::Unavailable { .. } => {
+            "the local AI is unavailable (no worker can start; the appliance's log says why)"
+        }
+        PoolError::TimedOut { .. } => "the local AI did not answer in time",
+        _ => "the local AI failed on the query (the appliance's log says why)",
+    }
+}
+
+/// What `last_error` says after embedding failed; the cause is in the log only.
+const INDEXING_FAILED: &str =
+    "the local AI could not index your notes (the appliance's log says why)";
+
 /// Why a search is by words only, or `None` when it can use meaning too.
 pub(crate) fn words_only_reason(state: &AppState, index: &VaultIndex) -> Option<String> {
     if state.ai.pool.is_none() {
@@ -365,7 +384,7 @@ pub(crate) fn words_only_reason(state: &AppState, index: &VaultIndex) -> Option<
         return Some(if pending > 0 {
             format!("your notes are still being indexed by meaning ({pending} to go)")
         } else if let Some(e) = index.semantic.last_error() {
-            format!("the local AI could not index your notes ({e})")
+            e
         } else {
             "no note has been indexed by meaning yet".into()
         });
@@ -381,7 +400,12 @@ async fn embed_query(state: &AppState, text: &str) -> Result<Vec<f32>, String> {
     match tokio::time::timeout(QUERY_TIMEOUT, pool.embed(vec![text.to_owned()])).await {
         Ok(Ok(mut vectors)) if vectors.len() == 1 => Ok(vectors.remove(0)),
         Ok(Ok(_)) => Err("the local AI gave no answer for the query".into()),
-        Ok(Err(e)) => Err(format!("the local AI is unavailable ({e})")),
+        Ok(Err(e)) => {
+            // The cause may name the appliance's files (a missing model's directory):
+            // logged, and the caller gets a fixed phrase.
+            warn!(error = %e, "a search query could not be embedded");
+            Err(query_failure(&e).into())
+        }
         Err(_) => Err(format!(
             "the local AI did not answer within {} s",
             QUERY_TIMEOUT.as_secs()
@@ -589,6 +613,21 @@ fn vector_top_with<E>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn query_failures_name_no_files() {
+        let e = cv_worker::pool::PoolError::Unavailable {
+            last_error: "the embedding model is not installed: model.onnx missing in /var/lib/contextvault/models".into(),
+            next_try_in: Duration::from_secs(8),
+        };
+        assert!(
+            e.to_string().contains("/var/lib"),
+            "the pool's own text does"
+        );
+        let reason = query_failure(&e);
+        assert!(!reason.contains('/'), "{reason}");
+        assert!(!INDEXING_FAILED.contains('/'));
+    }
+
     use super::*;
 
     fn hit(id: Uuid) -> Hit {
