@@ -39,6 +39,15 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
         .await
         .unwrap();
     assert_eq!(mismatch.status(), 400);
+    // The form comes back with the code and the name as typed, never the passphrases.
+    let again = mismatch.text().await.unwrap();
+    assert!(again.contains("do not match"), "{again}");
+    assert!(
+        again.contains(&format!(r#"name="setup_code" type="text" value="{code}""#)),
+        "the setup code is gone: {again}"
+    );
+    assert!(again.contains(r#"value="Olivia""#), "{again}");
+    assert!(!again.contains(OWNER_PASS), "a passphrase is echoed back");
 
     // Typed sloppily: lower case, spaces instead of dashes.
     let sloppy = code.to_lowercase().replace('-', " ");

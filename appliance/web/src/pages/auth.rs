@@ -57,9 +57,17 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
 #[template(path = "setup.html")]
 pub(crate) struct SetupPage {
     pub csrf: String,
-    /// The name typed last time, when the form is re-shown.
-    pub name: String,
+    /// What was typed last time, when the form is re-shown (never the passphrases).
+    pub typed: SetupTyped,
     pub error: Option<FormError>,
+}
+
+/// The setup form's fields that are shown again after an error, so that a mistake in
+/// one field does not mean typing the others again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SetupTyped {
+    pub setup_code: String,
+    pub name: String,
 }
 
 #[derive(Deserialize)]
@@ -79,18 +87,18 @@ async fn setup_page(
     if has_owner(&state).await? {
         return Ok(see_other("/login").finish());
     }
-    show_setup(&req, StatusCode::OK, String::new(), None)
+    show_setup(&req, StatusCode::OK, SetupTyped::default(), None)
 }
 
 fn show_setup(
     req: &HttpRequest,
     status: StatusCode,
-    name: String,
+    typed: SetupTyped,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
     render_prelogin(req, status, |csrf| SetupPage {
         csrf,
-        name,
+        typed,
         error: error.map(FormError::of),
     })
 }
@@ -114,7 +122,11 @@ async fn setup_submit(
         ));
     }
 
-    let retry = |status, err: WebError| show_setup(&req, status, form.name.clone(), Some(&err));
+    let typed = SetupTyped {
+        setup_code: form.setup_code.clone(),
+        name: form.name.clone(),
+    };
+    let retry = |status, err: WebError| show_setup(&req, status, typed.clone(), Some(&err));
     let name = match UserName::from_str(&form.name) {
         Ok(name) => name,
         Err(e) => {
@@ -479,9 +491,15 @@ mod tests {
     fn the_setup_page_has_its_fields() {
         let html = rendered(&SetupPage {
             csrf: "tok".into(),
-            name: String::new(),
+            typed: SetupTyped {
+                setup_code: "7KQ2-M9XD-4HTA".into(),
+                name: "olivia".into(),
+            },
             error: Some(FormError::of(&WebError::SetupCodeInvalid)),
         });
+        // What was typed is kept, so one mistake does not cost every field.
+        assert!(html.contains(r#"value="7KQ2-M9XD-4HTA""#), "{html}");
+        assert!(html.contains(r#"value="olivia""#), "{html}");
         for field in [
             r#"name="setup_code""#,
             r#"name="name""#,
