@@ -255,6 +255,26 @@ async fn healthz_and_the_ca_download() {
         "the trust page shows the CA fingerprint"
     );
     assert!(trust.contains("iOS") && trust.contains("Android"));
+    // Addresses to type, complete: with the port, and IPv6 in brackets.
+    let port = app.https_port;
+    for address in [
+        format!("https://localhost:{port}/"),
+        format!("https://[::1]:{port}/"),
+    ] {
+        assert!(trust.contains(&address), "{address} not in {trust}");
+    }
+
+    // The dashboard shows the same CA fingerprint under the same words, to compare.
+    let label = "CA fingerprint (SHA-256)";
+    assert!(trust.contains(label), "{trust}");
+    create_member(&app, OWNER, OWNER_PASS);
+    let owner = owner_client(&app).await;
+    let dashboard = text_of(&app, &owner, "/dashboard").await;
+    let shown = format!(
+        r#"<dt>{label}</dt><dd class="fingerprint">{}</dd>"#,
+        info.sha256_fingerprint
+    );
+    assert!(dashboard.contains(&shown), "{shown} not in {dashboard}");
 }
 
 #[tokio::test]

@@ -225,6 +225,7 @@ mod tests {
                 due_soon_days: 7,
             },
             access: crate::access::AccessPolicy::new(vec!["192.168.1.0/24".parse().unwrap()]),
+            https_port: 8443,
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })

@@ -137,6 +137,7 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         ai: ai::Ai::start(control.clone(), &handoff.workers),
         insights: handoff.insights.clone(),
         access: access::AccessPolicy::new(handoff.allowed_sources.clone()),
+        https_port: handoff.https_port,
         version: handoff.version.clone(),
         mode: handoff.mode.clone(),
     });

@@ -33,6 +33,9 @@ pub(crate) struct AppState {
     pub insights: cv_control::InsightSettings,
     /// The networks whose requests are answered.
     pub access: crate::access::AccessPolicy,
+    /// The port HTTPS is served on as clients reach it (the one the plain-HTTP redirect
+    /// names), for addresses shown to people.
+    pub https_port: u16,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,

@@ -152,6 +152,8 @@ pub(crate) struct CertView {
     pub days_left: i64,
     pub expiring_soon: bool,
     pub fingerprint: String,
+    /// The local CA's fingerprint, as the trust page shows it (`None`: unreadable).
+    pub ca_fingerprint: Option<String>,
 }
 
 /// The ACME card.
@@ -200,7 +202,10 @@ async fn dashboard(
 ) -> Result<DashboardPage, WebError> {
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
-    let cert = state.tls.info().map(|info| cert_view(&info, now));
+    let cert = state.tls.info().map(|info| CertView {
+        ca_fingerprint: super::trust::ca_info(&state).map(|ca| ca.sha256_fingerprint),
+        ..cert_view(&info, now)
+    });
     let unlocked = state.keyring.get(user.user.id, now);
     let index = unlocked.as_ref().map(|u| {
         let (phase, indexed, total) = u.index.progress();
@@ -320,6 +325,7 @@ pub(crate) fn cert_view(info: &CertInfo, now: OffsetDateTime) -> CertView {
         days_left,
         expiring_soon: days_left < CERT_WARN_DAYS,
         fingerprint: info.sha256_fingerprint.clone(),
+        ca_fingerprint: None,
     }
 }
 
