@@ -176,6 +176,12 @@ const ROUTES: &[Route] = &[
         "/wireguard/peers/revoke",
         Body::Form(&[("name", "alice-phone")]),
     ),
+    route("GET", "/settings", Body::None),
+    route(
+        "POST",
+        "/settings",
+        Body::Form(&[("time_zone", "Pacific/Kiritimati")]),
+    ),
     route("GET", "/account", Body::None),
     route(
         "POST",
@@ -444,7 +450,11 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                 Who::OtherMember if path.contains(&item) || path.contains(&token_id) => {
                     assert_eq!(status, 404, "{what}: {body}");
                 }
-                Who::OtherMember if path == "/users" || path.starts_with("/wireguard") => {
+                Who::OtherMember
+                    if path == "/users"
+                        || path.starts_with("/wireguard")
+                        || path == "/settings" =>
+                {
                     assert_eq!(status, 403, "{what}");
                 }
                 _ => {}

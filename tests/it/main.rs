@@ -20,6 +20,7 @@ mod migrations;
 mod notes;
 mod search;
 mod semantic;
+mod settings;
 mod suggestions;
 mod supervision;
 mod support;

@@ -10,6 +10,7 @@ pub mod feedback;
 pub mod items;
 pub mod models;
 pub mod schema;
+pub mod settings;
 pub mod tokens;
 
 use std::time::Duration;

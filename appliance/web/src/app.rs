@@ -226,6 +226,7 @@ mod tests {
             },
             access: crate::access::AccessPolicy::new(vec!["192.168.1.0/24".parse().unwrap()]),
             https_port: 8443,
+            zone: crate::zone::ZoneCache::default(),
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })

@@ -35,6 +35,8 @@ pub(crate) struct AccountPage {
     pub csrf: String,
     pub user_name: String,
     pub can_manage_users: bool,
+    /// The owner also gets a link to the appliance's settings.
+    pub is_owner: bool,
     pub changed: bool,
     pub error: Option<FormError>,
 }
@@ -64,6 +66,7 @@ fn show_account(
             csrf: user.csrf_token.clone(),
             user_name: user.user.name.to_string(),
             can_manage_users: user.user.role.can_manage_users(),
+            is_owner: matches!(user.user.role, cv_db::Role::Owner),
             changed,
             error: error.map(FormError::of),
         },
@@ -321,6 +324,7 @@ mod tests {
             csrf: "tok".into(),
             user_name: "olivia".into(),
             can_manage_users: false,
+            is_owner: false,
             changed: true,
             error: None,
         });

@@ -68,6 +68,15 @@ pub(crate) struct SetupPage {
 pub(crate) struct SetupTyped {
     pub setup_code: String,
     pub name: String,
+    /// The time zone picked (an IANA name), or at first the box's own.
+    pub time_zone: String,
+}
+
+impl SetupPage {
+    /// The time zones to pick from.
+    pub fn zones(&self) -> &'static [String] {
+        crate::zone::names()
+    }
 }
 
 #[derive(Deserialize)]
@@ -76,6 +85,9 @@ struct SetupForm {
     name: String,
     passphrase: String,
     passphrase_confirm: String,
+    /// Absent (a client of the form from before it had the field): the box's own zone.
+    #[serde(default)]
+    time_zone: Option<String>,
     csrf: String,
 }
 
@@ -87,7 +99,11 @@ async fn setup_page(
     if has_owner(&state).await? {
         return Ok(see_other("/login").finish());
     }
-    show_setup(&req, StatusCode::OK, SetupTyped::default(), None)
+    let typed = SetupTyped {
+        time_zone: crate::zone::name(&crate::zone::system_default()).to_owned(),
+        ..SetupTyped::default()
+    };
+    show_setup(&req, StatusCode::OK, typed, None)
 }
 
 fn show_setup(
@@ -125,8 +141,16 @@ async fn setup_submit(
     let typed = SetupTyped {
         setup_code: form.setup_code.clone(),
         name: form.name.clone(),
+        time_zone: form.time_zone.clone().unwrap_or_default(),
     };
     let retry = |status, err: WebError| show_setup(&req, status, typed.clone(), Some(&err));
+    let time_zone = match form.time_zone.as_deref() {
+        None => crate::zone::system_default(),
+        Some(name) => match crate::zone::parse(name) {
+            Ok(tz) => tz,
+            Err(e) => return retry(StatusCode::BAD_REQUEST, e),
+        },
+    };
     let name = match UserName::from_str(&form.name) {
         Ok(name) => name,
         Err(e) => {
@@ -164,6 +188,7 @@ async fn setup_submit(
     match redeemed {
         Ok(Some(user)) => {
             info!(user = %user.name, %ip, "setup complete: owner account created");
+            store_time_zone(&state, &time_zone).await;
             super::vault::now_unlocked(&state, user.id, vault, OffsetDateTime::now_utc()).await?;
             let cookie = session::start(&state, user.id).await?;
             show_recovery(
@@ -183,6 +208,23 @@ async fn setup_submit(
             "A user named {name} already exists."
         ))),
         Err(CreateUserError::Db(e)) => Err(state.db_error(e).await),
+    }
+}
+
+/// Stores the zone picked at setup. A failure is logged, not shown: the account exists
+/// and its recovery key must be shown now; the zone can be set again in the settings.
+async fn store_time_zone(state: &AppState, tz: &jiff::tz::TimeZone) {
+    let name = crate::zone::name(tz);
+    let stored = match cv_db::connect(&state.pool).await {
+        Ok(mut conn) => cv_db::settings::set_time_zone(&mut conn, name).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            state.zone.set(tz.clone());
+            info!(zone = name, "time zone set at setup");
+        }
+        Err(e) => warn!(zone = name, error = %e, "could not store the time zone chosen at setup"),
     }
 }
 
@@ -494,12 +536,18 @@ mod tests {
             typed: SetupTyped {
                 setup_code: "7KQ2-M9XD-4HTA".into(),
                 name: "olivia".into(),
+                time_zone: "Europe/Berlin".into(),
             },
             error: Some(FormError::of(&WebError::SetupCodeInvalid)),
         });
         // What was typed is kept, so one mistake does not cost every field.
         assert!(html.contains(r#"value="7KQ2-M9XD-4HTA""#), "{html}");
         assert!(html.contains(r#"value="olivia""#), "{html}");
+        assert!(
+            html.contains(r#"<option value="Europe/Berlin" selected>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<option value="Asia/Tokyo">"#), "{html}");
         for field in [
             r#"name="setup_code""#,
             r#"name="name""#,

@@ -78,7 +78,7 @@ pub(crate) struct ItemPage {
 }
 
 impl ItemPage {
-    fn new(user: &CurrentUser, view: &ItemView) -> ItemPage {
+    fn new(user: &CurrentUser, view: &ItemView, tz: &jiff::tz::TimeZone) -> ItemPage {
         let text = view.text.as_ref().map(|t| t.to_string()).ok();
         ItemPage {
             csrf: user.csrf_token.clone(),
@@ -92,8 +92,8 @@ impl ItemPage {
             task: view.task.as_ref().map(TaskView::of),
             pinned: view.pinned,
             archived: view.archived,
-            created: date_time(view.created_at),
-            updated: date_time(view.updated_at),
+            created: date_time(view.created_at, tz),
+            updated: date_time(view.updated_at, tz),
             notice: None,
             error: None,
             statuses: TaskStatus::ALL,
@@ -120,7 +120,7 @@ async fn item_page(
     let mut conn = state.conn().await?;
     let view = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
     drop(conn);
-    let mut page = ItemPage::new(&user, &view);
+    let mut page = ItemPage::new(&user, &view, &state.time_zone().await);
     page.suggestions = super::suggestions::for_page(&state, user.user.id, &unlocked, &view).await;
     if let Ok(q) = web::Query::<NoticeQuery>::from_query(req.query_string()) {
         if q.saved.is_some() {
@@ -152,7 +152,8 @@ async fn reshow(
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
     let view = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
-    let mut page = ItemPage::new(user, &view);
+    drop(conn);
+    let mut page = ItemPage::new(user, &view, &state.time_zone().await);
     if let Some((text, tags)) = typed {
         page.text = text;
         page.tags_field = tags;
@@ -447,6 +448,8 @@ async fn history_page(
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
     let versions = cv_vault::history(&mut conn, user.user.id, &unlocked.vault, id).await?;
+    drop(conn);
+    let tz = state.time_zone().await;
     let mut rows = Vec::with_capacity(versions.len());
     for (i, v) in versions.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &versions[p]);
@@ -455,7 +458,7 @@ async fn history_page(
             .map_or("", |t| t.as_str());
         rows.push(VersionRow {
             version: v.version,
-            created: date_time(v.created_at),
+            created: date_time(v.created_at, &tz),
             diff: v.text.as_ref().ok().map(|text| diff::lines(old_text, text)),
             changes: other_changes(previous, v),
         });

@@ -34,11 +34,11 @@ pub(crate) struct CaView {
     pub expires: String,
 }
 
-fn ca_view(info: &CertInfo) -> CaView {
+fn ca_view(info: &CertInfo, tz: &jiff::tz::TimeZone) -> CaView {
     CaView {
         subject: info.subject.clone(),
         fingerprint: info.sha256_fingerprint.clone(),
-        expires: date(info.not_after),
+        expires: date(info.not_after, tz),
     }
 }
 
@@ -69,7 +69,8 @@ fn address(name: &str, https_port: u16) -> String {
 
 /// `GET /trust`.
 async fn trust(state: web::Data<AppState>) -> TrustPage {
-    let ca = ca_info(&state).map(|info| ca_view(&info));
+    let tz = state.time_zone().await;
+    let ca = ca_info(&state).map(|info| ca_view(&info, &tz));
     let addresses = state
         .tls
         .info()

@@ -97,10 +97,11 @@ async fn show(
             Err(e) => return Err(state.db_error(e).await),
         }
     };
+    let tz = state.time_zone().await;
     let page = UsersPage {
         me: user.user.name.to_string(),
         csrf: user.csrf_token.clone(),
-        users: users.iter().map(row).collect(),
+        users: users.iter().map(|u| row(u, &tz)).collect(),
         added,
         error: error.map(FormError::of),
         form_name,
@@ -109,11 +110,11 @@ async fn show(
     render(status, &page)
 }
 
-fn row(u: &User) -> UserRow {
+fn row(u: &User, tz: &jiff::tz::TimeZone) -> UserRow {
     UserRow {
         name: u.name.to_string(),
         role: u.role.as_str(),
-        created: date(u.created_at),
+        created: date(u.created_at, tz),
     }
 }
 

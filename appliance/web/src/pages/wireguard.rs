@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use base64::Engine as _;
 use cv_control::{ControlError, WgOverview, WgPeerStatus};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::info;
@@ -15,7 +16,7 @@ use zeroize::Zeroizing;
 
 use super::{FormError, render};
 use crate::error::WebError;
-use crate::format::{date, human_bytes, human_duration};
+use crate::format::{date, date_time, human_bytes, human_duration};
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
@@ -111,7 +112,7 @@ fn refusal(e: ControlError) -> WebError {
     }
 }
 
-fn view(o: &WgOverview, now: OffsetDateTime) -> VpnView {
+fn view(o: &WgOverview, now: OffsetDateTime, tz: &TimeZone) -> VpnView {
     let tone = match o.state {
         cv_control::WgState::Up => "ok",
         cv_control::WgState::Starting | cv_control::WgState::Off => "busy",
@@ -128,22 +129,22 @@ fn view(o: &WgOverview, now: OffsetDateTime) -> VpnView {
         listen_port: o.listen_port,
         endpoint: o.endpoint.clone(),
         server_public_key: o.server_public_key.clone(),
-        peers: o.peers.iter().map(|p| peer_view(p, now)).collect(),
+        peers: o.peers.iter().map(|p| peer_view(p, now, tz)).collect(),
     }
 }
 
-fn peer_view(p: &WgPeerStatus, now: OffsetDateTime) -> PeerView {
+fn peer_view(p: &WgPeerStatus, now: OffsetDateTime, tz: &TimeZone) -> PeerView {
     PeerView {
         name: p.peer.name.clone(),
         address: p.peer.address.to_string(),
         public_key: p.peer.public_key.clone(),
         handshake: p.last_handshake.map_or_else(
             || "never".to_owned(),
-            |at| format!("{} ago", human_duration(now - at)),
+            |at| format!("{} ago ({})", human_duration(now - at), date_time(at, tz)),
         ),
         received: human_bytes(p.rx_bytes),
         sent: human_bytes(p.tx_bytes),
-        created: date(p.peer.created_at),
+        created: date(p.peer.created_at, tz),
     }
 }
 
@@ -163,8 +164,9 @@ async fn page(
     status: StatusCode,
     parts: Parts,
 ) -> Result<HttpResponse, WebError> {
+    let tz = state.time_zone().await;
     let (vpn, unreachable) = match state.status.control().wg_list_peers().await {
-        Ok(o) => (Some(view(&o, OffsetDateTime::now_utc())), None),
+        Ok(o) => (Some(view(&o, OffsetDateTime::now_utc(), &tz)), None),
         Err(e) => (None, Some(e.to_string())),
     };
     render(
@@ -349,7 +351,7 @@ mod tests {
         };
         let page = WireguardPage {
             csrf: "tok-2".into(),
-            vpn: Some(view(&overview, now)),
+            vpn: Some(view(&overview, now, &TimeZone::UTC)),
             unreachable: None,
             notice: Some("Revoked bob: its key no longer opens the tunnel.".into()),
             error: Some(FormError::of(&WebError::InvalidInput(
