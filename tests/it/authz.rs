@@ -127,6 +127,11 @@ const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
+        "/items/{item}/restore",
+        Body::Form(&[("version", "1"), ("from", "1")]),
+    ),
+    route(
+        "POST",
         "/items/{item}/task",
         Body::Form(&[("version", "1"), ("status", "open")]),
     ),
