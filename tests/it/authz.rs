@@ -178,6 +178,11 @@ const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
+        "/wireguard/endpoint",
+        Body::Form(&[("endpoint", "mallory.example.net:51820")]),
+    ),
+    route(
+        "POST",
         "/wireguard/peers/revoke",
         Body::Form(&[("name", "alice-phone")]),
     ),
