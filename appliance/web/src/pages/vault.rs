@@ -239,8 +239,8 @@ async fn lock(
     Ok(see_other("/dashboard").finish())
 }
 
-/// The unlock form again, after a wrong passphrase or too many attempts: the person can
-/// retry at once instead of going back to the dashboard.
+/// The unlock form again, after a wrong passphrase: the person can retry at once
+/// instead of going back to the dashboard.
 #[derive(Debug, Template)]
 #[template(path = "unlock.html")]
 pub(crate) struct UnlockPage {
@@ -277,7 +277,8 @@ async fn unlock(
     let name = user.user.name.as_str();
     let ip = peer_ip(&req);
     if let Err(retry_after) = state.throttle().check(name, ip, Instant::now()) {
-        return unlock_again(&user, &WebError::Throttled { retry_after });
+        // The error page, with its Retry-After: the form would only fail again now.
+        return Err(WebError::Throttled { retry_after });
     }
     let Ok(passphrase) = Passphrase::for_login(passphrase) else {
         return unlock_again(&user, &WebError::UnlockFailed);
