@@ -141,7 +141,10 @@ async fn setup_submit(
     let typed = SetupTyped {
         setup_code: form.setup_code.clone(),
         name: form.name.clone(),
-        time_zone: form.time_zone.clone().unwrap_or_default(),
+        time_zone: form
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| crate::zone::name(&crate::zone::system_default()).to_owned()),
     };
     let retry = |status, err: WebError| show_setup(&req, status, typed.clone(), Some(&err));
     let time_zone = match form.time_zone.as_deref() {
