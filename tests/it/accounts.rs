@@ -39,6 +39,15 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
         .await
         .unwrap();
     assert_eq!(mismatch.status(), 400);
+    // The form comes back with the code and the name as typed, never the passphrases.
+    let again = mismatch.text().await.unwrap();
+    assert!(again.contains("do not match"), "{again}");
+    assert!(
+        again.contains(&format!(r#"name="setup_code" type="text" value="{code}""#)),
+        "the setup code is gone: {again}"
+    );
+    assert!(again.contains(r#"value="Olivia""#), "{again}");
+    assert!(!again.contains(OWNER_PASS), "a passphrase is echoed back");
 
     // Typed sloppily: lower case, spaces instead of dashes.
     let sloppy = code.to_lowercase().replace('-', " ");
@@ -206,6 +215,26 @@ async fn healthz_and_the_ca_download() {
         "the trust page shows the CA fingerprint"
     );
     assert!(trust.contains("iOS") && trust.contains("Android"));
+    // Addresses to type, complete: with the port, and IPv6 in brackets.
+    let port = app.https_port;
+    for address in [
+        format!("https://localhost:{port}/"),
+        format!("https://[::1]:{port}/"),
+    ] {
+        assert!(trust.contains(&address), "{address} not in {trust}");
+    }
+
+    // The dashboard shows the same CA fingerprint under the same words, to compare.
+    let label = "CA fingerprint (SHA-256)";
+    assert!(trust.contains(label), "{trust}");
+    create_member(&app, OWNER, OWNER_PASS);
+    let owner = owner_client(&app).await;
+    let dashboard = text_of(&app, &owner, "/dashboard").await;
+    let shown = format!(
+        r#"<dt>{label}</dt><dd class="fingerprint">{}</dd>"#,
+        info.sha256_fingerprint
+    );
+    assert!(dashboard.contains(&shown), "{shown} not in {dashboard}");
 }
 
 #[tokio::test]

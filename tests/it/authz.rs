@@ -127,6 +127,11 @@ const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
+        "/items/{item}/restore",
+        Body::Form(&[("version", "1"), ("from", "1")]),
+    ),
+    route(
+        "POST",
         "/items/{item}/task",
         Body::Form(&[("version", "1"), ("status", "open")]),
     ),
@@ -207,8 +212,19 @@ const ROUTES: &[Route] = &[
     ),
     route(
         "POST",
+        "/wireguard/endpoint",
+        Body::Form(&[("endpoint", "mallory.example.net:51820")]),
+    ),
+    route(
+        "POST",
         "/wireguard/peers/revoke",
         Body::Form(&[("name", "alice-phone")]),
+    ),
+    route("GET", "/settings", Body::None),
+    route(
+        "POST",
+        "/settings",
+        Body::Form(&[("time_zone", "Pacific/Kiritimati")]),
     ),
     route("GET", "/account", Body::None),
     route(
@@ -513,7 +529,9 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                     assert_eq!(status, 404, "{what}: {body}");
                 }
                 Who::OtherMember
-                    if path.starts_with("/users") || path.starts_with("/wireguard") =>
+                    if path.starts_with("/users")
+                        || path.starts_with("/wireguard")
+                        || path == "/settings" =>
                 {
                     assert_eq!(status, 403, "{what}");
                 }

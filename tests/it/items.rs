@@ -239,6 +239,82 @@ async fn an_item_is_edited_tagged_made_a_task_and_keeps_its_history() {
 }
 
 #[tokio::test]
+async fn an_earlier_version_is_restored_as_a_new_version() {
+    let app = appliance_with_owner().await;
+    let owner = owner_client(&app).await;
+    assert_eq!(
+        capture_note(&app, &owner, "first draft of the plan")
+            .await
+            .status(),
+        303
+    );
+    let item = format!("/items/{}", newest_item(&app, &owner).await);
+    let resp = post_form(
+        &app,
+        &owner,
+        &format!("{item}/edit"),
+        &[
+            ("version", "1"),
+            ("text", "a worse second draft"),
+            ("tags", "plans"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+
+    // The history offers version 1 back, against version 2 as the current one.
+    let history = text_of(&app, &owner, &format!("{item}/history")).await;
+    assert!(history.contains("Restore this version"), "{history}");
+    assert!(history.contains(r#"name="version" value="2""#), "{history}");
+    assert!(history.contains(r#"name="from" value="1""#), "{history}");
+    assert!(!history.contains(r#"name="from" value="2""#), "{history}");
+
+    let restore = |version: &'static str, from: &'static str| {
+        let (app, owner, item) = (&app, &owner, &item);
+        async move {
+            post_form(
+                app,
+                owner,
+                &format!("{item}/restore"),
+                &[("version", version), ("from", from)],
+            )
+            .await
+        }
+    };
+    let resp = restore("2", "1").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), format!("{item}?saved=1"));
+    let page = text_of(&app, &owner, &item).await;
+    assert!(page.contains("first draft of the plan"), "{page}");
+    assert!(!page.contains("worse second draft"), "{page}");
+    assert!(page.contains("version 3"), "{page}");
+    assert!(
+        !page.contains("#plans"),
+        "the tags of version 1 come back too"
+    );
+    let history = text_of(&app, &owner, &format!("{item}/history")).await;
+    assert!(
+        history.contains("Version 3") && history.contains("Version 2"),
+        "kept, not rewritten: {history}"
+    );
+
+    // The history page of another tab still says version 2: refused, nothing changed.
+    let resp = restore("2", "2").await;
+    assert_eq!(resp.status(), 409);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("changed elsewhere"), "{body}");
+    assert!(
+        body.contains(r#"name="version" value="3""#),
+        "the history again: {body}"
+    );
+    let page = text_of(&app, &owner, &item).await;
+    assert!(page.contains("first draft of the plan") && page.contains("version 3"));
+
+    // A version that does not exist.
+    assert_eq!(restore("3", "99").await.status(), 404);
+}
+
+#[tokio::test]
 async fn the_json_api_logs_in_reads_locks_and_reports_tampering() {
     let app = appliance_with_owner().await;
     let login = |pass: &str| format!(r#"{{"user":"{OWNER}","passphrase":"{pass}"}}"#);

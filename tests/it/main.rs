@@ -23,6 +23,7 @@ mod notes;
 mod schemathesis;
 mod search;
 mod semantic;
+mod settings;
 mod suggestions;
 mod supervision;
 mod support;

@@ -63,7 +63,12 @@ async fn login_unlocks_lock_now_locks_and_unlock_checks_the_passphrase() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert!(wrong.text().await.unwrap().contains("Wrong passphrase"));
+    // Not a dead end: the unlock form again, with the error, to retry from.
+    let retry = wrong.text().await.unwrap();
+    assert!(retry.contains("Wrong passphrase"), "{retry}");
+    assert!(is_locked(&retry), "no unlock form to retry: {retry}");
+    assert!(retry.contains(r#"name="passphrase""#), "{retry}");
+    let csrf = csrf_in(&retry);
     assert!(is_locked(&dashboard(&app, &owner).await));
 
     let forged = owner

@@ -16,7 +16,7 @@ use cv_net::wg::PrivateKey;
 use cv_net::wg::iface::{socket_path, wireguard_go_processes};
 use cv_testkit::{Launch, TestAppliance, eventually};
 
-use crate::support::exe;
+use crate::support::{OWNER, OWNER_PASS, create_member, exe, owner_client, post_form, text_of};
 
 fn root_net_or_skip(test: &str) -> bool {
     cv_testkit::netns::root_net_or_skip(test, &["wireguard-go", "wg", "ip"])
@@ -292,6 +292,105 @@ async fn wireguard_peers_are_added_listed_and_revoked_from_the_command_line() {
     after_restart.sort();
     before_restart.sort();
     assert_eq!(after_restart, before_restart);
+}
+
+/// What `re` captures (group 1) in `page`, with askama's escapes of `/`, `=` and `+`
+/// undone.
+fn captured(page: &str, re: &str) -> String {
+    let caps = regex::Regex::new(re)
+        .unwrap()
+        .captures(page)
+        .unwrap_or_else(|| panic!("{re} not in page:\n{page}"));
+    caps[1]
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#61;", "=")
+        .replace("&#x2b;", "+")
+        .replace("&#43;", "+")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn the_owner_sets_the_endpoint_on_the_vpn_page_then_adds_a_device() {
+    if !root_net_or_skip("the_owner_sets_the_endpoint_on_the_vpn_page_then_adds_a_device") {
+        return;
+    }
+    let interface = interface_name();
+    let port = free_udp_port();
+    // Dev mode has no config file, so no endpoint: the page is the only place to set it.
+    let app = TestAppliance::launch(
+        &exe(),
+        Launch::DevWith(vec![
+            "--wireguard-port".into(),
+            port.to_string(),
+            "--wireguard-interface".into(),
+            interface.clone(),
+        ]),
+    )
+    .await;
+    eventually(Duration::from_secs(20), "WireGuard up in dev mode", || {
+        let out = app.admin(&["wg", "list"]);
+        async move { stdout(&out).contains("state:       up").then_some(()) }
+    })
+    .await;
+    create_member(&app, OWNER, OWNER_PASS);
+    let owner = owner_client(&app).await;
+    let page = text_of(&app, &owner, "/wireguard").await;
+    assert!(page.contains(r#"action="/wireguard/endpoint""#), "{page}");
+    assert!(page.contains("not set"), "{page}");
+    // Without it, adding a device is refused, saying where to set it.
+    let resp = post_form(&app, &owner, "/wireguard/peers", &[("name", "phone")]).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("VPN page"));
+
+    // Checked like the config's `wireguard.endpoint`: the page says what is wrong.
+    let resp = post_form(
+        &app,
+        &owner,
+        "/wireguard/endpoint",
+        &[("endpoint", "home.example.org")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("has no port"), "{page}");
+    assert!(
+        page.contains(r#"value="home.example.org""#),
+        "typed text kept: {page}"
+    );
+
+    let endpoint = format!("home.example.org:{port}");
+    let resp = post_form(
+        &app,
+        &owner,
+        "/wireguard/endpoint",
+        &[("endpoint", &endpoint)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(&format!(r#"<dd id="vpn-endpoint">{endpoint}"#)),
+        "{page}"
+    );
+    // The supervisor keeps it in its state directory; `wg list` shows it too.
+    let stored = std::fs::read_to_string(app.data_dir.join("wireguard").join("endpoint")).unwrap();
+    assert_eq!(stored, format!("{endpoint}\n"));
+    let list = ok(app.admin(&["wg", "list"]), "list");
+    assert!(list.contains(&format!("endpoint:    {endpoint}")), "{list}");
+
+    // Now a device is added, with its configuration and QR code naming the endpoint.
+    let resp = post_form(&app, &owner, "/wireguard/peers", &[("name", "phone")]).await;
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.unwrap();
+    let conf = captured(
+        &page,
+        r#"(?s)<pre class="code" id="client-config">(.*?)</pre>"#,
+    );
+    assert!(conf.contains(&format!("Endpoint = {endpoint}")), "{conf}");
+    assert!(page.contains("<svg"), "no QR code: {page}");
+    assert_eq!(wg_show_peers(&interface).len(), 1);
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ pub enum Request {
     /// Remove the peer called `name` (without regard to case) from the interface and the
     /// registry: [`Response::WgPeerRevoked`].
     WgRevokePeer { name: String },
+    /// Set the endpoint (`host:port`) written into new client configurations, unless the
+    /// config file sets one: [`Response::WgPeers`], the overview with it.
+    WgSetEndpoint { endpoint: String },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -473,6 +476,20 @@ impl ControlClient {
         }
     }
 
+    /// Sets the VPN's endpoint; the answer is the overview with it.
+    pub async fn wg_set_endpoint(&self, endpoint: &str) -> Result<WgOverview, ControlError> {
+        let request = Request::WgSetEndpoint {
+            endpoint: endpoint.to_owned(),
+        };
+        match self.call_within(&request, WG_TIMEOUT).await? {
+            Response::WgPeers(overview) => Ok(overview),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered a WireGuard request with something else".into(),
+            )),
+        }
+    }
+
     /// Revokes the WireGuard peer called `name`.
     pub async fn wg_revoke_peer(&self, name: &str) -> Result<WgPeer, ControlError> {
         let request = Request::WgRevokePeer {
@@ -541,6 +558,13 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::WgListPeers {}).unwrap(),
             r#"{"op":"wg_list_peers"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::WgSetEndpoint {
+                endpoint: "home.example.org:51820".into()
+            })
+            .unwrap(),
+            r#"{"op":"wg_set_endpoint","endpoint":"home.example.org:51820"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"wg_revoke_peer"}"#).is_err());
         assert!(

@@ -126,6 +126,10 @@ pub struct WgOverview {
     pub listen_port: u16,
     /// `host:port` written into client configurations; `None`: peers cannot be added.
     pub endpoint: Option<String>,
+    /// Whether `endpoint` comes from the config file (which takes precedence over one
+    /// set on the VPN page, and cannot be changed there).
+    #[serde(default)]
+    pub endpoint_from_config: bool,
     /// Base64; `None` while the state directory is not open (off, or failed to open).
     pub server_public_key: Option<String>,
     /// What client configurations get as `DNS` and `AllowedIPs`.
@@ -164,6 +168,7 @@ mod tests {
             server_address: Ipv4Addr::new(100, 100, 100, 1),
             listen_port: 65535,
             endpoint: Some(format!("{}:65535", "a".repeat(253))),
+            endpoint_from_config: true,
             server_public_key: Some("DD5yKRfzExcV5+kDnTroDgCU15latdMjiQ59j1hEuk8=".into()),
             dns: vec![IpAddr::from([0xffffu16; 8]); 8],
             client_allowed_ips: vec!["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128".into(); 16],

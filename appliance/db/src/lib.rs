@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod items;
 pub mod models;
 pub mod schema;
+pub mod settings;
 pub mod tokens;
 
 use std::time::Duration;

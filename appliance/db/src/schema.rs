@@ -82,6 +82,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    settings (singleton) {
+        singleton -> Bool,
+        time_zone -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     setup_code (singleton) {
         singleton -> Bool,
         code_hash -> Bytea,
@@ -135,6 +143,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     item_versions,
     items,
     sessions,
+    settings,
     setup_code,
     suggestion_feedback,
     users,

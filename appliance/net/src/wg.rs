@@ -64,10 +64,22 @@ pub enum WgError {
     )]
     Exhausted { network: WgNetwork, capacity: usize },
     #[error(
-        "peers cannot be added until `wireguard.endpoint` is set: clients need the host \
-         name or address, and the port, where they reach this appliance"
+        "peers cannot be added until the VPN's endpoint is set (on the dashboard's VPN \
+         page, or `wireguard.endpoint` in the config): clients need the host name or \
+         address, and the port, where they reach this appliance"
     )]
     NoEndpoint,
+    #[error(
+        "the endpoint is set in the config file (`wireguard.endpoint` = {configured:?}), \
+         which takes precedence; change it there"
+    )]
+    EndpointInConfig { configured: String },
+    #[error(
+        "{} does not hold a valid endpoint: {reason}. It is ignored: set the endpoint \
+         again on the VPN page",
+        path.display()
+    )]
+    CorruptEndpoint { path: PathBuf, reason: String },
     #[error(
         "{} is not a valid peer registry: {reason}. It was left as it is: repair it, or \
          move it away to start with no peers (every client must then be added again)",

@@ -135,7 +135,8 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
         // The interface and the registry files: off the async workers.
         request @ (Request::WgAddPeer { .. }
         | Request::WgListPeers {}
-        | Request::WgRevokePeer { .. }) => {
+        | Request::WgRevokePeer { .. }
+        | Request::WgSetEndpoint { .. }) => {
             let ctx2 = Arc::clone(&ctx);
             let response = match tokio::task::spawn_blocking(move || {
                 wireguard::answer(&ctx2, request)
@@ -186,7 +187,8 @@ fn answer(ctx: &Context, request: Request) -> Response {
         | Request::StopWorker { .. }
         | Request::WgAddPeer { .. }
         | Request::WgListPeers {}
-        | Request::WgRevokePeer { .. } => Response::Error {
+        | Request::WgRevokePeer { .. }
+        | Request::WgSetEndpoint { .. } => Response::Error {
             message: "this request is answered elsewhere".into(),
         },
     }

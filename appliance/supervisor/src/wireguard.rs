@@ -10,10 +10,10 @@
 //! again with backoff, and so is an interface that stops while running (checked every
 //! two seconds). At shutdown the interface is taken down and `wireguard-go` stopped.
 //!
-//! Peer requests are validated here again (`WgServer` parses the name), whatever the
-//! asker checked. Adding needs the interface up; revoking works whenever the registry
-//! could be read, so a lost phone can be shut out even while the interface is down;
-//! listing always answers.
+//! Peer requests are validated here again (`WgServer` parses the name and the
+//! endpoint), whatever the asker checked. Adding needs the interface up; revoking and
+//! setting the endpoint work whenever the registry could be read, so a lost phone can be
+//! shut out even while the interface is down; listing always answers.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -253,6 +253,18 @@ pub fn answer(ctx: &Context, request: Request) -> Response {
                 Err(e) => refuse(e.to_string()),
             }
         }
+        Request::WgSetEndpoint { endpoint } => {
+            if let Err(why) = usable(&vpn, false) {
+                return refuse(why);
+            }
+            let Some(server) = vpn.server.as_mut() else {
+                return refuse("WireGuard is not running".into());
+            };
+            match server.set_endpoint(&endpoint) {
+                Ok(_) => Response::WgPeers(overview(ctx, &mut vpn)),
+                Err(e) => refuse(e.to_string()),
+            }
+        }
         Request::WgListPeers {} => Response::WgPeers(overview(ctx, &mut vpn)),
         _ => refuse("not a WireGuard request".into()),
     }
@@ -285,7 +297,11 @@ fn overview(ctx: &Context, vpn: &mut Vpn) -> WgOverview {
     let mut backend = None;
     let mut server_public_key = None;
     let mut peers = Vec::new();
+    // The config's endpoint until the state directory is open; then the server's, which
+    // falls back to the one set on the VPN page.
+    let mut endpoint = settings.endpoint.as_ref().map(ToString::to_string);
     if let Some(server) = vpn.server.as_mut() {
+        endpoint = server.endpoint().map(ToString::to_string);
         backend = server.interface().map(|i| i.backend().as_str().to_owned());
         server_public_key = Some(server.public_key().to_base64());
         let status = server.status().unwrap_or_else(|e| {
@@ -320,7 +336,8 @@ fn overview(ctx: &Context, vpn: &mut Vpn) -> WgOverview {
         network: settings.network.to_string(),
         server_address: settings.network.server_address(),
         listen_port: settings.listen_port,
-        endpoint: settings.endpoint.as_ref().map(ToString::to_string),
+        endpoint,
+        endpoint_from_config: settings.endpoint.is_some(),
         server_public_key,
         dns: settings.dns.clone(),
         client_allowed_ips: settings

@@ -633,6 +633,41 @@ pub async fn history(
         .collect())
 }
 
+/// Makes an earlier version `from` of the owner's item its content again, as a new
+/// version (history is never rewritten), if `base` is still its current version: the
+/// same check as [`update`], so a restore made from a history page that another
+/// device has since outdated is refused ([`VaultError::Stale`]). A version that fails
+/// its integrity check is not restored ([`VaultError::Tampered`]). Returns the new
+/// version number.
+pub async fn restore(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    vault: &UnlockedVault,
+    id: ItemId,
+    base: i32,
+    from: i32,
+) -> Result<i32, VaultError> {
+    let versions = history(conn, owner, vault, id).await?;
+    let old = versions
+        .into_iter()
+        .find(|v| v.version == from)
+        .ok_or(VaultError::NotFound)?;
+    let text = old.text.map_err(|_| VaultError::Tampered)?;
+    update(
+        conn,
+        owner,
+        vault,
+        id,
+        base,
+        Edit {
+            text: &text,
+            tags: &old.tags,
+            task: old.task,
+        },
+    )
+    .await
+}
+
 /// Pins or unpins, archives or restores the owner's item.
 pub async fn set_flags(
     conn: &mut AsyncPgConnection,

@@ -129,6 +129,7 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/items/{id}/edit", POST),
     ("/items/{id}/flags", POST),
     ("/items/{id}/history", GET),
+    ("/items/{id}/restore", POST),
     ("/items/{id}/suggestions/tag", POST),
     ("/items/{id}/suggestions/task", POST),
     ("/items/{id}/task", POST),
@@ -138,6 +139,7 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/notes", GET_POST),
     ("/recover", GET_POST),
     ("/search", GET),
+    ("/settings", GET_POST),
     ("/setup", GET_POST),
     ("/static/app.css", GET),
     ("/static/icon.svg", GET),
@@ -153,6 +155,7 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/vault/lock", POST),
     ("/vault/unlock", POST),
     ("/wireguard", GET),
+    ("/wireguard/endpoint", POST),
     ("/wireguard/peers", POST),
     ("/wireguard/peers/revoke", POST),
 ];
@@ -460,6 +463,8 @@ mod tests {
                 due_soon_days: 7,
             },
             access: crate::access::AccessPolicy::new(vec!["192.168.1.0/24".parse().unwrap()]),
+            https_port: 8443,
+            zone: crate::zone::ZoneCache::default(),
             version: "0.0.0-test".into(),
             mode: "dev".into(),
         })

@@ -1,5 +1,6 @@
 //! Numbers for people: durations, byte counts, dates.
 
+use jiff::tz::TimeZone;
 use time::OffsetDateTime;
 
 /// "45 s", "12 min", "3 h 12 min", "2 d 4 h": the two largest units, no more.
@@ -43,21 +44,18 @@ pub(crate) fn percent(part: u64, whole: u64) -> u64 {
     u64::try_from(p.min(100)).unwrap_or(100)
 }
 
-/// "2026-03-14": a date without a time zone puzzle (UTC).
-pub(crate) fn date(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day()
-    )
+/// "2026-03-14": the date in the appliance's zone `tz` (see `crate::zone`).
+pub(crate) fn date(at: OffsetDateTime, tz: &TimeZone) -> String {
+    crate::zone::zoned(at, tz).strftime("%Y-%m-%d").to_string()
 }
 
-/// "2026-03-14 15:04 UTC".
-pub(crate) fn date_time(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!("{} {:02}:{:02} UTC", date(at), at.hour(), at.minute())
+/// "2026-03-14 15:04 CET": the date and time in the appliance's zone `tz`, with the
+/// zone's abbreviation (or its offset, "+0530", where the zone has none), so that a
+/// reader abroad knows which clock it is.
+pub(crate) fn date_time(at: OffsetDateTime, tz: &TimeZone) -> String {
+    crate::zone::zoned(at, tz)
+        .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -93,7 +91,20 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_iso_in_utc() {
-        assert_eq!(date(datetime!(2026-03-14 23:30 -02:00)), "2026-03-15");
+    fn dates_and_times_are_in_the_appliances_zone() {
+        let utc = TimeZone::UTC;
+        let berlin = crate::zone::parse("Europe/Berlin").unwrap();
+        let new_york = crate::zone::parse("America/New_York").unwrap();
+        let kolkata = crate::zone::parse("Asia/Kolkata").unwrap();
+        let at = datetime!(2026-03-14 23:30 -02:00); // 2026-03-15 01:30 UTC
+        assert_eq!(date(at, &utc), "2026-03-15");
+        assert_eq!(date(at, &new_york), "2026-03-14");
+        assert_eq!(date_time(at, &utc), "2026-03-15 01:30 UTC");
+        assert_eq!(date_time(at, &berlin), "2026-03-15 02:30 CET");
+        // Summer time, and a zone whose abbreviation is its offset.
+        let july = datetime!(2026-07-01 12:00 UTC);
+        assert_eq!(date_time(july, &berlin), "2026-07-01 14:00 CEST");
+        assert_eq!(date_time(july, &new_york), "2026-07-01 08:00 EDT");
+        assert_eq!(date_time(july, &kolkata), "2026-07-01 17:30 IST");
     }
 }

@@ -112,7 +112,8 @@ impl Slot {
 }
 
 /// Computes the insights of one vault (blocking: clustering takes up to a second on
-/// 2,000 items) and keeps them in its slot.
+/// 2,000 items) and keeps them in its slot. `now` carries the appliance's offset
+/// (`crate::zone::in_zone`), so that "today" for tasks due soon is the household's.
 pub(crate) fn compute(
     index: &VaultIndex,
     settings: &InsightSettings,
@@ -218,7 +219,8 @@ pub(crate) async fn current(
     state: &web::Data<AppState>,
     index: Arc<VaultIndex>,
 ) -> Option<Arc<Insights>> {
-    let now = OffsetDateTime::now_utc();
+    // In the appliance's zone, so that "today" for tasks due soon is the household's.
+    let now = crate::zone::in_zone(OffsetDateTime::now_utc(), &state.time_zone().await);
     if let Some(insights) = index.insights.get()
         && is_current(&insights, &index, now)
     {
@@ -249,10 +251,10 @@ pub(crate) fn spawn(state: web::Data<AppState>) {
                     continue;
                 }
                 let settings = state.insights.clone();
-                let done = web::block(move || {
-                    compute(&index, &settings, OffsetDateTime::now_utc()).map(|i| i.themes.len())
-                })
-                .await;
+                let now = crate::zone::in_zone(OffsetDateTime::now_utc(), &state.time_zone().await);
+                let done =
+                    web::block(move || compute(&index, &settings, now).map(|i| i.themes.len()))
+                        .await;
                 match done {
                     Ok(Ok(themes)) => {
                         tracing::debug!(task = "insights", themes, "insights computed")

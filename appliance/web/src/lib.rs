@@ -39,6 +39,7 @@ mod sockets;
 mod state;
 pub mod throttle;
 pub mod tls;
+mod zone;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +149,8 @@ pub async fn serve(handoff: ServiceHandoff) -> Result<(), ServeError> {
         ai: ai::Ai::start(control.clone(), &handoff.workers),
         insights: handoff.insights.clone(),
         access: access::AccessPolicy::new(handoff.allowed_sources.clone()),
+        https_port: handoff.https_port,
+        zone: zone::ZoneCache::default(),
         version: handoff.version.clone(),
         mode: handoff.mode.clone(),
     });

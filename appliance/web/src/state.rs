@@ -33,6 +33,11 @@ pub(crate) struct AppState {
     pub insights: cv_control::InsightSettings,
     /// The networks whose requests are answered.
     pub access: crate::access::AccessPolicy,
+    /// The port HTTPS is served on as clients reach it (the one the plain-HTTP redirect
+    /// names), for addresses shown to people.
+    pub https_port: u16,
+    /// The time zone pages show times in (`crate::zone`).
+    pub zone: crate::zone::ZoneCache,
     /// From the handoff, for when the supervisor cannot be asked.
     pub version: String,
     pub mode: String,
@@ -125,6 +130,38 @@ impl AppState {
         self.keyring
             .get(user, time::OffsetDateTime::now_utc())
             .ok_or(WebError::VaultLocked)
+    }
+
+    /// The appliance's time zone, for pages: the owner's choice (read from the database
+    /// once), else the box's own. When the database cannot be read the box's zone is
+    /// used for this page only, and the next page asks again.
+    pub async fn time_zone(&self) -> jiff::tz::TimeZone {
+        if let Some(tz) = self.zone.cached() {
+            return tz;
+        }
+        let stored = match cv_db::connect(&self.pool).await {
+            Ok(mut conn) => cv_db::settings::time_zone(&mut conn).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(stored) => {
+                let tz = stored
+                    .and_then(|name| {
+                        crate::zone::parse(&name)
+                            .map_err(|_| {
+                                tracing::warn!(zone = %name, "the stored time zone is unknown; using the box's");
+                            })
+                            .ok()
+                    })
+                    .unwrap_or_else(crate::zone::system_default);
+                self.zone.set(tz.clone());
+                tz
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the time zone yet");
+                crate::zone::system_default()
+            }
+        }
     }
 
     pub fn throttle(&self) -> MutexGuard<'_, Throttle> {

@@ -14,7 +14,7 @@ use super::WgError;
 use super::client::ClientConfig;
 use super::iface::{Interface, PeerStats, Tools};
 use super::keys::{PresharedKey, PrivateKey, PublicKey};
-use super::names::PeerName;
+use super::names::{Endpoint, PeerName};
 use super::settings::WgSettings;
 use super::state::{PeerEntry, Registry, StateDir};
 
@@ -30,6 +30,9 @@ pub struct PeerStatus {
 #[derive(Debug)]
 pub struct WgServer {
     settings: WgSettings,
+    /// The endpoint set on the VPN page (`StateDir::load_endpoint`); the config's
+    /// `settings.endpoint`, when set, takes precedence (see [`WgServer::endpoint`]).
+    stored_endpoint: Option<Endpoint>,
     state: StateDir,
     key: PrivateKey,
     public_key: PublicKey,
@@ -44,9 +47,16 @@ impl WgServer {
         let state = StateDir::open(dir)?;
         let key = state.server_key()?;
         let registry = state.load_registry(&settings.network)?;
+        // A damaged endpoint file must not keep the VPN down: the existing peers carry
+        // their endpoint in their own configuration. It is reported and set again.
+        let stored_endpoint = state.load_endpoint().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the stored WireGuard endpoint");
+            None
+        });
         Ok(WgServer {
             public_key: key.public_key(),
             settings,
+            stored_endpoint,
             state,
             key,
             registry,
@@ -56,6 +66,38 @@ impl WgServer {
 
     pub fn settings(&self) -> &WgSettings {
         &self.settings
+    }
+
+    /// Where clients reach the appliance, written into every new client configuration:
+    /// the config file's `wireguard.endpoint` if it sets one (an administrator's file is
+    /// the authority on an appliance managed that way), else the one set on the VPN page.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        self.settings
+            .endpoint
+            .as_ref()
+            .or(self.stored_endpoint.as_ref())
+    }
+
+    /// Whether the endpoint comes from the config file (and cannot be set here).
+    pub fn endpoint_from_config(&self) -> bool {
+        self.settings.endpoint.is_some()
+    }
+
+    /// Sets the endpoint from the VPN page: checked like the config's
+    /// `wireguard.endpoint` (`host:port`, the host a DNS name or an IP address), stored
+    /// in the state directory, used for the peers added from now on. Refused while the
+    /// config file sets one.
+    pub fn set_endpoint(&mut self, text: &str) -> Result<Endpoint, WgError> {
+        if let Some(configured) = &self.settings.endpoint {
+            return Err(WgError::EndpointInConfig {
+                configured: configured.to_string(),
+            });
+        }
+        let endpoint = Endpoint::parse(text.trim())?;
+        self.state.save_endpoint(&endpoint)?;
+        tracing::info!(%endpoint, "WireGuard endpoint set");
+        self.stored_endpoint = Some(endpoint.clone());
+        Ok(endpoint)
     }
 
     pub fn state_dir(&self) -> &StateDir {
@@ -129,7 +171,7 @@ impl WgServer {
         now: OffsetDateTime,
     ) -> Result<(PeerEntry, ClientConfig), WgError> {
         let name = PeerName::parse(name)?;
-        let endpoint = self.settings.endpoint.clone().ok_or(WgError::NoEndpoint)?;
+        let endpoint = self.endpoint().cloned().ok_or(WgError::NoEndpoint)?;
         if let Some(existing) = self.registry.find(&name) {
             return Err(WgError::DuplicatePeer {
                 name,
@@ -234,7 +276,7 @@ impl WgServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wg::names::{Endpoint, InterfaceName};
+    use crate::wg::names::InterfaceName;
     use crate::wg::settings::WgNetwork;
 
     fn settings(network: &str) -> WgSettings {
@@ -359,6 +401,62 @@ mod tests {
         assert!(matches!(e, WgError::NoEndpoint), "{e}");
         assert!(e.to_string().contains("wireguard.endpoint"), "{e}");
         unchanged(&server);
+    }
+
+    #[test]
+    fn an_endpoint_set_here_is_checked_stored_and_yields_to_the_configs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut no_endpoint = settings("10.213.0.0/24");
+        no_endpoint.endpoint = None;
+        let mut server = WgServer::open(no_endpoint.clone(), tmp.path()).unwrap();
+        assert_eq!(server.endpoint(), None);
+        for bad in [
+            "",
+            "vault.example.net",
+            "vault.example.net:0",
+            "2001:db8::1:51820",
+        ] {
+            let e = server.set_endpoint(bad).unwrap_err();
+            assert!(matches!(e, WgError::Invalid(_)), "{bad:?}: {e}");
+            assert!(e.to_string().starts_with("invalid endpoint "), "{e}");
+        }
+        assert!(!server.state_dir().endpoint_path().exists());
+
+        let set = server.set_endpoint(" home.example.org:41820 ").unwrap();
+        assert_eq!(set.to_string(), "home.example.org:41820");
+        let (_, config) = server.add_peer("phone", now()).unwrap();
+        assert!(
+            config.text().contains("Endpoint = home.example.org:41820"),
+            "the new peer's configuration names it"
+        );
+        // Kept across a restart.
+        drop(server);
+        let mut server = WgServer::open(no_endpoint, tmp.path()).unwrap();
+        assert_eq!(server.endpoint(), Some(&set));
+        assert!(!server.endpoint_from_config());
+        server.set_endpoint("[2001:db8::1]:51820").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(server.state_dir().endpoint_path()).unwrap(),
+            "[2001:db8::1]:51820\n"
+        );
+
+        // The config's endpoint wins, and cannot be changed here.
+        let server_with_config = WgServer::open(settings("10.213.0.0/24"), tmp.path());
+        let mut server = server_with_config.unwrap();
+        assert!(server.endpoint_from_config());
+        assert_eq!(
+            server.endpoint().map(ToString::to_string).as_deref(),
+            Some("vault.example.net:51820")
+        );
+        let e = server.set_endpoint("other.example.org:1").unwrap_err();
+        assert!(matches!(e, WgError::EndpointInConfig { .. }), "{e}");
+
+        // A damaged file is ignored (and reported), not fatal.
+        std::fs::write(server.state_dir().endpoint_path(), "not an endpoint\n").unwrap();
+        let mut no_endpoint = settings("10.213.0.0/24");
+        no_endpoint.endpoint = None;
+        let server = WgServer::open(no_endpoint, tmp.path()).unwrap();
+        assert_eq!(server.endpoint(), None);
     }
 
     #[test]

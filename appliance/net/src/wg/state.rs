@@ -5,8 +5,9 @@
 //! |---|---|---|
 //! | `server.key` | 0600 | the interface's private key, base64, created on first use |
 //! | `peers.json` | 0600 | the peers: name, public and preshared key, address, created_at |
+//! | `endpoint` | 0600 | the endpoint set on the dashboard's VPN page (`host:port`), if any |
 //!
-//! Both files hold secrets. The registry keeps each peer's preshared key, because the
+//! The first two files hold secrets. The registry keeps each peer's preshared key, because the
 //! interface needs it again every time it is brought up. An entry without one (written
 //! before preshared keys were given out) loads as a peer without a preshared key, which
 //! keeps working without one.
@@ -29,7 +30,7 @@ use zeroize::Zeroizing;
 
 use super::WgError;
 use super::keys::{PresharedKey, PrivateKey, PublicKey};
-use super::names::PeerName;
+use super::names::{Endpoint, PeerName};
 use super::settings::WgNetwork;
 
 /// The state directory: only its owner (root on an appliance) may enter.
@@ -85,6 +86,37 @@ impl StateDir {
 
     pub fn registry_path(&self) -> PathBuf {
         self.dir.join("peers.json")
+    }
+
+    pub fn endpoint_path(&self) -> PathBuf {
+        self.dir.join("endpoint")
+    }
+
+    /// The endpoint set on the VPN page, if one was; checked like the config's
+    /// `wireguard.endpoint`.
+    pub fn load_endpoint(&self) -> Result<Option<Endpoint>, WgError> {
+        let path = self.endpoint_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                Endpoint::parse(text.trim())
+                    .map(Some)
+                    .map_err(|e| WgError::CorruptEndpoint {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(WgError::Io {
+                action: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Stores the endpoint set on the VPN page (replacing any earlier one).
+    pub fn save_endpoint(&self, endpoint: &Endpoint) -> Result<(), WgError> {
+        write_atomic(&self.endpoint_path(), format!("{endpoint}\n").as_bytes())
     }
 
     /// The server's private key, generated and stored on first use.

@@ -43,7 +43,8 @@ pub(crate) struct AccountPage {
     pub csrf: String,
     pub user_name: String,
     pub can_manage_users: bool,
-    /// The owner's account cannot be deleted (the household needs its owner).
+    /// The owner gets a link to the appliance's settings, and cannot delete their
+    /// account (the household needs its owner).
     pub is_owner: bool,
     pub changed: bool,
     pub error: Option<FormError>,

@@ -57,9 +57,26 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
 #[template(path = "setup.html")]
 pub(crate) struct SetupPage {
     pub csrf: String,
-    /// The name typed last time, when the form is re-shown.
-    pub name: String,
+    /// What was typed last time, when the form is re-shown (never the passphrases).
+    pub typed: SetupTyped,
     pub error: Option<FormError>,
+}
+
+/// The setup form's fields that are shown again after an error, so that a mistake in
+/// one field does not mean typing the others again.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SetupTyped {
+    pub setup_code: String,
+    pub name: String,
+    /// The time zone picked (an IANA name), or at first the box's own.
+    pub time_zone: String,
+}
+
+impl SetupPage {
+    /// The time zones to pick from.
+    pub fn zones(&self) -> &'static [String] {
+        crate::zone::names()
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,6 +85,9 @@ struct SetupForm {
     name: String,
     passphrase: String,
     passphrase_confirm: String,
+    /// Absent (a client of the form from before it had the field): the box's own zone.
+    #[serde(default)]
+    time_zone: Option<String>,
     csrf: String,
 }
 
@@ -79,18 +99,22 @@ async fn setup_page(
     if has_owner(&state).await? {
         return Ok(see_other("/login").finish());
     }
-    show_setup(&req, StatusCode::OK, String::new(), None)
+    let typed = SetupTyped {
+        time_zone: crate::zone::name(&crate::zone::system_default()).to_owned(),
+        ..SetupTyped::default()
+    };
+    show_setup(&req, StatusCode::OK, typed, None)
 }
 
 fn show_setup(
     req: &HttpRequest,
     status: StatusCode,
-    name: String,
+    typed: SetupTyped,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
     render_prelogin(req, status, |csrf| SetupPage {
         csrf,
-        name,
+        typed,
         error: error.map(FormError::of),
     })
 }
@@ -114,7 +138,22 @@ async fn setup_submit(
         ));
     }
 
-    let retry = |status, err: WebError| show_setup(&req, status, form.name.clone(), Some(&err));
+    let typed = SetupTyped {
+        setup_code: form.setup_code.clone(),
+        name: form.name.clone(),
+        time_zone: form
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| crate::zone::name(&crate::zone::system_default()).to_owned()),
+    };
+    let retry = |status, err: WebError| show_setup(&req, status, typed.clone(), Some(&err));
+    let time_zone = match form.time_zone.as_deref() {
+        None => crate::zone::system_default(),
+        Some(name) => match crate::zone::parse(name) {
+            Ok(tz) => tz,
+            Err(e) => return retry(StatusCode::BAD_REQUEST, e),
+        },
+    };
     let name = match UserName::from_str(&form.name) {
         Ok(name) => name,
         Err(e) => {
@@ -152,6 +191,7 @@ async fn setup_submit(
     match redeemed {
         Ok(Some(user)) => {
             info!(user = %user.name, %ip, "setup complete: owner account created");
+            store_time_zone(&state, &time_zone).await;
             super::vault::now_unlocked(&state, user.id, vault, OffsetDateTime::now_utc()).await?;
             let cookie = session::start(&state, user.id).await?;
             show_recovery(&RecoveryPage::new(&recovery, "/dashboard"), Some(cookie))
@@ -168,6 +208,23 @@ async fn setup_submit(
             "A user named {name} already exists."
         ))),
         Err(CreateUserError::Db(e)) => Err(state.db_error(e).await),
+    }
+}
+
+/// Stores the zone picked at setup. A failure is logged, not shown: the account exists
+/// and its recovery key must be shown now; the zone can be set again in the settings.
+async fn store_time_zone(state: &AppState, tz: &jiff::tz::TimeZone) {
+    let name = crate::zone::name(tz);
+    let stored = match cv_db::connect(&state.pool).await {
+        Ok(mut conn) => cv_db::settings::set_time_zone(&mut conn, name).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            state.zone.set(tz.clone());
+            info!(zone = name, "time zone set at setup");
+        }
+        Err(e) => warn!(zone = name, error = %e, "could not store the time zone chosen at setup"),
     }
 }
 
@@ -487,9 +544,21 @@ mod tests {
     fn the_setup_page_has_its_fields() {
         let html = rendered(&SetupPage {
             csrf: "tok".into(),
-            name: String::new(),
+            typed: SetupTyped {
+                setup_code: "7KQ2-M9XD-4HTA".into(),
+                name: "olivia".into(),
+                time_zone: "Europe/Berlin".into(),
+            },
             error: Some(FormError::of(&WebError::SetupCodeInvalid)),
         });
+        // What was typed is kept, so one mistake does not cost every field.
+        assert!(html.contains(r#"value="7KQ2-M9XD-4HTA""#), "{html}");
+        assert!(html.contains(r#"value="olivia""#), "{html}");
+        assert!(
+            html.contains(r#"<option value="Europe/Berlin" selected>"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"<option value="Asia/Tokyo">"#), "{html}");
         for field in [
             r#"name="setup_code""#,
             r#"name="name""#,

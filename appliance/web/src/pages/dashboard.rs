@@ -5,6 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use cv_control::{ApplianceStatus, ComponentState, ComponentStatus, DiskUsage};
 use cv_net::tls::CertInfo;
+use jiff::tz::TimeZone;
 use time::OffsetDateTime;
 
 use crate::error::WebError;
@@ -152,6 +153,8 @@ pub(crate) struct CertView {
     pub days_left: i64,
     pub expiring_soon: bool,
     pub fingerprint: String,
+    /// The local CA's fingerprint, as the trust page shows it (`None`: unreadable).
+    pub ca_fingerprint: Option<String>,
 }
 
 /// The ACME card.
@@ -169,7 +172,11 @@ pub(crate) struct AcmeView {
     pub error: Option<String>,
 }
 
-pub(crate) fn acme_view(a: &cv_control::AcmeStatus, now: OffsetDateTime) -> Option<AcmeView> {
+pub(crate) fn acme_view(
+    a: &cv_control::AcmeStatus,
+    now: OffsetDateTime,
+    tz: &TimeZone,
+) -> Option<AcmeView> {
     if !a.enabled {
         return None;
     }
@@ -178,7 +185,7 @@ pub(crate) fn acme_view(a: &cv_control::AcmeStatus, now: OffsetDateTime) -> Opti
         challenge: a.challenge.clone(),
         issuer: a.issuer.clone(),
         serial: a.serial.clone(),
-        expires: a.not_after.map(date),
+        expires: a.not_after.map(|t| date(t, tz)),
         last_attempt: a
             .last_attempt
             .map(|t| format!("{} ago", human_duration(now - t))),
@@ -200,7 +207,11 @@ async fn dashboard(
 ) -> Result<DashboardPage, WebError> {
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
-    let cert = state.tls.info().map(|info| cert_view(&info, now));
+    let tz = state.time_zone().await;
+    let cert = state.tls.info().map(|info| CertView {
+        ca_fingerprint: super::trust::ca_info(&state).map(|ca| ca.sha256_fingerprint),
+        ..cert_view(&info, now, &tz)
+    });
     let unlocked = state.keyring.get(user.user.id, now);
     let index = unlocked.as_ref().map(|u| {
         let (phase, indexed, total) = u.index.progress();
@@ -228,6 +239,7 @@ async fn dashboard(
         status.as_deref(),
         cert,
         now,
+        &tz,
     );
     page.vault_unlocked_for = unlocked;
     page.index = index;
@@ -243,6 +255,7 @@ fn build(
     status: Result<&ApplianceStatus, &String>,
     cert: Option<CertView>,
     now: OffsetDateTime,
+    tz: &TimeZone,
 ) -> DashboardPage {
     let (status, supervisor_error) = match status {
         Ok(status) => (Some(status), None),
@@ -269,7 +282,7 @@ fn build(
         cert,
         acme: status
             .and_then(|s| s.acme.as_deref())
-            .and_then(|a| acme_view(a, now)),
+            .and_then(|a| acme_view(a, now, tz)),
         vault_unlocked_for: None,
         index: None,
         ai: None,
@@ -311,15 +324,16 @@ pub(crate) fn disk_view(d: &DiskUsage) -> DiskView {
     }
 }
 
-pub(crate) fn cert_view(info: &CertInfo, now: OffsetDateTime) -> CertView {
+pub(crate) fn cert_view(info: &CertInfo, now: OffsetDateTime, tz: &TimeZone) -> CertView {
     let days_left = (info.not_after - now).whole_days();
     CertView {
         names: info.names.join(", "),
         issuer: info.issuer.clone(),
-        expires: date(info.not_after),
+        expires: date(info.not_after, tz),
         days_left,
         expiring_soon: days_left < CERT_WARN_DAYS,
         fingerprint: info.sha256_fingerprint.clone(),
+        ca_fingerprint: None,
     }
 }
 
@@ -390,6 +404,7 @@ mod tests {
                 sha256_fingerprint: "AB:CD".into(),
             },
             NOW,
+            &TimeZone::UTC,
         )
     }
 
@@ -415,7 +430,15 @@ mod tests {
             last_error_kind: Some("ca_unreachable".into()),
             next_attempt: Some(datetime!(2026-05-01 12:10 UTC)),
         }));
-        let page = build(&user(Role::Owner), "0", "x", Ok(&status), Some(cert()), NOW);
+        let page = build(
+            &user(Role::Owner),
+            "0",
+            "x",
+            Ok(&status),
+            Some(cert()),
+            NOW,
+            &TimeZone::UTC,
+        );
         let html = page.render().unwrap();
         check(&html);
         for text in [
@@ -437,7 +460,15 @@ mod tests {
     #[test]
     fn the_dashboard_shows_components_disk_and_certificate() {
         let status = status();
-        let page = build(&user(Role::Owner), "0", "x", Ok(&status), Some(cert()), NOW);
+        let page = build(
+            &user(Role::Owner),
+            "0",
+            "x",
+            Ok(&status),
+            Some(cert()),
+            NOW,
+            &TimeZone::UTC,
+        );
         let html = page.render().unwrap();
         check(&html);
         for text in [
@@ -468,7 +499,15 @@ mod tests {
     fn the_local_ai_card_shows_workers_their_jail_and_the_last_error() {
         use crate::ai::{AiView, WorkerView};
         let status = status();
-        let mut page = build(&user(Role::Owner), "0", "x", Ok(&status), None, NOW);
+        let mut page = build(
+            &user(Role::Owner),
+            "0",
+            "x",
+            Ok(&status),
+            None,
+            NOW,
+            &TimeZone::UTC,
+        );
         let html = page.render().unwrap();
         assert!(
             html.contains("<code>workers.count</code> is 0"),
@@ -539,7 +578,15 @@ mod tests {
     #[test]
     fn the_insights_card_shows_themes_with_evidence_and_tasks_due() {
         let status = status();
-        let mut page = build(&user(Role::Owner), "0", "x", Ok(&status), None, NOW);
+        let mut page = build(
+            &user(Role::Owner),
+            "0",
+            "x",
+            Ok(&status),
+            None,
+            NOW,
+            &TimeZone::UTC,
+        );
         page.insights = Some(InsightsView {
             computed_ago: "3 min".into(),
             recent_days: 14,
@@ -582,7 +629,15 @@ mod tests {
     #[test]
     fn an_unreachable_supervisor_is_shown_not_fatal() {
         let err = "cannot reach the supervisor at /run/cv.sock".to_owned();
-        let page = build(&user(Role::Member), "0.1.0", "dev", Err(&err), None, NOW);
+        let page = build(
+            &user(Role::Member),
+            "0.1.0",
+            "dev",
+            Err(&err),
+            None,
+            NOW,
+            &TimeZone::UTC,
+        );
         let html = page.render().unwrap();
         check(&html);
         assert!(html.contains("cannot reach the supervisor"));

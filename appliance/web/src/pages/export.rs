@@ -230,7 +230,7 @@ async fn export(
             Some(ip),
         )
         .await;
-    let date = crate::format::date(now);
+    let date = crate::format::date(now, &state.time_zone().await);
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header((
@@ -346,7 +346,7 @@ async fn import(
             &format!(
                 "{n} items, exported by {} on {}",
                 manifest.account,
-                crate::format::date(manifest.exported_at)
+                crate::format::date(manifest.exported_at, &state.time_zone().await)
             ),
             Some(peer_ip(&req)),
         )

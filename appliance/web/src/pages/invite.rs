@@ -76,12 +76,14 @@ async fn invite_page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let (_, invitation) = open_invitation(&req, &state, &path).await?;
-    show(&req, &invitation, StatusCode::OK, None)
+    let tz = state.time_zone().await;
+    show(&req, &invitation, &tz, StatusCode::OK, None)
 }
 
 fn show(
     req: &HttpRequest,
     invitation: &invitations::Invitation,
+    tz: &jiff::tz::TimeZone,
     status: StatusCode,
     error: Option<&WebError>,
 ) -> Result<HttpResponse, WebError> {
@@ -91,7 +93,7 @@ fn show(
         name: invitation.name.to_string(),
         role: invitation.role.as_str(),
         invited_by: invitation.invited_by_name.clone(),
-        expires: date_time(invitation.expires_at),
+        expires: date_time(invitation.expires_at, tz),
         error: error.map(FormError::of),
     })
 }
@@ -117,7 +119,10 @@ async fn accept(
     let passphrase = match super::account::new_passphrase(form.passphrase, &form.passphrase_confirm)
     {
         Ok(p) => p,
-        Err(e) => return show(&req, &invitation, StatusCode::BAD_REQUEST, Some(&e)),
+        Err(e) => {
+            let tz = state.time_zone().await;
+            return show(&req, &invitation, &tz, StatusCode::BAD_REQUEST, Some(&e));
+        }
     };
     let for_hash = passphrase.clone();
     let password_hash = web::block(move || hash_password(&for_hash))

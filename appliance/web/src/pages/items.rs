@@ -22,7 +22,8 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
         .route("/items/{id}/task", web::post().to(set_task))
         .route("/items/{id}/flags", web::post().to(set_flags))
         .route("/items/{id}/delete", web::post().to(delete))
-        .route("/items/{id}/history", web::get().to(history_page));
+        .route("/items/{id}/history", web::get().to(history_page))
+        .route("/items/{id}/restore", web::post().to(restore));
 }
 
 /// An item id from the path; anything that is not a UUID is simply not found.
@@ -78,7 +79,7 @@ pub(crate) struct ItemPage {
 }
 
 impl ItemPage {
-    fn new(user: &CurrentUser, view: &ItemView) -> ItemPage {
+    fn new(user: &CurrentUser, view: &ItemView, tz: &jiff::tz::TimeZone) -> ItemPage {
         let text = view.text.as_ref().map(|t| t.to_string()).ok();
         ItemPage {
             csrf: user.csrf_token.clone(),
@@ -92,8 +93,8 @@ impl ItemPage {
             task: view.task.as_ref().map(TaskView::of),
             pinned: view.pinned,
             archived: view.archived,
-            created: date_time(view.created_at),
-            updated: date_time(view.updated_at),
+            created: date_time(view.created_at, tz),
+            updated: date_time(view.updated_at, tz),
             notice: None,
             error: None,
             statuses: TaskStatus::ALL,
@@ -120,7 +121,7 @@ async fn item_page(
     let mut conn = state.conn().await?;
     let view = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
     drop(conn);
-    let mut page = ItemPage::new(&user, &view);
+    let mut page = ItemPage::new(&user, &view, &state.time_zone().await);
     page.suggestions = super::suggestions::for_page(&state, user.user.id, &unlocked, &view).await;
     if let Ok(q) = web::Query::<NoticeQuery>::from_query(req.query_string()) {
         if q.saved.is_some() {
@@ -152,7 +153,8 @@ async fn reshow(
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
     let view = cv_vault::get(&mut conn, user.user.id, &unlocked.vault, id).await?;
-    let mut page = ItemPage::new(user, &view);
+    drop(conn);
+    let mut page = ItemPage::new(user, &view, &state.time_zone().await);
     if let Some((text, tags)) = typed {
         page.text = text;
         page.tags_field = tags;
@@ -381,7 +383,10 @@ pub(crate) struct HistoryPage {
     pub csrf: String,
     pub can_manage_users: bool,
     pub id: String,
+    /// The item's current version: what a restore starts from (its version check).
+    pub current: i32,
     pub versions: Vec<VersionRow>,
+    pub error: Option<FormError>,
 }
 
 /// What changed besides the text between two versions.
@@ -444,9 +449,21 @@ async fn history_page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = item_id(&path)?;
+    show_history(&state, &user, id, StatusCode::OK, None).await
+}
+
+async fn show_history(
+    state: &AppState,
+    user: &CurrentUser,
+    id: ItemId,
+    status: StatusCode,
+    error: Option<&WebError>,
+) -> Result<HttpResponse, WebError> {
     let unlocked = state.unlocked(user.user.id)?;
     let mut conn = state.conn().await?;
     let versions = cv_vault::history(&mut conn, user.user.id, &unlocked.vault, id).await?;
+    drop(conn);
+    let tz = state.time_zone().await;
     let mut rows = Vec::with_capacity(versions.len());
     for (i, v) in versions.iter().enumerate() {
         let previous = i.checked_sub(1).map(|p| &versions[p]);
@@ -455,19 +472,117 @@ async fn history_page(
             .map_or("", |t| t.as_str());
         rows.push(VersionRow {
             version: v.version,
-            created: date_time(v.created_at),
+            created: date_time(v.created_at, &tz),
             diff: v.text.as_ref().ok().map(|text| diff::lines(old_text, text)),
             changes: other_changes(previous, v),
         });
     }
     rows.reverse();
     render(
-        StatusCode::OK,
+        status,
         &HistoryPage {
             csrf: user.csrf_token.clone(),
             can_manage_users: user.user.role.can_manage_users(),
             id: id.0.to_string(),
+            current: rows.first().map_or(0, |r| r.version),
             versions: rows,
+            error: error.map(FormError::of),
         },
     )
+}
+
+#[derive(Deserialize)]
+struct RestoreForm {
+    csrf: String,
+    /// The version the history page showed as current.
+    version: i32,
+    /// The version to bring back.
+    from: i32,
+}
+
+/// `POST /items/{id}/restore`: stores version `from`'s text, tags and task as a new
+/// version, if the item is still at `version` (409 with the history again otherwise).
+async fn restore(
+    path: web::Path<String>,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<RestoreForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = item_id(&path)?;
+    let RestoreForm {
+        csrf,
+        version,
+        from,
+    } = form.into_inner();
+    user.check_csrf(&csrf)?;
+    let unlocked = state.unlocked(user.user.id)?;
+    let mut conn = state.conn().await?;
+    let result =
+        cv_vault::restore(&mut conn, user.user.id, &unlocked.vault, id, version, from).await;
+    drop(conn);
+    match result {
+        Ok(v) => {
+            info!(user = %user.user.name, item = %id.0, from, version = v, "item version restored");
+            crate::index::changed(&state, user.user.id, id).await;
+            Ok(see_other(&format!("/items/{}?saved=1", id.0)).finish())
+        }
+        Err(VaultError::Stale { current }) => {
+            let e = WebError::Conflict(format!(
+                "This note was changed elsewhere since its history was shown (it is at version {current} now). Nothing was restored: look at the versions again, then restore."
+            ));
+            show_history(&state, &user, id, StatusCode::CONFLICT, Some(&e)).await
+        }
+        Err(VaultError::Tampered) => {
+            let e = WebError::Conflict(
+                "That version failed its integrity check (it was changed outside the appliance), so it cannot be restored.".into(),
+            );
+            show_history(&state, &user, id, StatusCode::CONFLICT, Some(&e)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_readable_versions_offer_a_restore_against_the_current_one() {
+        let row = |version, diff: Option<Vec<DiffLine>>| VersionRow {
+            version,
+            created: "2026-03-14 15:04 CET".into(),
+            diff,
+            changes: vec![],
+        };
+        let html = HistoryPage {
+            csrf: "tok".into(),
+            can_manage_users: false,
+            id: "00000000-0000-0000-0000-000000000001".into(),
+            current: 3,
+            versions: vec![
+                row(3, Some(diff::lines("a", "c"))),
+                row(2, None),
+                row(1, Some(diff::lines("", "a"))),
+            ],
+            error: Some(FormError::of(&WebError::Conflict(
+                "changed elsewhere".into(),
+            ))),
+        }
+        .render()
+        .unwrap();
+        let forms = html.matches(r#"action="/items/00000000-0000-0000-0000-000000000001/restore""#);
+        // Version 1 only: 3 is the current one, 2 cannot be read.
+        assert_eq!(forms.count(), 1, "{html}");
+        for text in [
+            r#"name="version" value="3""#,
+            r#"name="from" value="1""#,
+            r#"name="csrf" value="tok""#,
+            "Restore this version",
+            "changed elsewhere",
+        ] {
+            assert!(html.contains(text), "{text} missing in {html}");
+        }
+        assert!(!html.contains(r#"name="from" value="2""#));
+        assert!(!html.contains(r#"name="from" value="3""#));
+    }
 }

@@ -9,6 +9,7 @@ mod invite;
 mod items;
 mod notes;
 pub(crate) mod search;
+mod settings;
 mod suggestions;
 mod tokens;
 mod trust;
@@ -39,6 +40,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);
+    settings::config(cfg);
     suggestions::config(cfg);
     users::config(cfg);
     tokens::config(cfg);

@@ -132,6 +132,7 @@ async fn show(
     error: Option<&WebError>,
     typed: Option<(String, String)>,
 ) -> Result<HttpResponse, WebError> {
+    let tz = state.time_zone().await;
     let mut conn = state.conn().await?;
     let unlocked = state.keyring.get(user.user.id, OffsetDateTime::now_utc());
     let (locked_count, notes) = match unlocked {
@@ -147,7 +148,7 @@ async fn show(
                     tags: v.tags,
                     pinned: v.pinned,
                     task: v.task.map(|t| t.status.as_str()),
-                    created: date(v.created_at),
+                    created: date(v.created_at, &tz),
                 })
                 .collect();
             (None, notes)

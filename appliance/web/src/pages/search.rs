@@ -9,7 +9,7 @@ use askama::Template;
 use cv_search::{Hit, Kind, Query, Results, Sort};
 use cv_vault::{Priority, Task, TaskStatus};
 use serde::Deserialize;
-use time::{Date, OffsetDateTime, Time};
+use time::Date;
 
 use super::{FormError, parse_tags, render, see_other};
 use crate::error::WebError;
@@ -58,8 +58,15 @@ fn parse_day(field: &str, value: &str) -> Result<Option<Date>, String> {
 }
 
 impl SearchParams {
-    /// The search these parameters ask for, or what is wrong with them.
+    /// The search these parameters ask for, or what is wrong with them; `from` and `to`
+    /// are days in UTC (the JSON API's reading).
     pub fn query(&self) -> Result<Query, String> {
+        self.query_in(&jiff::tz::TimeZone::UTC)
+    }
+
+    /// Like [`SearchParams::query`], with `from` and `to` days in the zone `tz` (the
+    /// pages' reading: the days a person sees beside each result).
+    pub fn query_in(&self, tz: &jiff::tz::TimeZone) -> Result<Query, String> {
         let kind = match self.kind.trim() {
             "" => None,
             "note" => Some(Kind::Note),
@@ -94,11 +101,11 @@ impl SearchParams {
             tags: parse_tags(&self.tag),
             kind,
             status,
-            created_from: from.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
+            created_from: from.map(|d| crate::zone::start_of_day(d, tz)),
             // Inclusive of the whole `to` day.
             created_to: to
                 .and_then(Date::next_day)
-                .map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
+                .map(|d| crate::zone::start_of_day(d, tz)),
             include_archived,
             sort: Sort::Relevance,
             limit,
@@ -139,7 +146,7 @@ pub(crate) struct HitView {
 }
 
 impl HitView {
-    fn of(hit: Hit, today: Date) -> HitView {
+    fn of(hit: Hit, today: Date, tz: &jiff::tz::TimeZone) -> HitView {
         let text = &hit.snippet.text;
         let mut pieces = Vec::new();
         let mut at = 0;
@@ -179,7 +186,7 @@ impl HitView {
             task: hit.status.map(cv_search::TaskStatus::as_str),
             due: hit.due.map(cv_vault::iso_date::format),
             overdue: !done && hit.due.is_some_and(|d| d < today),
-            created: date(hit.created),
+            created: date(hit.created, tz),
             pinned: hit.pinned,
             archived: hit.archived,
             matched: None,
@@ -231,7 +238,8 @@ async fn search_page(
         .map(web::Query::into_inner)
         .map_err(|e| WebError::BadRequest(format!("The search could not be read: {e}.")))?;
     let searched = !req.query_string().is_empty();
-    let query = params.query();
+    let tz = state.time_zone().await;
+    let query = params.query_in(&tz);
     let mut words_only = None;
     let (status, hits, total, error, next_offset) = match query {
         Err(why) => {
@@ -248,14 +256,14 @@ async fn search_page(
             let (offset, limit) = (query.offset, query.limit);
             let outcome = crate::semantic::search(&state, index.clone(), query).await?;
             words_only = outcome.reason().map(str::to_owned);
-            let today = OffsetDateTime::now_utc().date();
+            let today = crate::zone::today(&tz);
             let next = (offset + limit < outcome.total).then_some(offset + limit);
             let hits = outcome
                 .hits
                 .into_iter()
                 .map(|(h, matched)| HitView {
                     matched: matched.map(cv_semantic::Matched::as_str),
-                    ..HitView::of(h, today)
+                    ..HitView::of(h, today, &tz)
                 })
                 .collect();
             (StatusCode::OK, hits, outcome.total, None, next)
@@ -388,7 +396,8 @@ async fn show_tasks(
         ..Query::default()
     };
     let results = run(index.clone(), query).await?;
-    let today = OffsetDateTime::now_utc().date();
+    let tz = state.time_zone().await;
+    let today = crate::zone::today(&tz);
     let tags = {
         let index = index.clone();
         web::block(move || index.index.tags()).await?
@@ -404,7 +413,7 @@ async fn show_tasks(
             tasks: results
                 .hits
                 .into_iter()
-                .map(|h| HitView::of(h, today))
+                .map(|h| HitView::of(h, today, &tz))
                 .collect(),
             tags,
             indexing: indexing(&index),

@@ -5,9 +5,9 @@
 //!   [`cv_semantic::DEFAULT_MIN_SIMILARITY`] similar (the floor hybrid search uses),
 //!   archived ones left out. None until the item is embedded, or with the AI off.
 //! - **Tasks** (for a note that is not a task yet): [`cv_suggest::suggest_tasks`] on the
-//!   current text, read relative to the item's creation in the **service process's
-//!   local time zone** (`jiff::tz::TimeZone::system()`: `TZ`, else `/etc/localtime`), so
-//!   "tomorrow" is the day after the capture where the appliance stands.
+//!   current text, read relative to the item's creation in the **appliance's time
+//!   zone** (`crate::zone`, chosen by the owner), so "tomorrow" is the day after the
+//!   capture where the household lives.
 //! - **Tags**: [`cv_suggest::suggest_tags`] with the item's nearest tagged neighbours
 //!   (their tags from the full-text index), the person's tags with their counts, and the
 //!   person's earlier answers.
@@ -168,10 +168,8 @@ async fn remember(
 }
 
 /// The item's creation time in the appliance's zone: what "tomorrow" is read against.
-fn captured_at(view: &ItemView) -> jiff::Zoned {
-    let nanos = view.created_at.unix_timestamp_nanos();
-    let timestamp = jiff::Timestamp::from_nanosecond(nanos).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    timestamp.to_zoned(jiff::tz::TimeZone::system())
+fn captured_at(view: &ItemView, tz: &jiff::tz::TimeZone) -> jiff::Zoned {
+    crate::zone::zoned(view.created_at, tz)
 }
 
 fn to_time_date(date: jiff::civil::Date) -> Option<time::Date> {
@@ -186,9 +184,9 @@ fn to_time_date(date: jiff::civil::Date) -> Option<time::Date> {
 
 /// The task suggestions for the item as stored, in the crate's order (their positions
 /// are what an answer names); none for an item that is a task already.
-fn task_suggestions(view: &ItemView) -> Vec<TaskSuggestion> {
+fn task_suggestions(view: &ItemView, tz: &jiff::tz::TimeZone) -> Vec<TaskSuggestion> {
     match (&view.text, &view.task) {
-        (Ok(text), None) => cv_suggest::suggest_tasks(text, captured_at(view)),
+        (Ok(text), None) => cv_suggest::suggest_tasks(text, captured_at(view, tz)),
         _ => Vec::new(),
     }
 }
@@ -397,7 +395,7 @@ pub(crate) async fn for_page(
         .filter(|r| r.kind == FeedbackKind::Task && r.item == item && !r.accepted)
         .filter_map(|r| r.title_hash.as_deref())
         .collect();
-    let tasks = task_suggestions(view)
+    let tasks = task_suggestions(view, &state.time_zone().await)
         .iter()
         .enumerate()
         .filter(|(_, s)| !dismissed.contains(&title_hash(item, &s.title).as_str()))
@@ -534,7 +532,7 @@ async fn answer_task(
     let owner = user.user.id;
     let unlocked = state.unlocked(owner)?;
     let view = current(&state, owner, &unlocked, id, form.version).await?;
-    let suggestions = task_suggestions(&view);
+    let suggestions = task_suggestions(&view, &state.time_zone().await);
     let suggestion = suggestions
         .get(form.index)
         .filter(|s| s.title == form.title)

@@ -61,15 +61,18 @@ async fn show(
         Ok(list) => list,
         Err(e) => return Err(state.db_error(e).await),
     };
+    drop(conn);
+    let tz = state.time_zone().await;
+    let shown = |at| date_time(at, &tz);
     let tokens = list
         .into_iter()
         .map(|t| TokenRow {
             id: t.id.to_string(),
             name: t.name,
             scope: t.scope,
-            created: date_time(t.created_at),
-            last_used: t.last_used_at.map_or_else(|| "never".into(), date_time),
-            revoked: t.revoked_at.map(date_time),
+            created: shown(t.created_at),
+            last_used: t.last_used_at.map_or_else(|| "never".into(), shown),
+            revoked: t.revoked_at.map(shown),
         })
         .collect();
     render(
@@ -229,10 +232,12 @@ async fn activity_page(
         Ok(events) => events,
         Err(e) => return Err(state.db_error(e).await),
     };
+    drop(conn);
+    let tz = state.time_zone().await;
     let events = events
         .into_iter()
         .map(|e| ActivityRow {
-            at: date_time(e.at),
+            at: date_time(e.at, &tz),
             what: Event::describe(&e.event),
             failure: e.event.ends_with("_failed"),
             detail: e.detail,

@@ -22,8 +22,9 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
 pub(crate) struct TrustPage {
     /// `None` when the CA certificate cannot be read (the page still explains).
     pub ca: Option<CaView>,
-    /// The names the server certificate covers: the addresses to type.
-    pub server_names: Vec<String>,
+    /// The addresses to type: `https://` and each name the server certificate covers,
+    /// with the port unless it is 443.
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,33 +34,53 @@ pub(crate) struct CaView {
     pub expires: String,
 }
 
-fn ca_view(info: &CertInfo) -> CaView {
+fn ca_view(info: &CertInfo, tz: &jiff::tz::TimeZone) -> CaView {
     CaView {
         subject: info.subject.clone(),
         fingerprint: info.sha256_fingerprint.clone(),
-        expires: date(info.not_after),
+        expires: date(info.not_after, tz),
+    }
+}
+
+/// The local CA's certificate, summarised; `None` (logged) when it cannot be read. The
+/// dashboard shows its fingerprint too, worded and formatted as here, so that a person
+/// can compare the two.
+pub(crate) fn ca_info(state: &AppState) -> Option<CertInfo> {
+    let pem = read_ca_pem(state).ok()?;
+    cv_net::tls::cert_info_from_pem(&pem)
+        .map_err(|e| tracing::error!(error = %e, "cannot summarise the CA certificate"))
+        .ok()
+}
+
+/// `https://name[:port]/`: an IPv6 address in brackets (RFC 3986 section 3.2.2), the
+/// port left out when it is HTTPS's own, 443.
+fn address(name: &str, https_port: u16) -> String {
+    let host = if name.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{name}]")
+    } else {
+        name.to_owned()
+    };
+    if https_port == 443 {
+        format!("https://{host}/")
+    } else {
+        format!("https://{host}:{https_port}/")
     }
 }
 
 /// `GET /trust`.
 async fn trust(state: web::Data<AppState>) -> TrustPage {
-    let ca = match read_ca_pem(&state) {
-        Ok(pem) => match cv_net::tls::cert_info_from_pem(&pem) {
-            Ok(info) => Some(ca_view(&info)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot summarise the CA certificate");
-                None
-            }
-        },
-        Err(_) => None,
-    };
-    let server_names = state
+    let tz = state.time_zone().await;
+    let ca = ca_info(&state).map(|info| ca_view(&info, &tz));
+    let addresses = state
         .tls
         .info()
         .filter(|i| i.not_after > OffsetDateTime::now_utc())
         .map(|i| i.names)
-        .unwrap_or_default();
-    TrustPage { ca, server_names }
+        .unwrap_or_default()
+        .iter()
+        .map(|name| address(name, state.https_port))
+        .collect();
+    TrustPage { ca, addresses }
 }
 
 fn read_ca_pem(state: &AppState) -> Result<Vec<u8>, WebError> {
@@ -126,7 +147,7 @@ mod tests {
                 fingerprint: "AA:BB:CC".into(),
                 expires: "2036-01-01".into(),
             }),
-            server_names: vec!["nas.local".into()],
+            addresses: vec![address("nas.local", 8443), address("fd00::1", 8443)],
         };
         let html = page.render().unwrap();
         assert!(!html.contains("style="));
@@ -141,17 +162,28 @@ mod tests {
             "Certificate Trust Settings",
             "Encryption &amp; credentials",
             "CA certificate",
-            "nas.local",
+            "CA fingerprint (SHA-256)",
+            "https://nas.local:8443/",
+            "https://[fd00::1]:8443/",
         ] {
             assert!(html.contains(text), "{text} missing in {html}");
         }
     }
 
     #[test]
+    fn addresses_carry_the_port_and_bracket_ipv6() {
+        assert_eq!(address("nas.local", 8443), "https://nas.local:8443/");
+        assert_eq!(address("192.168.1.20", 8443), "https://192.168.1.20:8443/");
+        assert_eq!(address("fd00::1", 8443), "https://[fd00::1]:8443/");
+        assert_eq!(address("fd00::1", 443), "https://[fd00::1]/");
+        assert_eq!(address("nas.local", 443), "https://nas.local/");
+    }
+
+    #[test]
     fn a_missing_ca_is_explained() {
         let html = TrustPage {
             ca: None,
-            server_names: vec![],
+            addresses: vec![],
         }
         .render()
         .unwrap();

@@ -166,11 +166,15 @@ async fn show(
         }
     };
     let now = OffsetDateTime::now_utc();
+    let tz = state.time_zone().await;
     let page = UsersPage {
         me: user.user.name.to_string(),
         csrf: user.csrf_token.clone(),
-        users: users.iter().map(|u| row(user, u)).collect(),
-        invitations: invitations.iter().map(|i| invitation_row(i, now)).collect(),
+        users: users.iter().map(|u| row(user, u, &tz)).collect(),
+        invitations: invitations
+            .iter()
+            .map(|i| invitation_row(i, now, &tz))
+            .collect(),
         notice: parts.notice,
         error: parts.error.as_ref().map(FormError::of),
         form_name: parts.form_name,
@@ -180,23 +184,23 @@ async fn show(
     render(status, &page)
 }
 
-fn row(viewer: &CurrentUser, u: &User) -> UserRow {
+fn row(viewer: &CurrentUser, u: &User, tz: &jiff::tz::TimeZone) -> UserRow {
     UserRow {
         id: u.id.to_string(),
         name: u.name.to_string(),
         role: u.role.as_str(),
-        created: date(u.created_at),
+        created: date(u.created_at, tz),
         renew_required: u.renew_required,
         role_changeable: viewer.user.role == Role::Owner && u.role != Role::Owner,
         removable: may_remove(viewer.user.role, u.role) && u.id != viewer.user.id,
     }
 }
 
-fn invitation_row(i: &Invitation, now: OffsetDateTime) -> InvitationRow {
+fn invitation_row(i: &Invitation, now: OffsetDateTime, tz: &jiff::tz::TimeZone) -> InvitationRow {
     let state = match i.revoked_at {
-        Some(at) => format!("withdrawn {}", date_time(at)),
-        None if now >= i.expires_at => format!("expired {}", date_time(i.expires_at)),
-        None => format!("open until {}", date_time(i.expires_at)),
+        Some(at) => format!("withdrawn {}", date_time(at, tz)),
+        None if now >= i.expires_at => format!("expired {}", date_time(i.expires_at, tz)),
+        None => format!("open until {}", date_time(i.expires_at, tz)),
     };
     InvitationRow {
         id: i.id.to_string(),
@@ -332,7 +336,7 @@ async fn invite(
             role: role.as_str(),
             link,
             qr_svg,
-            expires: date_time(invitation.expires_at),
+            expires: date_time(invitation.expires_at, &state.time_zone().await),
         }),
         ..Parts::default()
     };

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::{peer_ip, render, see_other};
+use super::{FormError, peer_ip, render, see_other};
 use crate::error::WebError;
 use crate::session::CurrentUser;
 use crate::state::AppState;
@@ -249,6 +249,25 @@ async fn lock(
     Ok(see_other("/dashboard").finish())
 }
 
+/// The unlock form again, after a wrong passphrase: the person can retry at once
+/// instead of going back to the dashboard.
+#[derive(Debug, Template)]
+#[template(path = "unlock.html")]
+pub(crate) struct UnlockPage {
+    pub csrf: String,
+    pub can_manage_users: bool,
+    pub error: Option<FormError>,
+}
+
+fn unlock_again(user: &CurrentUser, error: &WebError) -> Result<HttpResponse, WebError> {
+    let page = UnlockPage {
+        csrf: user.csrf_token.clone(),
+        can_manage_users: user.user.role.can_manage_users(),
+        error: Some(FormError::of(error)),
+    };
+    render(actix_web::ResponseError::status_code(error), &page)
+}
+
 #[derive(Deserialize)]
 struct UnlockForm {
     passphrase: String,
@@ -268,10 +287,11 @@ async fn unlock(
     let name = user.user.name.as_str();
     let ip = peer_ip(&req);
     if let Err(retry_after) = state.throttle().check(name, ip, Instant::now()) {
+        // The error page, with its Retry-After: the form would only fail again now.
         return Err(WebError::Throttled { retry_after });
     }
     let Ok(passphrase) = Passphrase::for_login(passphrase) else {
-        return Err(WebError::UnlockFailed);
+        return unlock_again(&user, &WebError::UnlockFailed);
     };
     let bundle = stored_bundle(&state, user.user.id).await?;
     let unlocked = web::block(move || bundle.unlock(&passphrase)).await?;
@@ -289,7 +309,7 @@ async fn unlock(
             state
                 .audit(user.user.id, Event::UnlockFailed, "", Some(ip))
                 .await;
-            Err(WebError::UnlockFailed)
+            unlock_again(&user, &WebError::UnlockFailed)
         }
         Err(e) => Err(WebError::internal("unlocking a vault", e)),
     }

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use base64::Engine as _;
 use cv_control::{ControlError, WgOverview, WgPeerStatus};
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tracing::info;
@@ -15,14 +16,15 @@ use zeroize::Zeroizing;
 
 use super::{FormError, render};
 use crate::error::WebError;
-use crate::format::{date, human_bytes, human_duration};
+use crate::format::{date, date_time, human_bytes, human_duration};
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/wireguard", web::get().to(show))
         .route("/wireguard/peers", web::post().to(add))
-        .route("/wireguard/peers/revoke", web::post().to(revoke));
+        .route("/wireguard/peers/revoke", web::post().to(revoke))
+        .route("/wireguard/endpoint", web::post().to(set_endpoint));
 }
 
 #[derive(Debug, Template)]
@@ -36,6 +38,9 @@ pub(crate) struct WireguardPage {
     pub notice: Option<String>,
     pub error: Option<FormError>,
     pub form_name: String,
+    /// A refused endpoint, and the text typed for it.
+    pub endpoint_error: Option<FormError>,
+    pub form_endpoint: Option<String>,
     /// The new peer's configuration, shown this once.
     pub added: Option<AddedView>,
 }
@@ -51,6 +56,8 @@ pub(crate) struct VpnView {
     pub server_address: String,
     pub listen_port: u16,
     pub endpoint: Option<String>,
+    /// The endpoint comes from the config file, which takes precedence: no form.
+    pub endpoint_from_config: bool,
     pub server_public_key: Option<String>,
     pub peers: Vec<PeerView>,
 }
@@ -93,6 +100,12 @@ struct AddForm {
 }
 
 #[derive(Deserialize)]
+struct EndpointForm {
+    endpoint: String,
+    csrf: String,
+}
+
+#[derive(Deserialize)]
 struct RevokeForm {
     name: String,
     csrf: String,
@@ -111,7 +124,7 @@ fn refusal(e: ControlError) -> WebError {
     }
 }
 
-fn view(o: &WgOverview, now: OffsetDateTime) -> VpnView {
+fn view(o: &WgOverview, now: OffsetDateTime, tz: &TimeZone) -> VpnView {
     let tone = match o.state {
         cv_control::WgState::Up => "ok",
         cv_control::WgState::Starting | cv_control::WgState::Off => "busy",
@@ -127,23 +140,24 @@ fn view(o: &WgOverview, now: OffsetDateTime) -> VpnView {
         server_address: o.server_address.to_string(),
         listen_port: o.listen_port,
         endpoint: o.endpoint.clone(),
+        endpoint_from_config: o.endpoint_from_config,
         server_public_key: o.server_public_key.clone(),
-        peers: o.peers.iter().map(|p| peer_view(p, now)).collect(),
+        peers: o.peers.iter().map(|p| peer_view(p, now, tz)).collect(),
     }
 }
 
-fn peer_view(p: &WgPeerStatus, now: OffsetDateTime) -> PeerView {
+fn peer_view(p: &WgPeerStatus, now: OffsetDateTime, tz: &TimeZone) -> PeerView {
     PeerView {
         name: p.peer.name.clone(),
         address: p.peer.address.to_string(),
         public_key: p.peer.public_key.clone(),
         handshake: p.last_handshake.map_or_else(
             || "never".to_owned(),
-            |at| format!("{} ago", human_duration(now - at)),
+            |at| format!("{} ago ({})", human_duration(now - at), date_time(at, tz)),
         ),
         received: human_bytes(p.rx_bytes),
         sent: human_bytes(p.tx_bytes),
-        created: date(p.peer.created_at),
+        created: date(p.peer.created_at, tz),
     }
 }
 
@@ -163,8 +177,9 @@ async fn page(
     status: StatusCode,
     parts: Parts,
 ) -> Result<HttpResponse, WebError> {
+    let tz = state.time_zone().await;
     let (vpn, unreachable) = match state.status.control().wg_list_peers().await {
-        Ok(o) => (Some(view(&o, OffsetDateTime::now_utc())), None),
+        Ok(o) => (Some(view(&o, OffsetDateTime::now_utc(), &tz)), None),
         Err(e) => (None, Some(e.to_string())),
     };
     render(
@@ -176,6 +191,8 @@ async fn page(
             notice: parts.notice,
             error: parts.error.as_ref().map(FormError::of),
             form_name: parts.form_name,
+            endpoint_error: parts.endpoint_error.as_ref().map(FormError::of),
+            form_endpoint: parts.form_endpoint,
             added: parts.added,
         },
     )
@@ -186,6 +203,8 @@ struct Parts {
     notice: Option<String>,
     error: Option<WebError>,
     form_name: String,
+    endpoint_error: Option<WebError>,
+    form_endpoint: Option<String>,
     added: Option<AddedView>,
 }
 
@@ -237,6 +256,46 @@ async fn add(
         ..Parts::default()
     };
     page(&state, &user, StatusCode::OK, parts).await
+}
+
+/// `POST /wireguard/endpoint`: sets where clients reach the appliance (`host:port`),
+/// written into the configurations of the devices added from now on. The supervisor
+/// checks it as it checks the config's `wireguard.endpoint`, and refuses while the
+/// config file sets one (which takes precedence).
+async fn set_endpoint(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<EndpointForm>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.into_inner();
+    user.check_csrf(&form.csrf)?;
+    super::require_admin(&user, "manage the VPN")?;
+    let endpoint = form.endpoint.trim().to_owned();
+    let (status, parts) = match state.status.control().wg_set_endpoint(&endpoint).await {
+        Ok(o) => {
+            info!(by = %user.user.name, endpoint = ?o.endpoint, "VPN endpoint set");
+            let notice = format!(
+                "The endpoint is {}: new devices get it in their configuration.",
+                o.endpoint.as_deref().unwrap_or(&endpoint)
+            );
+            (
+                StatusCode::OK,
+                Parts {
+                    notice: Some(notice),
+                    ..Parts::default()
+                },
+            )
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Parts {
+                endpoint_error: Some(refusal(e)),
+                form_endpoint: Some(endpoint),
+                ..Parts::default()
+            },
+        ),
+    };
+    page(&state, &user, status, parts).await
 }
 
 /// `POST /wireguard/peers/revoke`: removes a peer from the interface at once.
@@ -299,6 +358,8 @@ mod tests {
             notice: None,
             error: None,
             form_name: String::new(),
+            endpoint_error: None,
+            form_endpoint: None,
             added: Some(added()),
         };
         let html = page.render().unwrap();
@@ -332,6 +393,7 @@ mod tests {
             server_address: "10.213.0.1".parse().unwrap(),
             listen_port: 51820,
             endpoint: Some("vault.example.net:51820".into()),
+            endpoint_from_config: false,
             server_public_key: Some("c2VydmVy".into()),
             dns: vec![],
             client_allowed_ips: vec!["10.213.0.0/24".into()],
@@ -349,13 +411,15 @@ mod tests {
         };
         let page = WireguardPage {
             csrf: "tok-2".into(),
-            vpn: Some(view(&overview, now)),
+            vpn: Some(view(&overview, now, &TimeZone::UTC)),
             unreachable: None,
             notice: Some("Revoked bob: its key no longer opens the tunnel.".into()),
             error: Some(FormError::of(&WebError::InvalidInput(
                 "a peer named alice-phone exists".into(),
             ))),
             form_name: "alice-phone".into(),
+            endpoint_error: None,
+            form_endpoint: None,
             added: None,
         };
         let html = page.render().unwrap();
@@ -374,5 +438,67 @@ mod tests {
             assert!(html.contains(text), "{text} missing in\n{html}");
         }
         assert!(!html.contains(">never<"));
+    }
+
+    #[test]
+    fn the_endpoint_is_set_on_the_page_unless_the_config_sets_it() {
+        let overview = |endpoint: Option<&str>, from_config| WgOverview {
+            state: cv_control::WgState::Up,
+            reason: None,
+            interface: "cvwg0".into(),
+            backend: Some("wireguard-go".into()),
+            network: "10.213.0.0/24".into(),
+            server_address: "10.213.0.1".parse().unwrap(),
+            listen_port: 51820,
+            endpoint: endpoint.map(str::to_owned),
+            endpoint_from_config: from_config,
+            server_public_key: Some("c2VydmVy".into()),
+            dns: vec![],
+            client_allowed_ips: vec![],
+            peers: vec![],
+        };
+        let render = |o: &WgOverview, typed: Option<&str>, error: Option<WebError>| {
+            WireguardPage {
+                csrf: "tok".into(),
+                vpn: Some(view(o, OffsetDateTime::now_utc(), &TimeZone::UTC)),
+                unreachable: None,
+                notice: None,
+                error: None,
+                form_name: String::new(),
+                endpoint_error: error.as_ref().map(FormError::of),
+                form_endpoint: typed.map(str::to_owned),
+                added: None,
+            }
+            .render()
+            .unwrap()
+        };
+        // Not set: a form to set it, saying why it matters.
+        let html = render(&overview(None, false), None, None);
+        assert!(html.contains(r#"action="/wireguard/endpoint""#), "{html}");
+        assert!(html.contains("not set"), "{html}");
+        // Refused: the message and the text typed.
+        let html = render(
+            &overview(None, false),
+            Some("vault.example.net"),
+            Some(WebError::InvalidInput(
+                "invalid endpoint: has no port".into(),
+            )),
+        );
+        assert!(html.contains("has no port"), "{html}");
+        assert!(
+            html.contains(r#"name="endpoint" type="text" value="vault.example.net""#),
+            "{html}"
+        );
+        // Set here: shown in the field, to change.
+        let html = render(&overview(Some("home.example.org:51820"), false), None, None);
+        assert!(
+            html.contains(r#"name="endpoint" type="text" value="home.example.org:51820""#),
+            "{html}"
+        );
+        // From the config: shown, no form.
+        let html = render(&overview(Some("vault.example.net:51820"), true), None, None);
+        assert!(html.contains("vault.example.net:51820"), "{html}");
+        assert!(!html.contains(r#"action="/wireguard/endpoint""#), "{html}");
+        assert!(html.contains("config file"), "{html}");
     }
 }
