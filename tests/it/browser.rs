@@ -93,6 +93,13 @@ async fn assert_fits_phone(browser: &Browser) {
     );
 }
 
+/// What every visited page must be: no wider than a phone, and without serious or
+/// critical accessibility violations (axe-core's rules; they are listed on failure).
+async fn check_page(browser: &Browser) {
+    assert_fits_phone(browser).await;
+    browser.assert_accessible().await;
+}
+
 /// The submit buttons of the setup, login and logout forms (by the form's action, since
 /// a page may hold more than one form).
 const SETUP_SUBMIT: &str = "form[action='/setup'] [type=submit]";
@@ -168,7 +175,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     // A fresh appliance sends everyone to first-run setup.
     browser.goto(&app.url("/")).await;
     wait_for_path(&browser, "/setup").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
     browser
         .type_into("input[name=setup_code]", &app.setup_code())
         .await;
@@ -190,18 +197,19 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         "a recovery key of 14 groups: {key}"
     );
     screenshot(&browser, "recovery-key-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
     browser.click("a[href='/dashboard']").await;
     wait_for_path(&browser, "/dashboard").await;
     assert_dashboard(&browser).await;
     screenshot(&browser, "dashboard-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     log_out(&browser).await;
     screenshot(&browser, "login-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     log_in(&browser).await;
+    check_page(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
     assert_dashboard(&browser).await;
 
@@ -219,7 +227,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     let notes = browser.text(".notes").await;
     assert!(notes.contains("Call the plumber"), "{notes}");
     screenshot(&browser, "notes-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // After logout the session is gone: the dashboard sends the browser to login.
     log_out(&browser).await;
@@ -259,7 +267,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     log_in(&browser).await;
 
     // The capture box: one field, optional tags, one button; it confirms at once.
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
     browser
         .type_into("textarea[name=text]", "Ask Sam about the boat trailer")
         .await;
@@ -293,7 +301,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     );
     assert_eq!(browser.text(".markdown strong").await, "boat trailer");
     screenshot(&browser, "item-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Its history: both versions, the change as a diff.
     browser.click(&format!("a[href='{item}/history']")).await;
@@ -306,7 +314,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     assert!(browser.text(".diff-added").await.contains("winter cover"));
     assert!(history.contains("tags added: weekend"), "{history}");
     screenshot(&browser, "history-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Found by search, the word highlighted.
     browser.click("nav a[href='/search']").await;
@@ -316,7 +324,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     wait_for_text(&browser, "1 result").await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
     screenshot(&browser, "search-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Made a task; it is on the task list.
     browser.click(".notes .note-link").await;
@@ -329,10 +337,11 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     wait_for_path(&browser, "/tasks").await;
     assert!(browser.text(".notes").await.contains("boat trailer"));
     screenshot(&browser, "tasks-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Lock: nothing can be read; log out and in again: all of it is back, searchable.
     browser.goto(&app.url("/dashboard")).await;
+    check_page(&browser).await;
     browser
         .click("form[action='/vault/lock'] [type=submit]")
         .await;
@@ -345,8 +354,10 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
             .map(|_| ())
     })
     .await;
+    check_page(&browser).await;
     browser.goto(&item_url).await;
     assert!(browser.text("main").await.contains("Your vault is locked"));
+    check_page(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
     log_out(&browser).await;
     log_in(&browser).await;
@@ -365,5 +376,6 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
         },
     )
     .await;
+    check_page(&browser).await;
     browser.quit().await;
 }
