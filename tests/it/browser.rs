@@ -98,6 +98,37 @@ async fn assert_fits_phone(browser: &Browser) {
 async fn check_page(browser: &Browser) {
     assert_fits_phone(browser).await;
     browser.assert_accessible().await;
+    assert_nav_marks_the_page(browser).await;
+}
+
+/// A signed-in page's navigation links to the account, and marks exactly one entry as
+/// the current page (a page without the navigation, such as login, passes).
+async fn assert_nav_marks_the_page(browser: &Browser) {
+    let nav = browser
+        .execute(
+            "const nav = document.querySelector('nav.nav');
+             if (!nav || !nav.querySelector('form[action=\\'/logout\\']')) return null;
+             return {
+                 account: !!nav.querySelector('a[href=\\'/account\\']'),
+                 current: [...nav.querySelectorAll('a[aria-current=page]')]
+                     .map(a => a.getAttribute('href')),
+             };",
+            vec![],
+        )
+        .await;
+    if nav.is_null() {
+        return;
+    }
+    let url = browser.current_url().await;
+    assert_eq!(
+        nav["account"], true,
+        "no Account entry in the navigation of {url}"
+    );
+    assert_eq!(
+        nav["current"].as_array().map(Vec::len),
+        Some(1),
+        "the navigation of {url} should mark one entry as the current page: {nav}"
+    );
 }
 
 /// The submit buttons of the setup, login and logout forms (by the form's action, since
@@ -226,6 +257,8 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     wait_for_path(&browser, "/notes").await;
     let notes = browser.text(".notes").await;
     assert!(notes.contains("Call the plumber"), "{notes}");
+    let current = browser.find("nav a[aria-current=page]").await;
+    assert_eq!(current.attribute("href").await.as_deref(), Some("/notes"));
     screenshot(&browser, "notes-phone.png").await;
     check_page(&browser).await;
 
