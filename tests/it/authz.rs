@@ -53,6 +53,9 @@ const ROUTES: &[Route] = &[
     route("GET", "/healthz", Body::None),
     route("GET", "/static/app.css", Body::None),
     route("GET", "/static/icon.svg", Body::None),
+    route("GET", "/static/icon-192.png", Body::None),
+    route("GET", "/static/icon-512.png", Body::None),
+    route("GET", "/static/icon-maskable-512.png", Body::None),
     route("GET", "/favicon.ico", Body::None),
     route("GET", "/manifest.webmanifest", Body::None),
     route("GET", "/trust", Body::None),
@@ -233,6 +236,9 @@ fn public(path: &str) -> bool {
         "/" | "/healthz"
             | "/static/app.css"
             | "/static/icon.svg"
+            | "/static/icon-192.png"
+            | "/static/icon-512.png"
+            | "/static/icon-maskable-512.png"
             | "/favicon.ico"
             | "/manifest.webmanifest"
             | "/trust"

@@ -372,6 +372,20 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     screenshot(&browser, "tasks-phone.png").await;
     check_page(&browser).await;
 
+    // A new API token is shown once, whole, and wraps rather than widen the page.
+    browser.goto(&app.url("/account/tokens")).await;
+    check_page(&browser).await;
+    browser
+        .type_into("input[name=name]", "iPhone shortcut")
+        .await;
+    browser
+        .click("form[action='/account/tokens'] [type=submit]")
+        .await;
+    wait_for_text(&browser, "created").await;
+    assert!(browser.text(".token").await.starts_with("cvt_"));
+    screenshot(&browser, "token-phone.png").await;
+    check_page(&browser).await;
+
     // Lock: nothing can be read; log out and in again: all of it is back, searchable.
     browser.goto(&app.url("/dashboard")).await;
     check_page(&browser).await;
