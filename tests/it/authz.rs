@@ -102,6 +102,13 @@ const ROUTES: &[Route] = &[
         ),
     ),
     route("GET", "/dashboard", Body::None),
+    route("GET", "/home", Body::None),
+    route(
+        "POST",
+        "/home/getting-started",
+        Body::Form(&[("step", "trust")]),
+    ),
+    route("GET", "/system", Body::None),
     route("GET", "/capture", Body::None),
     route("GET", "/notes", Body::None),
     route(
@@ -450,7 +457,9 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                 Who::OtherMember if path.contains(&item) || path.contains(&token_id) => {
                     assert_eq!(status, 404, "{what}: {body}");
                 }
-                Who::OtherMember if path == "/users" || path.starts_with("/wireguard") => {
+                Who::OtherMember
+                    if path == "/users" || path == "/system" || path.starts_with("/wireguard") =>
+                {
                     assert_eq!(status, 403, "{what}");
                 }
                 _ => {}

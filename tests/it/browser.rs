@@ -1,5 +1,5 @@
 //! End to end in a real browser: headless Chromium, trusting the appliance's local CA,
-//! walks through first-run setup, the dashboard, logout and login on a phone-sized
+//! walks through first-run setup, the home page, logout and login on a phone-sized
 //! screen. The other tests speak HTTP directly; this one proves that the pages, their
 //! forms, cookies and redirects work in a browser, and that the layout fits a phone.
 
@@ -142,31 +142,42 @@ async fn log_out(browser: &Browser) {
     wait_for_path(browser, "/login").await;
 }
 
-/// Logs in as the owner from the login page; on a phone, the capture box is the start
-/// page.
+/// Logs in as the owner from the login page; the home page, with the capture box, is
+/// the start page.
 async fn log_in(browser: &Browser) {
     browser.type_into("input[name=name]", OWNER).await;
     browser
         .type_into("input[name=passphrase]", OWNER_PASS)
         .await;
     browser.click(LOGIN_SUBMIT).await;
-    wait_for_path(browser, "/capture").await;
+    wait_for_path(browser, "/home").await;
 }
 
-async fn assert_dashboard(browser: &Browser) {
+/// The home page (also at the dashboard's old address).
+async fn assert_home(browser: &Browser) {
     let text = browser.text("body").await;
     assert!(
         text.contains(OWNER),
-        "the dashboard names the signed-in user:\n{text}"
-    );
-    assert!(
-        text.to_lowercase().contains("postgres"),
-        "the dashboard shows the database's state:\n{text}"
+        "the home page names the signed-in user:\n{text}"
     );
     assert!(
         text.contains("unlocked"),
         "logging in unlocks the vault:\n{text}"
     );
+    browser
+        .find("form[action='/notes'] textarea[name=text]")
+        .await;
+}
+
+/// Whether the current page has an element matching `css`, without waiting for one.
+async fn has(browser: &Browser, css: &str) -> bool {
+    browser
+        .execute(
+            "return !!document.querySelector(arguments[0])",
+            vec![css.into()],
+        )
+        .await
+        == serde_json::Value::Bool(true)
 }
 
 /// Whether this machine can run the browser tests; without one they are skipped, loudly
@@ -220,7 +231,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     browser.click(SETUP_SUBMIT).await;
 
     // Setup shows the vault's recovery key once (the URL is still /setup: the page is
-    // the answer to the form), then leads on to the dashboard.
+    // the answer to the form), then leads on to the home page (at the dashboard's old address).
     let key = browser.text(".recovery-key").await;
     assert_eq!(
         key.split('-').count(),
@@ -231,8 +242,39 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     check_page(&browser).await;
     browser.click("a[href='/dashboard']").await;
     wait_for_path(&browser, "/dashboard").await;
-    assert_dashboard(&browser).await;
-    screenshot(&browser, "dashboard-phone.png").await;
+    assert_home(&browser).await;
+    screenshot(&browser, "home-phone.png").await;
+    check_page(&browser).await;
+
+    // The getting-started list: the certificate is ticked off by hand, then the list is
+    // dismissed, for good.
+    assert!(has(&browser, "#getting-started").await);
+    browser
+        .click("#getting-started .checklist-item form [type=submit]")
+        .await;
+    eventually(NAVIGATION, "the certificate step to be done", || async {
+        (!has(&browser, "#getting-started .checklist-item form").await).then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .text("#getting-started .checklist-item")
+            .await
+            .starts_with("done"),
+    );
+    check_page(&browser).await;
+    browser.click("#getting-started > form [type=submit]").await;
+    eventually(NAVIGATION, "the list to be dismissed", || async {
+        (!has(&browser, "#getting-started").await).then_some(())
+    })
+    .await;
+
+    // The appliance's components are on the owner's System page.
+    browser.click("nav a[href='/system']").await;
+    wait_for_path(&browser, "/system").await;
+    let system = browser.text("main").await;
+    assert!(system.to_lowercase().contains("postgres"), "{system}");
+    screenshot(&browser, "system-phone.png").await;
     check_page(&browser).await;
 
     log_out(&browser).await;
@@ -240,9 +282,12 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     check_page(&browser).await;
 
     log_in(&browser).await;
+    assert_home(&browser).await;
+    assert!(
+        !has(&browser, "#getting-started").await,
+        "dismissed for good"
+    );
     check_page(&browser).await;
-    browser.goto(&app.url("/dashboard")).await;
-    assert_dashboard(&browser).await;
 
     // Capture a note from the phone; it is listed, decrypted, right away.
     browser.click("nav a[href='/notes']").await;
@@ -299,7 +344,8 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.goto(&app.url("/login")).await;
     log_in(&browser).await;
 
-    // The capture box: one field, optional tags, one button; it confirms at once.
+    // The capture box on the home page: one field, optional tags, one button; it
+    // confirms at once.
     check_page(&browser).await;
     browser
         .type_into("textarea[name=text]", "Ask Sam about the boat trailer")
@@ -387,12 +433,12 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     check_page(&browser).await;
 
     // Lock: nothing can be read; log out and in again: all of it is back, searchable.
-    browser.goto(&app.url("/dashboard")).await;
+    browser.goto(&app.url("/home")).await;
     check_page(&browser).await;
     browser
         .click("form[action='/vault/lock'] [type=submit]")
         .await;
-    // The form posts and lands on the dashboard again: wait for the unlock form.
+    // The form posts and lands on the home page again: wait for the unlock form.
     eventually(NAVIGATION, "the vault to lock", || async {
         browser
             .try_find("form[action='/vault/unlock']")
@@ -405,7 +451,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.goto(&item_url).await;
     assert!(browser.text("main").await.contains("Your vault is locked"));
     check_page(&browser).await;
-    browser.goto(&app.url("/dashboard")).await;
+    browser.goto(&app.url("/home")).await;
     log_out(&browser).await;
     log_in(&browser).await;
     // The index is rebuilt in the background after the login; the page says so while

@@ -26,6 +26,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    getting_started (user_id, step) {
+        user_id -> Uuid,
+        step -> Text,
+        done_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     item_embeddings (item_id) {
         item_id -> Uuid,
         version -> Int4,
@@ -105,6 +113,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
+diesel::joinable!(getting_started -> users (user_id));
 diesel::joinable!(item_embeddings -> items (item_id));
 diesel::joinable!(item_versions -> items (item_id));
 diesel::joinable!(items -> users (owner_id));
@@ -115,6 +124,7 @@ diesel::joinable!(vault_keys -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    getting_started,
     item_embeddings,
     item_versions,
     items,

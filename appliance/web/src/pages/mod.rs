@@ -5,6 +5,7 @@ mod account;
 pub(crate) mod auth;
 mod dashboard;
 mod export;
+mod home;
 mod items;
 mod notes;
 pub(crate) mod search;
@@ -33,6 +34,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     auth::config(cfg);
     dashboard::config(cfg);
     export::config(cfg);
+    home::config(cfg);
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);
