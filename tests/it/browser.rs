@@ -402,6 +402,12 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.click("form[action='/search'] [type=submit]").await;
     wait_for_text(&browser, "1 result").await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
+    // Results read as text, not Markdown: "**boat trailer**" shows as "boat trailer".
+    let result = browser.text(".notes .note-text").await;
+    assert!(
+        result.contains("boat trailer") && !result.contains('*'),
+        "{result}"
+    );
     screenshot(&browser, "search-phone.png").await;
     check_page(&browser).await;
 
@@ -414,7 +420,11 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     wait_for_text(&browser, "task: open").await;
     browser.click("nav a[href='/tasks']").await;
     wait_for_path(&browser, "/tasks").await;
-    assert!(browser.text(".notes").await.contains("boat trailer"));
+    let tasks = browser.text(".notes").await;
+    assert!(
+        tasks.contains("boat trailer") && !tasks.contains('*'),
+        "{tasks}"
+    );
     screenshot(&browser, "tasks-phone.png").await;
     check_page(&browser).await;
 

@@ -98,7 +98,7 @@ pub(crate) fn insights_view(
                 evidence: t
                     .evidence
                     .iter()
-                    .map(|(id, text)| (format!("/items/{id}"), text.clone()))
+                    .map(|(id, text)| (format!("/items/{id}"), crate::markdown::to_plain(text)))
                     .collect(),
             })
             .collect(),
@@ -108,7 +108,7 @@ pub(crate) fn insights_view(
             .iter()
             .map(|d| DueCard {
                 href: format!("/items/{}", d.id),
-                title: d.title.clone(),
+                title: crate::markdown::to_plain(&d.title),
                 due: cv_vault::iso_date::format(d.due),
                 overdue: d.overdue,
             })

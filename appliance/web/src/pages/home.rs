@@ -113,13 +113,16 @@ fn steps(
     steps
 }
 
-/// The first line of a note, for a one-line list.
+/// How much of a note the home page shows: about one line on a phone.
+const PREVIEW_CHARS: usize = 80;
+
+/// The start of a note as plain text, for a one-line list.
 fn preview(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-        .to_owned()
+    let plain = crate::markdown::to_plain(text);
+    match plain.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", plain[..cut].trim_end()),
+        None => plain,
+    }
 }
 
 #[derive(Deserialize)]
@@ -378,8 +381,12 @@ mod tests {
     }
 
     #[test]
-    fn a_preview_is_the_first_line_with_text() {
-        assert_eq!(preview("\n  Call Sam  \nabout the boat"), "Call Sam");
+    fn a_preview_is_the_start_as_plain_text() {
+        assert_eq!(
+            preview("# Call Sam\n\nabout the **boat**"),
+            "Call Sam about the boat"
+        );
+        assert_eq!(preview(&"é".repeat(100)), format!("{}…", "é".repeat(80)));
         assert_eq!(preview(""), "");
     }
 }

@@ -134,7 +134,7 @@ async fn show(
                 .into_iter()
                 .map(|v| NoteView {
                     id: v.id.0.to_string(),
-                    text: v.text.ok().map(|t| t.to_string()),
+                    text: v.text.ok().map(|t| crate::markdown::to_plain(&t)),
                     tags: v.tags,
                     pinned: v.pinned,
                     task: v.task.map(|t| t.status.as_str()),

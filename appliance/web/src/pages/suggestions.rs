@@ -424,7 +424,7 @@ pub(crate) async fn for_page(
             .take(RELATED_LIMIT)
             .map(|(hit, score)| RelatedView {
                 id: hit.id.to_string(),
-                snippet: hit.snippet.text.clone(),
+                snippet: crate::markdown::to_plain(&hit.snippet.text),
                 tags: hit.tags.clone(),
                 percent: percent(*score),
                 label: if *score >= CLOSELY_RELATED {
