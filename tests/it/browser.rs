@@ -307,10 +307,31 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     screenshot(&browser, "notes-phone.png").await;
     check_page(&browser).await;
 
+    // The other pages a person reaches from the navigation and the account page fit a
+    // phone and have no serious accessibility violation either.
+    for path in [
+        "/account",
+        "/account/activity",
+        "/account/export",
+        "/users",
+        "/wireguard",
+        "/trust",
+        "/search?q=plumber",
+        "/tasks",
+        // An error page: a note that does not exist.
+        "/items/00000000-0000-0000-0000-000000000000",
+    ] {
+        browser.goto(&app.url(path)).await;
+        check_page(&browser).await;
+    }
+    browser.goto(&app.url("/home")).await;
+
     // After logout the session is gone: the dashboard sends the browser to login.
     log_out(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
     wait_for_path(&browser, "/login").await;
+    browser.goto(&app.url("/recover")).await;
+    check_page(&browser).await;
 
     browser.quit().await;
 }
