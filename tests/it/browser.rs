@@ -246,6 +246,21 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     screenshot(&browser, "home-phone.png").await;
     check_page(&browser).await;
 
+    // In the dark colour scheme too (its contrasts are checked on this page).
+    browser.prefer_dark(true).await;
+    assert_eq!(
+        browser
+            .execute(
+                "return matchMedia('(prefers-color-scheme: dark)').matches",
+                vec![]
+            )
+            .await,
+        true
+    );
+    screenshot(&browser, "home-dark-phone.png").await;
+    check_page(&browser).await;
+    browser.prefer_dark(false).await;
+
     // The getting-started list: the certificate is ticked off by hand, then the list is
     // dismissed, for good.
     assert!(has(&browser, "#getting-started").await);

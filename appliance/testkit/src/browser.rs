@@ -511,6 +511,22 @@ impl Browser {
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
+    /// Emulates the system's dark (or light) colour scheme, `prefers-color-scheme`, for
+    /// the pages that follow (through ChromeDriver's DevTools bridge, as WebDriver has
+    /// no command for it).
+    pub async fn prefer_dark(&self, dark: bool) {
+        let scheme = if dark { "dark" } else { "light" };
+        self.value(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] },
+            })),
+        )
+        .await;
+    }
+
     /// The serious and critical accessibility violations axe-core finds in the current
     /// page (every rule axe-core runs by default: WCAG 2.x A and AA and best practices).
     /// axe-core is injected through WebDriver, which the page's CSP does not restrict,
