@@ -74,13 +74,15 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
     let html = dash.text().await.unwrap();
     assert!(
         html.contains("olivia"),
-        "the dashboard names the signed-in user"
+        "the dashboard (now the home page) names the signed-in user"
     );
-    assert!(html.contains("postgres") || html.contains("PostgreSQL"));
     assert!(
         html.contains("unlocked"),
         "setup leaves the new vault unlocked"
     );
+    // The appliance's components are on the owner's System page.
+    let system = text_of(&app, &client, "/system").await;
+    assert!(system.contains("postgres") || system.contains("PostgreSQL"));
 
     // Setup is closed now, even with the right code.
     let again = app.client();
@@ -109,7 +111,7 @@ async fn login_logout_and_the_session_cookie() {
     let client = app.client();
     let resp = login(&app, &client, OWNER, OWNER_PASS).await;
     assert_eq!(resp.status(), 303);
-    assert_eq!(location(&resp), "/dashboard");
+    assert_eq!(location(&resp), "/home");
     let cookie = resp
         .headers()
         .get_all("set-cookie")
@@ -224,12 +226,12 @@ async fn healthz_and_the_ca_download() {
         assert!(trust.contains(&address), "{address} not in {trust}");
     }
 
-    // The dashboard shows the same CA fingerprint under the same words, to compare.
+    // The System page shows the same CA fingerprint under the same words, to compare.
     let label = "CA fingerprint (SHA-256)";
     assert!(trust.contains(label), "{trust}");
     create_member(&app, OWNER, OWNER_PASS);
     let owner = owner_client(&app).await;
-    let dashboard = text_of(&app, &owner, "/dashboard").await;
+    let dashboard = text_of(&app, &owner, "/system").await;
     let shown = format!(
         r#"<dt>{label}</dt><dd class="fingerprint">{}</dd>"#,
         info.sha256_fingerprint

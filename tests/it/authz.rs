@@ -53,6 +53,9 @@ const ROUTES: &[Route] = &[
     route("GET", "/healthz", Body::None),
     route("GET", "/static/app.css", Body::None),
     route("GET", "/static/icon.svg", Body::None),
+    route("GET", "/static/icon-192.png", Body::None),
+    route("GET", "/static/icon-512.png", Body::None),
+    route("GET", "/static/icon-maskable-512.png", Body::None),
     route("GET", "/favicon.ico", Body::None),
     route("GET", "/manifest.webmanifest", Body::None),
     route("GET", "/trust", Body::None),
@@ -99,6 +102,13 @@ const ROUTES: &[Route] = &[
         ),
     ),
     route("GET", "/dashboard", Body::None),
+    route("GET", "/home", Body::None),
+    route(
+        "POST",
+        "/home/getting-started",
+        Body::Form(&[("step", "trust")]),
+    ),
+    route("GET", "/system", Body::None),
     route("GET", "/capture", Body::None),
     route("GET", "/notes", Body::None),
     route(
@@ -314,6 +324,9 @@ fn public(path: &str) -> bool {
         "/" | "/healthz"
             | "/static/app.css"
             | "/static/icon.svg"
+            | "/static/icon-192.png"
+            | "/static/icon-512.png"
+            | "/static/icon-maskable-512.png"
             | "/favicon.ico"
             | "/manifest.webmanifest"
             | "/trust"
@@ -531,7 +544,8 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                 Who::OtherMember
                     if path.starts_with("/users")
                         || path.starts_with("/wireguard")
-                        || path == "/settings" =>
+                        || path == "/settings"
+                        || path == "/system" =>
                 {
                     assert_eq!(status, 403, "{what}");
                 }

@@ -1,5 +1,5 @@
 //! End to end in a real browser: headless Chromium, trusting the appliance's local CA,
-//! walks through first-run setup, the dashboard, logout and login on a phone-sized
+//! walks through first-run setup, the home page, logout and login on a phone-sized
 //! screen. The other tests speak HTTP directly; this one proves that the pages, their
 //! forms, cookies and redirects work in a browser, and that the layout fits a phone.
 
@@ -93,6 +93,44 @@ pub(crate) async fn assert_fits_phone(browser: &Browser) {
     );
 }
 
+/// What every visited page must be: no wider than a phone, and without serious or
+/// critical accessibility violations (axe-core's rules; they are listed on failure).
+async fn check_page(browser: &Browser) {
+    assert_fits_phone(browser).await;
+    browser.assert_accessible().await;
+    assert_nav_marks_the_page(browser).await;
+}
+
+/// A signed-in page's navigation links to the account, and marks exactly one entry as
+/// the current page (a page without the navigation, such as login, passes).
+async fn assert_nav_marks_the_page(browser: &Browser) {
+    let nav = browser
+        .execute(
+            "const nav = document.querySelector('nav.nav');
+             if (!nav || !nav.querySelector('form[action=\\'/logout\\']')) return null;
+             return {
+                 account: !!nav.querySelector('a[href=\\'/account\\']'),
+                 current: [...nav.querySelectorAll('a[aria-current=page]')]
+                     .map(a => a.getAttribute('href')),
+             };",
+            vec![],
+        )
+        .await;
+    if nav.is_null() {
+        return;
+    }
+    let url = browser.current_url().await;
+    assert_eq!(
+        nav["account"], true,
+        "no Account entry in the navigation of {url}"
+    );
+    assert_eq!(
+        nav["current"].as_array().map(Vec::len),
+        Some(1),
+        "the navigation of {url} should mark one entry as the current page: {nav}"
+    );
+}
+
 /// The submit buttons of the setup, login and logout forms (by the form's action, since
 /// a page may hold more than one form).
 const SETUP_SUBMIT: &str = "form[action='/setup'] [type=submit]";
@@ -104,31 +142,42 @@ async fn log_out(browser: &Browser) {
     wait_for_path(browser, "/login").await;
 }
 
-/// Logs in as the owner from the login page; on a phone, the capture box is the start
-/// page.
+/// Logs in as the owner from the login page; the home page, with the capture box, is
+/// the start page.
 async fn log_in(browser: &Browser) {
     browser.type_into("input[name=name]", OWNER).await;
     browser
         .type_into("input[name=passphrase]", OWNER_PASS)
         .await;
     browser.click(LOGIN_SUBMIT).await;
-    wait_for_path(browser, "/capture").await;
+    wait_for_path(browser, "/home").await;
 }
 
-async fn assert_dashboard(browser: &Browser) {
+/// The home page (also at the dashboard's old address).
+async fn assert_home(browser: &Browser) {
     let text = browser.text("body").await;
     assert!(
         text.contains(OWNER),
-        "the dashboard names the signed-in user:\n{text}"
-    );
-    assert!(
-        text.to_lowercase().contains("postgres"),
-        "the dashboard shows the database's state:\n{text}"
+        "the home page names the signed-in user:\n{text}"
     );
     assert!(
         text.contains("unlocked"),
         "logging in unlocks the vault:\n{text}"
     );
+    browser
+        .find("form[action='/notes'] textarea[name=text]")
+        .await;
+}
+
+/// Whether the current page has an element matching `css`, without waiting for one.
+async fn has(browser: &Browser, css: &str) -> bool {
+    browser
+        .execute(
+            "return !!document.querySelector(arguments[0])",
+            vec![css.into()],
+        )
+        .await
+        == serde_json::Value::Bool(true)
 }
 
 /// Whether this machine can run the browser tests; without one they are skipped, loudly
@@ -170,7 +219,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     // A fresh appliance sends everyone to first-run setup.
     browser.goto(&app.url("/")).await;
     wait_for_path(&browser, "/setup").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
     browser
         .type_into("input[name=setup_code]", &app.setup_code())
         .await;
@@ -184,7 +233,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     browser.click(SETUP_SUBMIT).await;
 
     // Setup shows the vault's recovery key once (the URL is still /setup: the page is
-    // the answer to the form), then leads on to the dashboard.
+    // the answer to the form), then leads on to the home page (at the dashboard's old address).
     let key = browser.text(".recovery-key").await;
     assert_eq!(
         key.split('-').count(),
@@ -192,20 +241,70 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         "a recovery key of 14 groups: {key}"
     );
     screenshot(&browser, "recovery-key-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
     browser.click("a[href='/dashboard']").await;
     wait_for_path(&browser, "/dashboard").await;
-    assert_dashboard(&browser).await;
-    screenshot(&browser, "dashboard-phone.png").await;
-    assert_fits_phone(&browser).await;
+    assert_home(&browser).await;
+    screenshot(&browser, "home-phone.png").await;
+    check_page(&browser).await;
+
+    // In the dark colour scheme too (its contrasts are checked on this page).
+    browser.prefer_dark(true).await;
+    assert_eq!(
+        browser
+            .execute(
+                "return matchMedia('(prefers-color-scheme: dark)').matches",
+                vec![]
+            )
+            .await,
+        true
+    );
+    screenshot(&browser, "home-dark-phone.png").await;
+    check_page(&browser).await;
+    browser.prefer_dark(false).await;
+
+    // The getting-started list: the certificate is ticked off by hand, then the list is
+    // dismissed, for good.
+    assert!(has(&browser, "#getting-started").await);
+    browser
+        .click("#getting-started .checklist-item form [type=submit]")
+        .await;
+    eventually(NAVIGATION, "the certificate step to be done", || async {
+        (!has(&browser, "#getting-started .checklist-item form").await).then_some(())
+    })
+    .await;
+    assert!(
+        browser
+            .text("#getting-started .checklist-item")
+            .await
+            .starts_with("done"),
+    );
+    check_page(&browser).await;
+    browser.click("#getting-started > form [type=submit]").await;
+    eventually(NAVIGATION, "the list to be dismissed", || async {
+        (!has(&browser, "#getting-started").await).then_some(())
+    })
+    .await;
+
+    // The appliance's components are on the owner's System page.
+    browser.click("nav a[href='/system']").await;
+    wait_for_path(&browser, "/system").await;
+    let system = browser.text("main").await;
+    assert!(system.to_lowercase().contains("postgres"), "{system}");
+    screenshot(&browser, "system-phone.png").await;
+    check_page(&browser).await;
 
     log_out(&browser).await;
     screenshot(&browser, "login-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     log_in(&browser).await;
-    browser.goto(&app.url("/dashboard")).await;
-    assert_dashboard(&browser).await;
+    assert_home(&browser).await;
+    assert!(
+        !has(&browser, "#getting-started").await,
+        "dismissed for good"
+    );
+    check_page(&browser).await;
 
     // Capture a note from the phone; it is listed, decrypted, right away.
     browser.click("nav a[href='/notes']").await;
@@ -220,13 +319,36 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     wait_for_path(&browser, "/notes").await;
     let notes = browser.text(".notes").await;
     assert!(notes.contains("Call the plumber"), "{notes}");
+    let current = browser.find("nav a[aria-current=page]").await;
+    assert_eq!(current.attribute("href").await.as_deref(), Some("/notes"));
     screenshot(&browser, "notes-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
+
+    // The other pages a person reaches from the navigation and the account page fit a
+    // phone and have no serious accessibility violation either.
+    for path in [
+        "/account",
+        "/account/activity",
+        "/account/export",
+        "/users",
+        "/wireguard",
+        "/trust",
+        "/search?q=plumber",
+        "/tasks",
+        // An error page: a note that does not exist.
+        "/items/00000000-0000-0000-0000-000000000000",
+    ] {
+        browser.goto(&app.url(path)).await;
+        check_page(&browser).await;
+    }
+    browser.goto(&app.url("/home")).await;
 
     // After logout the session is gone: the dashboard sends the browser to login.
     log_out(&browser).await;
     browser.goto(&app.url("/dashboard")).await;
     wait_for_path(&browser, "/login").await;
+    browser.goto(&app.url("/recover")).await;
+    check_page(&browser).await;
 
     browser.quit().await;
 }
@@ -260,8 +382,9 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.goto(&app.url("/login")).await;
     log_in(&browser).await;
 
-    // The capture box: one field, optional tags, one button; it confirms at once.
-    assert_fits_phone(&browser).await;
+    // The capture box on the home page: one field, optional tags, one button; it
+    // confirms at once.
+    check_page(&browser).await;
     browser
         .type_into("textarea[name=text]", "Ask Sam about the boat trailer")
         .await;
@@ -295,7 +418,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     );
     assert_eq!(browser.text(".markdown strong").await, "boat trailer");
     screenshot(&browser, "item-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Its history: both versions, the change as a diff.
     browser.click(&format!("a[href='{item}/history']")).await;
@@ -308,7 +431,7 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     assert!(browser.text(".diff-added").await.contains("winter cover"));
     assert!(history.contains("tags added: weekend"), "{history}");
     screenshot(&browser, "history-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Found by search, the word highlighted.
     browser.click("nav a[href='/search']").await;
@@ -317,8 +440,14 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     browser.click("form[action='/search'] [type=submit]").await;
     wait_for_text(&browser, "1 result").await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
+    // Results read as text, not Markdown: "**boat trailer**" shows as "boat trailer".
+    let result = browser.text(".notes .note-text").await;
+    assert!(
+        result.contains("boat trailer") && !result.contains('*'),
+        "{result}"
+    );
     screenshot(&browser, "search-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
 
     // Made a task; it is on the task list.
     browser.click(".notes .note-link").await;
@@ -329,16 +458,35 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
     wait_for_text(&browser, "task: open").await;
     browser.click("nav a[href='/tasks']").await;
     wait_for_path(&browser, "/tasks").await;
-    assert!(browser.text(".notes").await.contains("boat trailer"));
+    let tasks = browser.text(".notes").await;
+    assert!(
+        tasks.contains("boat trailer") && !tasks.contains('*'),
+        "{tasks}"
+    );
     screenshot(&browser, "tasks-phone.png").await;
-    assert_fits_phone(&browser).await;
+    check_page(&browser).await;
+
+    // A new API token is shown once, whole, and wraps rather than widen the page.
+    browser.goto(&app.url("/account/tokens")).await;
+    check_page(&browser).await;
+    browser
+        .type_into("input[name=name]", "iPhone shortcut")
+        .await;
+    browser
+        .click("form[action='/account/tokens'] [type=submit]")
+        .await;
+    wait_for_text(&browser, "created").await;
+    assert!(browser.text(".token").await.starts_with("cvt_"));
+    screenshot(&browser, "token-phone.png").await;
+    check_page(&browser).await;
 
     // Lock: nothing can be read; log out and in again: all of it is back, searchable.
-    browser.goto(&app.url("/dashboard")).await;
+    browser.goto(&app.url("/home")).await;
+    check_page(&browser).await;
     browser
         .click("form[action='/vault/lock'] [type=submit]")
         .await;
-    // The form posts and lands on the dashboard again: wait for the unlock form.
+    // The form posts and lands on the home page again: wait for the unlock form.
     eventually(NAVIGATION, "the vault to lock", || async {
         browser
             .try_find("form[action='/vault/unlock']")
@@ -347,9 +495,11 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
             .map(|_| ())
     })
     .await;
+    check_page(&browser).await;
     browser.goto(&item_url).await;
     assert!(browser.text("main").await.contains("Your vault is locked"));
-    browser.goto(&app.url("/dashboard")).await;
+    check_page(&browser).await;
+    browser.goto(&app.url("/home")).await;
     log_out(&browser).await;
     log_in(&browser).await;
     // The index is rebuilt in the background after the login; the page says so while
@@ -367,5 +517,6 @@ async fn capture_tag_edit_history_search_task_lock_and_back_on_a_phone() {
         },
     )
     .await;
+    check_page(&browser).await;
     browser.quit().await;
 }

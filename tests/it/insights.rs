@@ -1,5 +1,5 @@
 //! Insights with the real model: recent notes grouped into themes by meaning on the
-//! dashboard, each theme with its notes as evidence.
+//! home page, each theme with its notes as evidence.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const DENTIST: [&str; 4] = [
 ];
 
 #[tokio::test]
-async fn recent_notes_are_grouped_into_themes_on_the_dashboard() {
+async fn recent_notes_are_grouped_into_themes_on_the_home_page() {
     let Some(app) = appliance_with_workers("").await else {
         return;
     };
@@ -47,7 +47,7 @@ async fn recent_notes_are_grouped_into_themes_on_the_dashboard() {
     .await;
 
     let owner = owner_client(&app).await;
-    let page = text_of(&app, &owner, "/dashboard").await;
+    let page = text_of(&app, &owner, "/home").await;
     assert!(page.contains("Themes of the last 14 days"), "{page}");
     let themes = page
         .split("<li class=\"theme\">")

@@ -13,6 +13,7 @@ mod browser;
 mod config_cli;
 mod crash;
 mod export;
+mod home;
 mod household;
 mod http_limits;
 mod insights;

@@ -155,13 +155,24 @@ async fn tasks_tags_and_related_notes_are_suggested_and_answers_stay_encrypted()
     assert_eq!(feedback_rows(&app), 0);
     assert_eq!(item(&app, &session, &plumber).await["version"], 1);
 
-    // Accepting makes it a task due tomorrow, as a new version.
+    // Accepting makes a task of its own, due tomorrow, with the clean title (no cue, no
+    // Markdown); the note stays as it was, and the suggestion is not offered again.
     let resp = post_form(&app, &owner, &path, &accept("1", "0")).await;
     assert_eq!(resp.status(), 303);
-    let json = item(&app, &session, &plumber).await;
-    assert_eq!(json["version"], 2, "{json}");
+    let task = location(&resp)
+        .strip_prefix("/items/")
+        .expect("the answer leads to the new task")
+        .to_owned();
+    assert_ne!(task, plumber);
+    let json = item(&app, &session, &task).await;
+    assert_eq!(json["text"], title, "{json}");
     assert_eq!(json["task"]["due"], tomorrow.as_str(), "{json}");
     assert_eq!(json["task"]["status"], "open", "{json}");
+    let note = item(&app, &session, &plumber).await;
+    assert_eq!(note["version"], 1, "{note}");
+    assert_eq!(note["task"], Value::Null, "{note}");
+    let page = text_of(&app, &owner, &format!("/items/{plumber}")).await;
+    assert!(!page.contains("<mark>Remember to</mark>"), "{page}");
 
     // A dismissed task suggestion is not shown again.
     let page = text_of(&app, &owner, &format!("/items/{passport}")).await;

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod embeddings;
 pub mod feedback;
+pub mod getting_started;
 pub mod invitations;
 pub mod items;
 pub mod models;

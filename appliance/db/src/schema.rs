@@ -26,6 +26,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    getting_started (user_id, step) {
+        user_id -> Uuid,
+        step -> Text,
+        done_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invitations (id) {
         id -> Uuid,
         token_hash -> Bytea,
@@ -127,6 +135,7 @@ diesel::table! {
 
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(audit_events -> users (user_id));
+diesel::joinable!(getting_started -> users (user_id));
 diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(item_embeddings -> items (item_id));
 diesel::joinable!(item_versions -> items (item_id));
@@ -138,6 +147,7 @@ diesel::joinable!(vault_keys -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     audit_events,
+    getting_started,
     invitations,
     item_embeddings,
     item_versions,

@@ -56,6 +56,8 @@ struct Programs {
     chromium: PathBuf,
     chromedriver: PathBuf,
     certutil: PathBuf,
+    /// axe-core's `axe.min.js`, run in every page a test checks for accessibility.
+    axe: PathBuf,
 }
 
 impl Programs {
@@ -71,7 +73,50 @@ impl Programs {
             chromedriver: on_path(&["chromedriver"])
                 .ok_or_else(|| missing("chromedriver", "chromium-driver"))?,
             certutil: on_path(&["certutil"]).ok_or_else(|| missing("certutil", "libnss3-tools"))?,
+            axe: axe_path()?,
         })
+    }
+}
+
+/// `$CV_AXE_JS`, or `target/axe/axe.min.js` of the workspace, where `scripts/fetch-axe`
+/// (called by `scripts/test`) puts the pinned axe-core.
+fn axe_path() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("CV_AXE_JS") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/axe/axe.min.js"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "axe-core is not at {} (scripts/fetch-axe downloads it; scripts/test calls it)",
+            path.display()
+        ))
+    }
+}
+
+/// One rule axe-core found broken on a page, with the elements that break it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AxeViolation {
+    /// The rule (`color-contrast`, `label`, ...): <https://dequeuniversity.com/rules/axe/4.14/>.
+    pub id: String,
+    /// `minor`, `moderate`, `serious` or `critical`.
+    pub impact: String,
+    pub help: String,
+    /// CSS selectors of the offending elements.
+    pub targets: Vec<String>,
+}
+
+impl fmt::Display for AxeViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {} at {}",
+            self.id,
+            self.impact,
+            self.help,
+            self.targets.join(", ")
+        )
     }
 }
 
@@ -127,6 +172,8 @@ pub struct Browser {
     http: reqwest::Client,
     /// `$HOME` of ChromeDriver and Chromium: the NSS database, the profile, the logs.
     home: TempDir,
+    /// The source of axe-core, injected into a page before it is checked.
+    axe_source: String,
 }
 
 /// An element of the current page, as WebDriver refers to it.
@@ -139,8 +186,8 @@ pub struct Element<'b> {
 }
 
 impl Browser {
-    /// `Ok` when Chromium, ChromeDriver and certutil are installed; otherwise the reason
-    /// the browser tests cannot run.
+    /// `Ok` when Chromium, ChromeDriver, certutil and axe-core are installed; otherwise
+    /// the reason the browser tests cannot run.
     pub fn availability() -> Result<(), String> {
         Programs::find().map(|_| ())
     }
@@ -157,6 +204,8 @@ impl Browser {
             .tempdir()
             .unwrap();
         trust_ca(&programs.certutil, home.path(), ca_pem);
+        let axe_source = std::fs::read_to_string(&programs.axe)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", programs.axe.display()));
 
         let driver_port = crate::free_port();
         let log_path = home.path().join("chromedriver.log");
@@ -185,6 +234,7 @@ impl Browser {
             base: String::new(),
             http,
             home,
+            axe_source,
         };
         browser.wait_driver_ready().await;
 
@@ -459,6 +509,74 @@ impl Browser {
         )
         .await
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Emulates the system's dark (or light) colour scheme, `prefers-color-scheme`, for
+    /// the pages that follow (through ChromeDriver's DevTools bridge, as WebDriver has
+    /// no command for it).
+    pub async fn prefer_dark(&self, dark: bool) {
+        let scheme = if dark { "dark" } else { "light" };
+        self.value(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] },
+            })),
+        )
+        .await;
+    }
+
+    /// The serious and critical accessibility violations axe-core finds in the current
+    /// page (every rule axe-core runs by default: WCAG 2.x A and AA and best practices).
+    /// axe-core is injected through WebDriver, which the page's CSP does not restrict,
+    /// so the appliance serves no script for it.
+    pub async fn accessibility_violations(&self) -> Vec<AxeViolation> {
+        let loaded = self
+            .execute("return typeof window.axe === 'object'", vec![])
+            .await;
+        if loaded != Value::Bool(true) {
+            // The UMD bundle sets `window.axe` when there is no module system.
+            self.execute(&self.axe_source, vec![]).await;
+        }
+        let found = self
+            .cmd(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({
+                    "script": "const done = arguments[arguments.length - 1];
+                        axe.run(document, { resultTypes: ['violations'] })
+                            .then(r => done(r.violations
+                                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                                .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                    targets: v.nodes.map(n => n.target.join(' ')) }))))
+                            .catch(e => done({ error: String(e) }));",
+                    "args": [],
+                })),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("axe.run failed: {e}"));
+        if let Some(error) = found.get("error") {
+            panic!("axe.run failed: {error}");
+        }
+        serde_json::from_value(found.clone())
+            .unwrap_or_else(|e| panic!("axe.run returned {found}, not a list of violations: {e}"))
+    }
+
+    /// Panics, listing them, when the current page has serious or critical
+    /// accessibility violations.
+    pub async fn assert_accessible(&self) {
+        let violations = self.accessibility_violations().await;
+        if violations.is_empty() {
+            return;
+        }
+        let list: Vec<String> = violations.iter().map(|v| format!("  {v}")).collect();
+        panic!(
+            "{} has {} serious or critical accessibility violations (axe-core):\n{}",
+            self.current_url().await,
+            violations.len(),
+            list.join("\n")
+        );
     }
 
     /// Saves a PNG of the viewport at `path`, creating its directory.

@@ -9,13 +9,13 @@
 //!
 //! The CSP forbids scripts altogether; this is the second wall, not the only one.
 
+use std::ops::Range;
+
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 
 /// Renders `text` (Markdown) to HTML that is safe to put in a page.
 pub(crate) fn to_html(text: &str) -> String {
-    let options =
-        Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS | Options::ENABLE_TABLES;
-    let events = Parser::new_ext(text, options).map(|event| match event {
+    let events = Parser::new_ext(text, options()).map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
         Event::Start(Tag::Link {
             link_type,
@@ -42,6 +42,91 @@ pub(crate) fn to_html(text: &str) -> String {
     html
 }
 
+/// The options notes are parsed with, for HTML and for plain text alike.
+fn options() -> Options {
+    Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS | Options::ENABLE_TABLES
+}
+
+/// `text` (Markdown) as plain text on one line, for previews in lists: the words as a
+/// reader sees them (`# Title` is "Title", `**bold**` is "bold", a task list's `- [ ]`
+/// is "☐"), blocks and line breaks joined by a space.
+pub(crate) fn to_plain(text: &str) -> String {
+    to_plain_mapped(text, &[]).0
+}
+
+/// [`to_plain`], carrying byte ranges of `text` (a search snippet's highlights) over to
+/// the plain text. A range that does not lie in text as typed (one over Markdown
+/// syntax, or an escape such as `\*`) is dropped rather than misplaced.
+pub(crate) fn to_plain_mapped(text: &str, ranges: &[Range<usize>]) -> (String, Vec<Range<usize>>) {
+    let mut out = String::with_capacity(text.len());
+    // (start in `text`, start in `out`, length): where `out` copies `text` verbatim.
+    let mut verbatim: Vec<(usize, usize, usize)> = Vec::new();
+    let separate = |out: &mut String| {
+        if !out.is_empty() && !out.ends_with(' ') {
+            out.push(' ');
+        }
+    };
+    for (event, source) in Parser::new_ext(text, options()).into_offset_iter() {
+        match event {
+            Event::Text(t)
+            | Event::Code(t)
+            | Event::Html(t)
+            | Event::InlineHtml(t)
+            | Event::InlineMath(t)
+            | Event::DisplayMath(t) => {
+                // A code block's text holds its line breaks; one line has none (a
+                // newline and a space are one byte each, so offsets stay put).
+                let t = t.replace(['\n', '\r', '\t'], " ");
+                if text
+                    .get(source.clone())
+                    .is_some_and(|s| s.replace(['\n', '\r', '\t'], " ") == t)
+                {
+                    verbatim.push((source.start, out.len(), t.len()));
+                }
+                out.push_str(&t);
+            }
+            Event::TaskListMarker(done) => {
+                out.push_str(if done { "☑ " } else { "☐ " });
+            }
+            Event::SoftBreak | Event::HardBreak | Event::Rule => separate(&mut out),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::Item
+                | TagEnd::BlockQuote(_)
+                | TagEnd::CodeBlock
+                | TagEnd::TableCell,
+            ) => separate(&mut out),
+            _ => {}
+        }
+    }
+    let trimmed_end = out.trim_end().len();
+    out.truncate(trimmed_end);
+    let map_start = |at: usize| {
+        verbatim
+            .iter()
+            .find(|&&(src, _, len)| src <= at && at < src + len)
+            .map(|&(src, dst, _)| dst + (at - src))
+    };
+    let map_end = |at: usize| {
+        verbatim
+            .iter()
+            .find(|&&(src, _, len)| src < at && at <= src + len)
+            .map(|&(src, dst, _)| dst + (at - src))
+    };
+    let mut mapped: Vec<Range<usize>> = Vec::new();
+    for range in ranges {
+        if let (Some(start), Some(end)) = (map_start(range.start), map_end(range.end))
+            && start < end
+            && end <= out.len()
+            && mapped.last().is_none_or(|last| last.end <= start)
+        {
+            mapped.push(start..end);
+        }
+    }
+    (out, mapped)
+}
+
 /// `url` if its scheme is harmless (or it has none), `#` otherwise.
 fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     let trimmed = url.trim_start();
@@ -62,6 +147,40 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_has_no_markdown_left() {
+        let text = "# Garden plan\n\nBuy **tomato** seeds and `twine`.\n\n- [ ] water the beds\n- [x] dig\n\n> quoted _line_";
+        assert_eq!(
+            to_plain(text),
+            "Garden plan Buy tomato seeds and twine. ☐ water the beds ☑ dig quoted line"
+        );
+        assert_eq!(to_plain("[the shop](https://example.org)"), "the shop");
+        assert_eq!(to_plain("<b>raw</b> html"), "<b>raw</b> html");
+        assert_eq!(to_plain(""), "");
+    }
+
+    #[test]
+    fn highlights_follow_the_words_once_the_markdown_is_gone() {
+        let text = "# Boat\n\nAsk Sam about the **boat trailer**.";
+        let trailer = text.find("trailer").unwrap();
+        let boat = text.find("Boat").unwrap();
+        let (plain, ranges) = to_plain_mapped(text, &[boat..boat + 4, trailer..trailer + 7]);
+        assert_eq!(plain, "Boat Ask Sam about the boat trailer.");
+        let words: Vec<&str> = ranges.iter().map(|r| &plain[r.clone()]).collect();
+        assert_eq!(words, ["Boat", "trailer"]);
+        // A range over the syntax itself is dropped, not misplaced.
+        let stars = text.find("**").unwrap();
+        let over_syntax = [stars..stars + 6, stars..stars + 2];
+        assert!(to_plain_mapped(text, &over_syntax).1.is_empty());
+        // Multibyte text keeps char boundaries.
+        let text = "**Café** crème";
+        let creme = text.find("crème").unwrap();
+        let ranges = [2..2 + "Café".len(), creme..creme + "crème".len()];
+        let (plain, ranges) = to_plain_mapped(text, &ranges);
+        let words: Vec<&str> = ranges.iter().map(|r| &plain[r.clone()]).collect();
+        assert_eq!(words, ["Café", "crème"]);
+    }
 
     #[test]
     fn formatting_is_rendered() {

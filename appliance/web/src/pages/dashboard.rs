@@ -1,4 +1,5 @@
-//! The appliance dashboard: components, storage, certificate, account.
+//! The System page, for the owner and admins: the appliance's components, local AI,
+//! storage and certificates. (A person's own start page is `home.rs`.)
 
 use actix_web::web;
 use askama::Template;
@@ -14,7 +15,7 @@ use crate::session::CurrentUser;
 use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dashboard", web::get().to(dashboard));
+    cfg.route("/system", web::get().to(system));
 }
 
 /// Certificates expiring within this many days are highlighted. The local CA renews
@@ -23,10 +24,8 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
 const CERT_WARN_DAYS: i64 = 21;
 
 #[derive(Debug, Template, WebTemplate)]
-#[template(path = "dashboard.html")]
+#[template(path = "system.html")]
 pub(crate) struct DashboardPage {
-    pub user_name: String,
-    pub role: &'static str,
     pub can_manage_users: bool,
     pub csrf: String,
     pub version: String,
@@ -40,18 +39,11 @@ pub(crate) struct DashboardPage {
     pub cert: Option<CertView>,
     /// The ACME certificate and its renewal; `None` when `[acme]` is off.
     pub acme: Option<AcmeView>,
-    /// When the person's vault was unlocked; `None`: locked.
-    pub vault_unlocked_for: Option<String>,
-    /// The search index of the unlocked vault, in words ("ready: 1,204 items, 2.1 MiB";
-    /// "building: 400 of 10,000 items").
-    pub index: Option<String>,
     /// The AI workers; `None` when local AI is off (`workers.count` = 0).
     pub ai: Option<crate::ai::AiView>,
-    /// Themes and tasks due soon of the person's vault, while it is unlocked.
-    pub insights: Option<InsightsView>,
 }
 
-/// The insights card.
+/// The insights card of the home page.
 #[derive(Debug, Clone)]
 pub(crate) struct InsightsView {
     pub computed_ago: String,
@@ -81,7 +73,7 @@ pub(crate) struct DueCard {
     pub overdue: bool,
 }
 
-fn insights_view(
+pub(crate) fn insights_view(
     insights: &crate::insights::Insights,
     settings: &cv_control::InsightSettings,
     ai_on: bool,
@@ -107,7 +99,7 @@ fn insights_view(
                 evidence: t
                     .evidence
                     .iter()
-                    .map(|(id, text)| (format!("/items/{id}"), text.clone()))
+                    .map(|(id, text)| (format!("/items/{id}"), crate::markdown::to_plain(text)))
                     .collect(),
             })
             .collect(),
@@ -117,7 +109,7 @@ fn insights_view(
             .iter()
             .map(|d| DueCard {
                 href: format!("/items/{}", d.id),
-                title: d.title.clone(),
+                title: crate::markdown::to_plain(&d.title),
                 due: cv_vault::iso_date::format(d.due),
                 overdue: d.overdue,
             })
@@ -200,11 +192,9 @@ pub(crate) fn acme_view(
     })
 }
 
-/// `GET /dashboard`.
-async fn dashboard(
-    user: CurrentUser,
-    state: web::Data<AppState>,
-) -> Result<DashboardPage, WebError> {
+/// `GET /system`.
+async fn system(user: CurrentUser, state: web::Data<AppState>) -> Result<DashboardPage, WebError> {
+    super::require_admin(&user, "see the state of the appliance")?;
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
     let tz = state.time_zone().await;
@@ -212,26 +202,6 @@ async fn dashboard(
         ca_fingerprint: super::trust::ca_info(&state).map(|ca| ca.sha256_fingerprint),
         ..cert_view(&info, now, &tz)
     });
-    let unlocked = state.keyring.get(user.user.id, now);
-    let index = unlocked.as_ref().map(|u| {
-        let (phase, indexed, total) = u.index.progress();
-        match phase {
-            "building" => format!("building: {indexed} of {total} items"),
-            "ready" => format!(
-                "ready: {} items, {} in memory",
-                u.index.index.len(),
-                human_bytes(u.index.index.memory_bytes())
-            ),
-            _ => "failed (see the appliance's log); lock and unlock to retry".to_owned(),
-        }
-    });
-    let insights = match &unlocked {
-        Some(u) => crate::insights::current(&state, u.index.clone())
-            .await
-            .map(|i| insights_view(&i, &state.insights, state.ai.pool.is_some(), now)),
-        None => None,
-    };
-    let unlocked = unlocked.map(|u| human_duration(now - u.since));
     let mut page = build(
         &user,
         &state.version,
@@ -241,10 +211,7 @@ async fn dashboard(
         now,
         &tz,
     );
-    page.vault_unlocked_for = unlocked;
-    page.index = index;
     page.ai = state.ai.view(now);
-    page.insights = insights;
     Ok(page)
 }
 
@@ -262,8 +229,6 @@ fn build(
         Err(e) => (None, Some(e.clone())),
     };
     DashboardPage {
-        user_name: user.user.name.to_string(),
-        role: user.user.role.as_str(),
         can_manage_users: user.user.role.can_manage_users(),
         csrf: user.csrf_token.clone(),
         version: status.map_or_else(|| version.to_owned(), |s| s.version.clone()),
@@ -283,10 +248,7 @@ fn build(
         acme: status
             .and_then(|s| s.acme.as_deref())
             .and_then(|a| acme_view(a, now, tz)),
-        vault_unlocked_for: None,
-        index: None,
         ai: None,
-        insights: None,
     }
 }
 
@@ -484,8 +446,6 @@ mod tests {
             "2026-05-11",
             "10 days",
             "AB:CD",
-            "alice",
-            "owner",
             r#"href="/trust""#,
             r#"href="/users""#,
             r#"action="/logout""#,
@@ -573,57 +533,6 @@ mod tests {
             1,
             "{html}"
         );
-    }
-
-    #[test]
-    fn the_insights_card_shows_themes_with_evidence_and_tasks_due() {
-        let status = status();
-        let mut page = build(
-            &user(Role::Owner),
-            "0",
-            "x",
-            Ok(&status),
-            None,
-            NOW,
-            &TimeZone::UTC,
-        );
-        page.insights = Some(InsightsView {
-            computed_ago: "3 min".into(),
-            recent_days: 14,
-            recent: 9,
-            recent_with_meaning: 8,
-            ai_on: true,
-            themes: vec![ThemeCard {
-                label: "garden <tomato>".into(),
-                keywords: "garden, tomato, bed".into(),
-                size: 4,
-                evidence: vec![("/items/abc".into(), "Plant the tomatoes".into())],
-            }],
-            due_soon_days: 7,
-            due_soon: vec![DueCard {
-                href: "/items/def".into(),
-                title: "Pay the insurance".into(),
-                due: "2026-06-13".into(),
-                overdue: true,
-            }],
-        });
-        let html = page.render().unwrap();
-        check(&html);
-        for text in [
-            "Themes of the last 14 days",
-            "<strong>garden &#60;tomato&#62;</strong>",
-            "4 notes · garden, tomato, bed",
-            r#"<a href="/items/abc">Plant the tomatoes</a>"#,
-            r#"<a href="/items/def">Pay the insurance</a>"#,
-            "overdue since 2026-06-13",
-            "3 min ago",
-        ] {
-            assert!(html.contains(text), "{text} missing in {html}");
-        }
-        page.insights.as_mut().unwrap().themes.clear();
-        page.insights.as_mut().unwrap().ai_on = false;
-        let html = page.render().unwrap();
-        assert!(html.contains("Themes need the local AI"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod auth;
 mod dashboard;
 mod export;
+mod home;
 mod invite;
 mod items;
 mod notes;
@@ -37,6 +38,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     dashboard::config(cfg);
     export::config(cfg);
     invite::config(cfg);
+    home::config(cfg);
     notes::config(cfg);
     items::config(cfg);
     search::config(cfg);

@@ -1,7 +1,7 @@
 //! Notes: the capture box (the phone's start page), and the person's notes, decrypted
 //! for them alone.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use cv_vault::VaultError;
@@ -24,19 +24,10 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
 /// How many notes the page shows.
 const PAGE_SIZE: i64 = 100;
 
-/// Where a person lands after logging in: the capture box on a phone (capturing is
-/// what a phone is for), the dashboard elsewhere.
-pub(crate) fn home_for(req: &HttpRequest) -> &'static str {
-    let ua = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if ua.contains("Mobi") || ua.contains("Android") || ua.contains("iPhone") {
-        "/capture"
-    } else {
-        "/dashboard"
-    }
+/// Where a person lands after logging in: the home page, whose first thing is the
+/// capture box (capturing is what a phone is for), on a phone and elsewhere.
+pub(crate) fn home_for(_req: &HttpRequest) -> &'static str {
+    "/home"
 }
 
 #[derive(Debug, Template)]
@@ -144,7 +135,7 @@ async fn show(
                 .into_iter()
                 .map(|v| NoteView {
                     id: v.id.0.to_string(),
-                    text: v.text.ok().map(|t| t.to_string()),
+                    text: v.text.ok().map(|t| crate::markdown::to_plain(&t)),
                     tags: v.tags,
                     pinned: v.pinned,
                     task: v.task.map(|t| t.status.as_str()),
@@ -235,7 +226,7 @@ struct CaptureForm {
     #[serde(default)]
     tags: String,
     csrf: String,
-    /// `capture`: the capture page sent it, and gets the person back there.
+    /// `capture` or `home`: that page sent it, and gets the person back there.
     #[serde(default)]
     from: String,
 }
@@ -251,14 +242,16 @@ async fn capture(
     user.check_csrf(&form.csrf)?;
     let tags = parse_tags(&form.tags);
     let result = super::vault::capture_into(&state, user.user.id, &form.text, &tags).await?;
-    let back_to_capture = form.from == "capture";
+    // A refused capture from the home page is shown in the capture box, which keeps
+    // what was typed.
+    let back_to_capture = form.from == "capture" || form.from == "home";
     match result {
         Ok((_, sealed)) => {
             info!(user = %user.user.name, sealed, "note captured");
-            Ok(see_other(if back_to_capture {
-                "/capture?captured=1"
-            } else {
-                "/notes?captured=1"
+            Ok(see_other(match form.from.as_str() {
+                "capture" => "/capture?captured=1",
+                "home" => "/home?captured=1",
+                _ => "/notes?captured=1",
             })
             .finish())
         }

@@ -147,10 +147,14 @@ pub(crate) struct HitView {
 
 impl HitView {
     fn of(hit: Hit, today: Date, tz: &jiff::tz::TimeZone) -> HitView {
-        let text = &hit.snippet.text;
+        // The snippet is a piece of the note as typed: shown as a reader sees it, the
+        // matched words still marked.
+        let (text, highlights) =
+            crate::markdown::to_plain_mapped(&hit.snippet.text, &hit.snippet.highlights);
+        let text = &text;
         let mut pieces = Vec::new();
         let mut at = 0;
-        for range in &hit.snippet.highlights {
+        for range in &highlights {
             if range.start < at || range.end > text.len() {
                 continue;
             }

@@ -15,13 +15,14 @@
 //! Accepting or dismissing posts the item's version and which suggestion; the server
 //! recomputes the suggestions from the stored text and acts only on one it would offer
 //! now (a task by its position and title, a tag by its name), never on a posted title,
-//! date or tag alone. Accepting writes a new version through the ordinary task and
-//! edit paths.
+//! date or tag alone. Accepting a tag writes a new version through the ordinary edit
+//! path; accepting a task creates a task of its own, titled as suggested (plain text,
+//! without the cue), with the note's tags.
 //!
 //! **Feedback** is stored encrypted under the vault key (`cv_db::feedback`, at most
 //! `MAX_PER_USER` records per person, the oldest dropped). A record says which kind of
 //! suggestion, for which item, accepted or not, and the tag, or a hash of the task's
-//! title (enough to hide a dismissed task again, without keeping its words twice).
+//! title (enough to hide an answered task again, without keeping its words twice).
 
 use actix_web::{HttpResponse, web};
 use cv_db::UserId;
@@ -390,15 +391,16 @@ pub(crate) async fn for_page(
         }
     };
     let item = view.id.0;
-    let dismissed: Vec<&str> = feedback
+    let answered: Vec<&str> = feedback
         .iter()
-        .filter(|r| r.kind == FeedbackKind::Task && r.item == item && !r.accepted)
+        // Answered either way: an accepted one is a task of its own now.
+        .filter(|r| r.kind == FeedbackKind::Task && r.item == item)
         .filter_map(|r| r.title_hash.as_deref())
         .collect();
     let tasks = task_suggestions(view, &state.time_zone().await)
         .iter()
         .enumerate()
-        .filter(|(_, s)| !dismissed.contains(&title_hash(item, &s.title).as_str()))
+        .filter(|(_, s)| !answered.contains(&title_hash(item, &s.title).as_str()))
         .map(|(index, s)| TaskView {
             index,
             title: s.title.clone(),
@@ -422,7 +424,7 @@ pub(crate) async fn for_page(
             .take(RELATED_LIMIT)
             .map(|(hit, score)| RelatedView {
                 id: hit.id.to_string(),
-                snippet: hit.snippet.text.clone(),
+                snippet: crate::markdown::to_plain(&hit.snippet.text),
                 tags: hit.tags.clone(),
                 percent: percent(*score),
                 label: if *score >= CLOSELY_RELATED {
@@ -517,8 +519,10 @@ struct TaskAnswer {
     action: String,
 }
 
-/// `POST /items/{id}/suggestions/task`: makes the note a task with the suggested due
-/// date (a new version), or dismisses the suggestion for this note.
+/// `POST /items/{id}/suggestions/task`: makes a task of the suggestion, a new item
+/// titled as suggested (the sentence without its cue, "Remember to …", and without
+/// Markdown), with its due date and the note's tags, leaving the note as it is; or
+/// dismisses the suggestion for this note. Either way it is not offered again there.
 async fn answer_task(
     path: web::Path<String>,
     user: CurrentUser,
@@ -537,24 +541,27 @@ async fn answer_task(
         .get(form.index)
         .filter(|s| s.title == form.title)
         .ok_or_else(no_longer_offered)?;
+    let mut made = None;
     if accept {
         let task = Task {
             status: TaskStatus::Open,
             priority: Priority::Normal,
             due: suggestion.due.and_then(to_time_date),
         };
+        let title = crate::markdown::to_plain(&suggestion.title);
         let mut conn = state.conn().await?;
-        cv_vault::set_task(
+        let task_id = cv_vault::create(
             &mut conn,
             owner,
-            &unlocked.vault,
-            id,
-            Some(form.version),
-            |_| Some(task),
+            cv_vault::Access::Unlocked(&unlocked.vault),
+            &title,
+            &view.tags,
+            Some(task),
         )
         .await?;
         drop(conn);
-        crate::index::changed(&state, owner, id).await;
+        crate::index::changed(&state, owner, task_id).await;
+        made = Some(task_id);
     }
     let record = FeedbackRecord {
         kind: FeedbackKind::Task,
@@ -565,8 +572,11 @@ async fn answer_task(
     };
     remember(&state, owner, &unlocked, &record).await?;
     info!(user = %user.user.name, item = %id.0, accepted = accept, "task suggestion answered");
-    let notice = if accept { "?saved=1" } else { "" };
-    Ok(see_other(&format!("/items/{}{notice}", id.0)).finish())
+    Ok(match made {
+        Some(task) => see_other(&format!("/items/{}", task.0)),
+        None => see_other(&format!("/items/{}", id.0)),
+    }
+    .finish())
 }
 
 #[derive(Deserialize)]
