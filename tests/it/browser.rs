@@ -95,7 +95,7 @@ pub(crate) async fn assert_fits_phone(browser: &Browser) {
 
 /// What every visited page must be: no wider than a phone, and without serious or
 /// critical accessibility violations (axe-core's rules; they are listed on failure).
-async fn check_page(browser: &Browser) {
+pub(crate) async fn check_page(browser: &Browser) {
     assert_fits_phone(browser).await;
     browser.assert_accessible().await;
     assert_nav_marks_the_page(browser).await;

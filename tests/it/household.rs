@@ -723,7 +723,7 @@ async fn a_member_can_delete_their_own_account_and_the_owner_cannot() {
 #[tokio::test]
 async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
     use crate::browser::{
-        LOGIN_SUBMIT, NAVIGATION, assert_fits_phone, on_a_phone, path_of as url_path, screenshot,
+        LOGIN_SUBMIT, NAVIGATION, check_page, on_a_phone, path_of as url_path, screenshot,
         wait_for_path, wait_for_text,
     };
     let Some((app, owner)) = on_a_phone(appliance_with_owner()).await else {
@@ -739,7 +739,7 @@ async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
 
     // The owner invites max: a link and its QR code, no passphrase to choose.
     owner.goto(&app.url("/users")).await;
-    assert_fits_phone(&owner).await;
+    check_page(&owner).await;
     owner.type_into("input[name=name]", MEMBER).await;
     owner
         .click("form[action='/users/invite'] [type=submit]")
@@ -749,14 +749,14 @@ async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
     assert!(link.contains("/invite/"), "{link}");
     owner.find(".qr svg").await;
     screenshot(&owner, "invitation-phone.png").await;
-    assert_fits_phone(&owner).await;
+    check_page(&owner).await;
 
     // Max, on their own phone.
     let member = cv_testkit::browser::Browser::start(&app.ca_pem(), 390, 844).await;
     let path = url_path(&link);
     member.goto(&app.url(&path)).await;
     wait_for_text(&member, "invited you").await;
-    assert_fits_phone(&member).await;
+    check_page(&member).await;
     member
         .type_into("input[name=passphrase]", MEMBER_PASS)
         .await;
@@ -768,7 +768,7 @@ async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
     let recovery = member.text(".recovery-key").await;
     assert_eq!(recovery.split('-').count(), 14, "{recovery}");
     screenshot(&member, "invited-recovery-key-phone.png").await;
-    assert_fits_phone(&member).await;
+    check_page(&member).await;
     member.click(".card a.button-primary").await;
     member
         .wait_for_url(|url| url_path(url) != path, NAVIGATION)
@@ -817,7 +817,7 @@ async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
     zoe.type_into("input[name=passphrase]", &given).await;
     zoe.click(LOGIN_SUBMIT).await;
     wait_for_path(&zoe, "/account/renew").await;
-    assert_fits_phone(&zoe).await;
+    check_page(&zoe).await;
     screenshot(&zoe, "renew-phone.png").await;
     zoe.type_into("input[name=current]", &given).await;
     zoe.type_into("input[name=passphrase]", "zoe's own passphrase")
