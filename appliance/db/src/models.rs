@@ -348,14 +348,7 @@ impl User {
         if updated == 0 {
             return Ok(false);
         }
-        diesel::update(vault_keys::table.filter(vault_keys::user_id.eq(user.0)))
-            .set((
-                vault_keys::bundle.eq(bundle),
-                vault_keys::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await
-            .map_err(DbError::query("storing renewed vault keys"))?;
+        User::set_bundle(conn, user, bundle).await?;
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user.0)))
             .execute(conn)
             .await
@@ -364,7 +357,7 @@ impl User {
         Ok(true)
     }
 
-    /// Replaces the stored key bundle only (a new recovery key): the login hash stays.
+    /// Replaces the stored key bundle only (a new recovery key, or a renewal's new keys).
     pub async fn set_bundle(
         conn: &mut AsyncPgConnection,
         user: UserId,
@@ -377,7 +370,7 @@ impl User {
             ))
             .execute(conn)
             .await
-            .map_err(DbError::query("storing a new recovery key"))?;
+            .map_err(DbError::query("replacing vault keys"))?;
         Ok(())
     }
 

@@ -432,15 +432,12 @@ async fn change_role(
             "The role must be admin or member.".into(),
         ));
     };
-    let mut conn = state.conn().await?;
-    let found = match User::by_id(&mut conn, target).await {
-        Ok(found) => found,
-        Err(e) => return Err(state.db_error(e).await),
-    };
+    let found = account(&state, target).await?;
     let Some(member) = found.filter(|u| u.role != Role::Owner) else {
         return Err(WebError::NotFound);
     };
     if member.role != role {
+        let mut conn = state.conn().await?;
         if let Err(e) = User::set_role(&mut conn, member.id, role).await {
             return Err(state.db_error(e).await);
         }
@@ -476,14 +473,7 @@ async fn remove(
     user.check_csrf(&form.csrf)?;
     super::require_admin(&user, "remove household members")?;
     let target = UserId(parse_uuid(&form.id)?);
-    let found = {
-        let mut conn = state.conn().await?;
-        match User::by_id(&mut conn, target).await {
-            Ok(found) => found,
-            Err(e) => return Err(state.db_error(e).await),
-        }
-    };
-    let Some(member) = found else {
+    let Some(member) = account(&state, target).await? else {
         return Err(WebError::NotFound);
     };
     if member.id == user.user.id {
@@ -518,6 +508,15 @@ async fn remove(
         )
         .await;
     Ok(see_other(&format!("/users?removed={}", member.name)).finish())
+}
+
+/// The account with this id, if it exists.
+async fn account(state: &AppState, id: UserId) -> Result<Option<User>, WebError> {
+    let mut conn = state.conn().await?;
+    match User::by_id(&mut conn, id).await {
+        Ok(found) => Ok(found),
+        Err(e) => Err(state.db_error(e).await),
+    }
 }
 
 /// Deletes `member`'s account and everything that is theirs (see
