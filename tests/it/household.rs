@@ -529,6 +529,8 @@ async fn removing_a_member_leaves_nothing_of_theirs_and_is_audited() {
     let member = member_client(&app, MEMBER, MEMBER_PASS).await;
     assert_eq!(capture_note(&app, &member, MEMBER_NOTE).await.status(), 303);
     let token = create_token(&app, MEMBER, "full", "laptop");
+    let member_api = crate::api::api_login(&app, MEMBER, MEMBER_PASS).await;
+    let member_csrf = csrf_for(&app, &member, "/capture").await;
     let owner = owner_client(&app).await;
     let page = text_of(&app, &owner, "/users").await;
     let id = regex::Regex::new(r#"name="id" value="([0-9a-f-]{36})""#)
@@ -623,11 +625,23 @@ async fn removing_a_member_leaves_nothing_of_theirs_and_is_audited() {
         dump_rows(&dump, "vault_keys").len() == 1,
         "only the owner's keys"
     );
-    // Their session and token are refused.
-    assert_eq!(status_of(&app, &member, "/notes").await, 303);
+    // Their browser session, API session and token are refused.
+    assert_eq!(
+        status_of(&app, &member, "/notes").await,
+        303,
+        "back to the login page"
+    );
     let resp = member
+        .post(app.url("/vault/lock"))
+        .form(&[("csrf", member_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the session is gone");
+    let resp = app
+        .client()
         .get(app.url("/api/v1/vault"))
-        .header("Accept", "application/json")
+        .bearer_auth(&member_api)
         .send()
         .await
         .unwrap();
