@@ -286,36 +286,61 @@ fn it_cannot_write_outside_its_tmpfs() {
     assert!(!models.path().join("probe").exists());
 }
 
+/// A character device node the test makes in `/dev` for itself (the null device's
+/// numbers, 1:3, mode 0666) and removes when dropped: it stands in for a GPU's nodes,
+/// which a test cannot count on, and unlike a host node such as `/dev/net/tun` (0666 on
+/// most hosts, 0600 on some) its mode is known.
+struct TestDevice(PathBuf);
+
+impl TestDevice {
+    fn make(name: &str) -> TestDevice {
+        let path = PathBuf::from(format!("/dev/{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+        // mknod applies the umask.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        TestDevice(path)
+    }
+}
+
+impl Drop for TestDevice {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[test]
 fn a_device_the_spec_names_is_usable_inside_and_a_missing_one_is_named() {
     if !root_or_skip("device") {
         return;
     }
-    // /dev/net/tun is a character device any user may open (using it needs a capability
-    // the worker does not have): it stands in for a GPU's nodes, which this test cannot
-    // count on. /dev/nvidia-absent is not there.
-    let tun = Path::new("/dev/net/tun");
-    if !tun.exists() {
-        eprintln!("device: skipped: this machine has no /dev/net/tun");
-        return;
-    }
+    let device = TestDevice::make("cv-test-device");
+    let path = device.0.to_str().unwrap().to_owned();
+    let name = device.0.file_name().unwrap().to_str().unwrap().to_owned();
     let mut spec = spec("t-device");
     spec.enforcement = Enforcement::RequireAll;
-    spec.devices = vec![tun.to_owned(), "/dev/nvidia-absent".into()];
-    let (report, answer, status, _) = run(&spec, &["device", "/dev/net/tun"]);
+    spec.devices = vec![device.0.clone(), "/dev/nvidia-absent".into()];
+    let (report, answer, status, _) = run(&spec, &["device", &path]);
     assert!(status.success(), "{status}");
     assert_eq!(answer["open"]["ok"], true, "{answer}");
     assert!(
         answer["dev_entries"]
             .as_array()
-            .is_some_and(|e| e.contains(&"net".into())),
+            .is_some_and(|e| e.contains(&name.as_str().into())),
         "{answer}"
     );
     // EROFS: /dev is read-only with the extra node in it.
     assert!(failed_with(&answer["write_dev"], 30), "{answer}");
     match report.status(Protection::DeviceNodes) {
         Status::Applied { detail } => assert!(
-            detail.contains("asked for: /dev/net/tun")
+            detail.contains(&format!("asked for: {path}"))
                 && detail.contains("left out: /dev/nvidia-absent (not on this machine)"),
             "{detail}"
         ),
