@@ -330,6 +330,8 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         "/account",
         "/account/activity",
         "/account/export",
+        "/settings",
+        "/system",
         "/users",
         "/wireguard",
         "/trust",

@@ -860,5 +860,27 @@ async fn in_two_browsers_an_invited_member_keeps_their_vault_to_themselves() {
             .is_ok()
     );
     zoe.quit().await;
+
+    // The owner locks their vault and mistypes the passphrase: the unlock form comes
+    // back with the error, to try again at once.
+    owner.goto(&app.url("/home")).await;
+    owner
+        .click("form[action='/vault/lock'] [type=submit]")
+        .await;
+    wait_for_text(&owner, "locked").await;
+    owner
+        .type_into(
+            "form[action='/vault/unlock'] input[name=passphrase]",
+            "not it at all",
+        )
+        .await;
+    owner
+        .click("form[action='/vault/unlock'] [type=submit]")
+        .await;
+    wait_for_text(&owner, "Wrong passphrase").await;
+    owner
+        .find("form[action='/vault/unlock'] input[name=passphrase]")
+        .await;
+    check_page(&owner).await;
     owner.quit().await;
 }
