@@ -317,7 +317,7 @@ where
             .headers()
             .get(header::ORIGIN)
             .map(|o| o.to_str().unwrap_or("invalid"));
-        !origin_allowed(origin, request_host(&req))
+        !origin_allowed(origin, request_host(req.request()))
     };
     let outcome = if foreign_post {
         tracing::info!(
@@ -410,7 +410,7 @@ fn www_authenticate(is_api: bool, presented_credentials: bool, code: Option<&str
 /// The host the client asked for: `Host` (HTTP/1.1) or the URI's authority (HTTP/2
 /// `:authority`). Not `connection_info()`, which believes `X-Forwarded-Host`: there is
 /// no proxy in front of this service.
-fn request_host(req: &ServiceRequest) -> &str {
+pub(crate) fn request_host(req: &actix_web::HttpRequest) -> &str {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -119,50 +119,13 @@ async fn change_passphrase(
         Ok(new) => new,
         Err(e) => return show_account(&user, StatusCode::BAD_REQUEST, false, Some(&e)),
     };
-    let Ok(current) = Passphrase::for_login(form.current) else {
-        return show_account(
-            &user,
-            StatusCode::UNAUTHORIZED,
-            false,
-            Some(&WebError::UnlockFailed),
-        );
-    };
-    let bundle = stored_bundle(&state, user.user.id).await?;
     // The current passphrase must open the vault: that is the check, and it yields the
     // vault key to re-wrap.
-    let unlocked = web::block({
-        let bundle = bundle.clone();
-        move || bundle.unlock(&current)
-    })
-    .await?;
-    let unlocked = match unlocked {
-        Ok(unlocked) => unlocked,
-        Err(VaultCryptoError::WrongPassphrase) => {
-            state.throttle().record_failure(name, ip, Instant::now());
-            warn!(user = %name, %ip, "passphrase change refused: wrong current passphrase");
-            state
-                .audit(
-                    user.user.id,
-                    Event::UnlockFailed,
-                    "changing the passphrase",
-                    Some(ip),
-                )
-                .await;
-            return show_account(
-                &user,
-                StatusCode::UNAUTHORIZED,
-                false,
-                Some(&WebError::UnlockFailed),
-            );
-        }
-        Err(e) => {
-            return Err(WebError::internal(
-                "opening a vault to change its passphrase",
-                e,
-            ));
-        }
-    };
-    state.throttle().record_success(name);
+    let (bundle, unlocked) =
+        match reopen(&req, &user, &state, form.current, "changing the passphrase").await? {
+            Ok(opened) => opened,
+            Err(e) => return show_account(&user, StatusCode::UNAUTHORIZED, false, Some(&e)),
+        };
     store_new_passphrase(&state, user.user.id, &bundle, unlocked, new).await?;
     info!(user = %name, "passphrase changed");
     state

@@ -145,11 +145,7 @@ pub(crate) fn peer_ip(req: &HttpRequest) -> IpAddr {
 /// other value falls back to `localhost`, so a forged header cannot put markup or another
 /// path into the link.
 pub(crate) fn origin_of(req: &HttpRequest) -> String {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+    let host = Some(crate::app::request_host(req))
         .filter(|h| {
             !h.is_empty()
                 && h.len() <= 300

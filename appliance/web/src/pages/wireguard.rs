@@ -161,15 +161,6 @@ fn peer_view(p: &WgPeerStatus, now: OffsetDateTime, tz: &TimeZone) -> PeerView {
     }
 }
 
-/// An SVG document as an element for an HTML page: without the XML declaration, which
-/// HTML would take for a bogus comment.
-fn inline_svg(svg: Zeroizing<String>) -> Zeroizing<String> {
-    match svg.find("<svg") {
-        Some(0) | None => svg,
-        Some(at) => Zeroizing::new(svg[at..].to_owned()),
-    }
-}
-
 /// Renders the page with the current overview (asked fresh: handshakes change).
 async fn page(
     state: &AppState,
@@ -236,9 +227,7 @@ async fn add(
         }
     };
     let text = added.client_config.into_text();
-    let qr_svg = cv_net::wg::qr_svg(&text)
-        .map(|svg| inline_svg(Zeroizing::new(svg)))
-        .map_err(|e| WebError::internal("drawing the QR code", e))?;
+    let qr_svg = super::qr_code_svg(&text)?;
     let download = Zeroizing::new(format!(
         "data:text/plain;charset=utf-8;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
@@ -342,7 +331,7 @@ mod tests {
         AddedView {
             name: "alice-phone".into(),
             address: "10.213.0.2".into(),
-            qr_svg: inline_svg(Zeroizing::new(cv_net::wg::qr_svg(&text).unwrap())),
+            qr_svg: super::super::qr_code_svg(&text).unwrap(),
             download: Zeroizing::new("data:text/plain;charset=utf-8;base64,AAAA".into()),
             file_name: "alice-phone.conf".into(),
             text,
