@@ -14,7 +14,12 @@
 //!   root is detached; `/proc` is the jail's own; `/tmp` is a small tmpfs, the only place
 //!   it can write (noexec);
 //! - a **cgroup** with memory (swap included), pids and CPU limits, on cgroup v1 or v2
-//!   (detected when the jail is built);
+//!   (detected when the jail is built), at `<cgroup_parent>/<name>-<pid>-<n>` relative to
+//!   the hierarchy's root. On v2 the spawner enables the controllers only in the
+//!   `cgroup.subtree_control` files that lack them ([`cgroup2`]): under systemd the
+//!   supervisor passes a parent inside its unit's delegated subtree
+//!   (`system.slice/contextvault.service/workers`), and systemd's own cgroups above it
+//!   are only read, never written;
 //! - `no_new_privs`, every **capability set empty**, an **unprivileged uid**, and no
 //!   core dumps.
 //!
@@ -87,6 +92,7 @@
 //! the report are unit-tested without a kernel. `tests/jail.rs` runs the `jail-probe`
 //! binary in real jails and checks from both sides that each protection holds.
 
+pub mod cgroup2;
 mod enter;
 mod linux;
 mod netlink;

@@ -186,6 +186,16 @@ impl JailOps for LinuxOps {
 
     fn cgroup_create(&mut self, path: &str) -> io::Result<()> {
         let cg = load_cgroup(path);
+        if cg.v2() {
+            // Not cgroups-rs's create, which writes every ancestor's subtree_control from
+            // the hierarchy root down and ignores the errors (see `crate::cgroup2`).
+            return crate::cgroup2::create(
+                Path::new(crate::cgroup2::UNIFIED_ROOT),
+                path,
+                &CONTROLLERS,
+            )
+            .map_err(ctx(format!("create cgroup {path}")));
+        }
         cg.create()
             .map_err(|e| cgroup_error(format!("create cgroup {path}"), e))?;
         // On v1, cgroups-rs only logs a directory it could not create; find out here.

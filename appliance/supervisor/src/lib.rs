@@ -7,6 +7,10 @@
 //! requests in flight finish while the database is still there, then PostgreSQL, then
 //! the rest), and every task's end is joined and logged.
 //!
+//! Under systemd on cgroup v2 it first moves itself into a leaf of its unit's delegated
+//! cgroup (`<own>/supervisor`, which PostgreSQL and the service inherit) and puts the
+//! AI workers' cgroups under `<own>/workers` ([`cgroup`]).
+//!
 //! Error policy: set-up problems (users, directories, TLS files, ports) are a
 //! [`SupervisorError`] naming the path or port, and stop the start. Problems of a running
 //! child are not errors of the supervisor: the child is restarted with backoff and the
@@ -15,6 +19,7 @@
 mod acme;
 pub mod backoff;
 pub mod board;
+pub mod cgroup;
 mod control;
 mod disk;
 mod mdns;
@@ -72,6 +77,11 @@ pub enum SupervisorError {
     AlreadyRunning { pid: i32, data_dir: PathBuf },
     #[error("signal handling failed: {0}")]
     Signals(std::io::Error),
+    #[error("cannot set up the workers' cgroups at {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the supervisor stopped uncleanly: {0}")]
     Unclean(String),
 }
@@ -136,6 +146,10 @@ pub struct Context {
     pub reload: broadcast::Sender<()>,
     /// The AI workers started for the vault service.
     pub workers: workers::Workers,
+    /// Where the workers' cgroups go (relative to the hierarchy root): inside the
+    /// supervisor's own delegated cgroup under systemd on cgroup v2, else
+    /// `contextvault-workers` ([`cgroup`]).
+    pub worker_cgroup_parent: PathBuf,
     /// The WireGuard VPN.
     pub wireguard: wireguard::Wireguard,
     /// Whether a setup code was already issued by this supervisor.
@@ -170,6 +184,14 @@ impl Stop {
 
 /// Runs the appliance until SIGTERM/SIGINT; returns `Ok` after a clean shutdown.
 pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
+    // First, before any child exists: on cgroup v2 under systemd the supervisor moves
+    // itself into a leaf of its unit's cgroup, which every later child inherits. A
+    // failure does not stop the vault: the workers' jails then report their cgroup
+    // limits missing (an appliance refuses to start them, and /healthz says so).
+    let worker_cgroup_parent = cgroup::worker_parent().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "workers' cgroups cannot go in the supervisor's own cgroup");
+        PathBuf::from(cgroup::DEFAULT_WORKER_PARENT)
+    });
     let layout = DataLayout::new(&config.data_dir);
     let users = prepare::resolve_users(&config)?;
     prepare::directories(&layout, &users)?;
@@ -195,6 +217,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         http_listeners,
         reload,
         workers: workers::Workers::default(),
+        worker_cgroup_parent,
         wireguard: wireguard::Wireguard::default(),
         setup_code_issued: AtomicBool::new(false),
         acme_renew: tokio::sync::Notify::new(),

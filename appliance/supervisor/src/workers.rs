@@ -92,6 +92,7 @@ pub fn spec(ctx: &Context) -> JailSpec {
         ctx.users.worker.uid.as_raw(),
         ctx.users.worker.gid.as_raw(),
     );
+    spec.cgroup_parent = ctx.worker_cgroup_parent.clone();
     spec.memory_bytes = w.memory_bytes;
     spec.cpu_millicores = w.cpu_millicores;
     spec.binds = vec![Bind {
