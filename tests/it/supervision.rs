@@ -233,3 +233,36 @@ async fn appliance_mode_logs_json_and_speaks_the_systemd_notify_protocol() {
     }
     assert!(stopping, "no STOPPING=1 at shutdown");
 }
+
+#[tokio::test]
+async fn an_appliance_whose_local_ai_cannot_start_is_unavailable() {
+    // One worker, and no model for it: every start fails, so the AI is `failing`.
+    let models = tempfile::tempdir().unwrap();
+    let launch = cv_testkit::Launch::Appliance {
+        env: Vec::new(),
+        extra: format!(
+            "[workers]\ncount = 1\nmodels_dir = \"{}\"\n",
+            models.path().display()
+        ),
+    };
+    let app = cv_testkit::TestAppliance::launch_answering(&exe(), launch).await;
+    // The service (and its worker pool) starts while PostgreSQL may still be starting:
+    // wait until the AI is the only failure.
+    let (code, health) = eventually(
+        Duration::from_secs(60),
+        "the AI to be the one failing component",
+        || async {
+            let (code, health) = app.health().await;
+            (health["ai"]["state"] == "failing" && health["failing"] == serde_json::json!(["ai"]))
+                .then_some((code, health))
+        },
+    )
+    .await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "unavailable");
+    // Every other part of the document is as before.
+    assert_eq!(health["components"]["database"]["state"], "up");
+    assert_eq!(health["components"]["vault"]["state"], "up");
+    assert_eq!(health["ai"]["workers"], 1);
+    assert_eq!(health["ai"]["ready"], 0);
+}

@@ -71,7 +71,8 @@ fn ensure_users() {
 /// The WireGuard interface is off unless a test asks for it (`DevWith` with
 /// `--wireguard-port`, or a `[wireguard]` table in `Appliance`'s `extra`): as root, every
 /// appliance would otherwise try to bring up `cvwg0` on port 51820, and tests run in
-/// parallel.
+/// parallel. Likewise `Appliance` runs no AI worker unless `extra` has a `[workers]`
+/// table.
 #[derive(Debug, Clone, Default)]
 pub enum Launch {
     /// `contextvault dev --data-dir … --https-port … --http-port … --no-wireguard`
@@ -136,7 +137,27 @@ impl TestAppliance {
         Self::launch_with(exe, launch, https_port, http_port, None).await
     }
 
+    /// Like [`TestAppliance::launch`], but waits only until `/healthz` answers, whatever
+    /// its status: for a test of an appliance that is not healthy.
+    pub async fn launch_answering(exe: &Path, launch: Launch) -> TestAppliance {
+        let app = Self::spawned(exe, launch, free_port(), free_port(), None);
+        app.wait_for_health(Duration::from_secs(90), |_| true).await;
+        app
+    }
+
     async fn launch_with(
+        exe: &Path,
+        launch: Launch,
+        https_port: u16,
+        http_port: u16,
+        netns: Option<&netns::Netns>,
+    ) -> TestAppliance {
+        let app = Self::spawned(exe, launch, https_port, http_port, netns);
+        app.wait_healthy(Duration::from_secs(90)).await;
+        app
+    }
+
+    fn spawned(
         exe: &Path,
         launch: Launch,
         https_port: u16,
@@ -158,7 +179,6 @@ impl TestAppliance {
             netns: netns.map(|ns| ns.name.clone()),
         };
         app.spawn();
-        app.wait_healthy(Duration::from_secs(90)).await;
         app
     }
 
@@ -210,11 +230,19 @@ impl TestAppliance {
                 } else {
                     "\n[wireguard]\nenabled = false\n"
                 };
+                // An appliance whose local AI cannot start is not healthy (`/healthz`
+                // answers 503): without a `[workers]` table (and the model it names), a
+                // test's appliance runs none.
+                let workers_off = if extra.contains("[workers]") {
+                    ""
+                } else {
+                    "\n[workers]\ncount = 0\n"
+                };
                 let config = self.dir.path().join("config.toml");
                 std::fs::write(
                     &config,
                     format!(
-                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"{bind}\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}{wireguard_off}",
+                        "version = 1\n\n[appliance]\ndata_dir = \"{}\"\n\n[network]\nbind = [\"{bind}\"]\nhttps_port = {}\nhttp_port = {}\n\n{extra}{wireguard_off}{workers_off}",
                         self.data_dir.display(),
                         self.https_port,
                         self.http_port
@@ -305,6 +333,11 @@ impl TestAppliance {
 
     /// Polls `/healthz` until it answers 200.
     pub async fn wait_healthy(&self, timeout: Duration) {
+        self.wait_for_health(timeout, |status| status == 200).await;
+    }
+
+    /// Polls `/healthz` until it answers with a status `accept` takes.
+    async fn wait_for_health(&self, timeout: Duration, accept: fn(u16) -> bool) {
         let started = Instant::now();
         loop {
             let client = self.client_without_ca_if_missing();
@@ -314,7 +347,7 @@ impl TestAppliance {
                     .get(url)
                     .send()
                     .await
-                    .is_ok_and(|resp| resp.status() == 200)
+                    .is_ok_and(|resp| accept(resp.status().as_u16()))
             };
             let healthy = match &self.netns {
                 None => healthy.await,

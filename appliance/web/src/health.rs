@@ -26,10 +26,12 @@ pub(crate) struct Health {
     pub version: String,
     pub components: BTreeMap<String, ComponentHealth>,
     /// Names of the components that are not up, sorted; optional components (LAN
-    /// discovery) are reported in `components` but never listed here.
+    /// discovery) are reported in `components` but never listed here. In appliance mode
+    /// a local AI that cannot start is listed as `ai` (see [`Health::count_ai`]).
     pub failing: Vec<String>,
-    /// The local AI's workers. Reported, but not counted in `failing`: notes, search by
-    /// words and everything else work without them.
+    /// The local AI's workers. In dev mode reported, but not counted in `failing`: notes,
+    /// search by words and everything else work without them. In appliance mode a
+    /// `failing` AI counts (see [`Health::count_ai`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ai: Option<crate::ai::AiHealth>,
     /// The ACME certificate. Reported, not counted in `failing`: while ACME fails the
@@ -111,7 +113,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let status = state.status.get().await;
     let database = check_database(&state).await;
     let mut health = build(&state.version, status.as_deref().map_err(|_| ()), database);
-    health.ai = Some(state.ai.health());
+    health.count_ai(state.ai.health(), state.mode == "appliance");
     let code = if health.failing.is_empty() {
         StatusCode::OK
     } else {
@@ -120,6 +122,24 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::build(code)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(health)
+}
+
+impl Health {
+    /// Adds the local AI. On an appliance (`contextvault run`) the box was set up to run
+    /// its AI, so an AI that cannot start (`failing`: every worker is backing off after
+    /// failed starts) is a failure of the box: it is listed in `failing` as `ai` and the
+    /// status is `unavailable` (HTTP 503), like any other failing component, so the
+    /// update check and the console do not call a box "ok" whose search by meaning and
+    /// suggestions are gone. An AI that is `off` (`workers.count = 0`) or still
+    /// `starting` does not count. In dev mode nothing changes: the AI is reported only.
+    pub(crate) fn count_ai(&mut self, ai: crate::ai::AiHealth, appliance: bool) {
+        if appliance && ai.state == "failing" {
+            self.failing.push("ai".to_owned());
+            self.failing.sort();
+            self.status = "unavailable";
+        }
+        self.ai = Some(ai);
+    }
 }
 
 /// `SELECT 1` on a pooled connection within [`DB_CHECK_TIMEOUT`]. The error is a fixed
@@ -306,6 +326,54 @@ mod tests {
         assert_eq!(json["components"]["wireguard"]["state"], "off");
         s.components[3].state = ComponentState::Failed;
         assert_eq!(build("0", Ok(&s), Ok(())).failing, ["wireguard"]);
+    }
+
+    fn ai(state: &'static str) -> crate::ai::AiHealth {
+        crate::ai::AiHealth {
+            state,
+            workers: 1,
+            ready: usize::from(state == "up"),
+            provider: None,
+            restarts: 3,
+            jail_missing: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_failing_ai_fails_an_appliance_but_not_dev_mode() {
+        let s = status(ComponentState::Up);
+        let mut dev = build("0", Ok(&s), Ok(()));
+        dev.count_ai(ai("failing"), false);
+        assert_eq!(dev.status, "ok");
+        assert!(dev.failing.is_empty());
+
+        let mut appliance = build("0", Ok(&s), Ok(()));
+        appliance.count_ai(ai("failing"), true);
+        assert_eq!(appliance.status, "unavailable");
+        assert_eq!(appliance.failing, ["ai"]);
+        // The document keeps its shape: the AI object is still there, in full.
+        let json = serde_json::to_value(&appliance).unwrap();
+        assert_eq!(json["ai"]["state"], "failing");
+        assert_eq!(json["ai"]["restarts"], 3);
+        assert_eq!(json["components"]["postgres"]["state"], "up");
+        assert!(json["components"].get("ai").is_none());
+
+        // Sorted in among the other failures.
+        let down = status(ComponentState::Starting);
+        let mut both = build("0", Ok(&down), Err("timeout"));
+        both.count_ai(ai("failing"), true);
+        assert_eq!(both.failing, ["ai", "database", "vault"]);
+    }
+
+    #[test]
+    fn an_ai_that_is_off_starting_or_up_does_not_fail_an_appliance() {
+        let s = status(ComponentState::Up);
+        for state in ["off", "starting", "up"] {
+            let mut h = build("0", Ok(&s), Ok(()));
+            h.count_ai(ai(state), true);
+            assert_eq!((h.status, h.failing.len()), ("ok", 0), "{state}");
+            assert_eq!(h.ai.as_ref().map(|a| a.state), Some(state));
+        }
     }
 
     #[test]
