@@ -1,12 +1,13 @@
 //! The `contextvault` command line: one binary that is the root supervisor
 //! (`run`, `dev`), the unprivileged vault service it starts (`serve`), the jailed AI
-//! worker (`worker`, started through `jail-enter`), and the tools an administrator uses
-//! (`config check`, `admin`).
+//! worker (`worker`, started through `jail-enter`), the status screen on the box's own
+//! consoles (`console`), and the tools an administrator uses (`config check`, `admin`).
 //!
 //! Errors here are `anyhow` (this is the binary): each is printed once, with its causes,
 //! and the process exits non-zero.
 
 mod admin;
+mod console;
 mod logging;
 mod worker;
 
@@ -61,6 +62,9 @@ enum Command {
     /// A jailed AI worker; started by the supervisor, not by hand.
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
+    /// The status screen on the box's consoles (tty1, ttyS0): the dashboard's addresses,
+    /// the setup code while the box is unclaimed, and the health of each component.
+    Console(console::ConsoleArgs),
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -135,6 +139,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => serve(),
         Command::Worker(args) => worker::run(&args),
+        Command::Console(args) => console::run(&args),
         Command::Config {
             command: ConfigCommand::Check { config },
         } => config_check(&config),

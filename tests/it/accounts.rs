@@ -32,6 +32,47 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
     assert!(wrong.text().await.unwrap().contains("setup code"));
 
     let code = app.setup_code();
+    // The box's own screen shows the code and where to go (console.json in run/, since
+    // no systemd runtime directory is set).
+    let console_file = app.layout().run_dir().join("console.json");
+    let console = console_status(&console_file, |c| {
+        c["setup_code"] == code.as_str() && c["status"] == "ok"
+    })
+    .await;
+    let dashboard = console["dashboard"].as_array().unwrap();
+    assert!(
+        dashboard[0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(".local:{}/", app.https_port)),
+        "{console}"
+    );
+    assert!(
+        dashboard.iter().skip(1).all(|u| {
+            let u = u.as_str().unwrap();
+            u.starts_with("https://") && u.ends_with(&format!(":{}/", app.https_port))
+        }),
+        "{console}"
+    );
+    // The components are /healthz's (the database check is the service's own).
+    assert!(
+        console["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "database" && c["state"] == "up"),
+        "{console}"
+    );
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&console_file), 0o600);
+    let issue_file = console_file.with_file_name("issue");
+    assert_eq!(mode(&issue_file), 0o644);
+    let issue = std::fs::read_to_string(&issue_file).unwrap();
+    assert!(issue.contains(&format!("Setup code: {code}\n")), "{issue}");
+
     let mismatch = client
         .post(app.url("/setup"))
         .form(&form(&code, "something else entirely"))
@@ -83,6 +124,14 @@ async fn setup_needs_the_printed_code_then_creates_the_owner() {
     // The appliance's components are on the owner's System page.
     let system = text_of(&app, &client, "/system").await;
     assert!(system.contains("postgres") || system.contains("PostgreSQL"));
+
+    // Claimed: the code leaves the screen (and the login prompt's issue file).
+    console_status(&console_file, |c| c.get("setup_code").is_none()).await;
+    assert!(
+        !std::fs::read_to_string(&issue_file)
+            .unwrap()
+            .contains("Setup code"),
+    );
 
     // Setup is closed now, even with the right code.
     let again = app.client();

@@ -238,8 +238,12 @@ async fn appliance_mode_logs_json_and_speaks_the_systemd_notify_protocol() {
 async fn an_appliance_whose_local_ai_cannot_start_is_unavailable() {
     // One worker, and no model for it: every start fails, so the AI is `failing`.
     let models = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
     let launch = cv_testkit::Launch::Appliance {
-        env: Vec::new(),
+        env: vec![(
+            "RUNTIME_DIRECTORY".into(),
+            runtime.path().display().to_string(),
+        )],
         extra: format!(
             "[workers]\ncount = 1\nmodels_dir = \"{}\"\n",
             models.path().display()
@@ -265,4 +269,15 @@ async fn an_appliance_whose_local_ai_cannot_start_is_unavailable() {
     assert_eq!(health["components"]["vault"]["state"], "up");
     assert_eq!(health["ai"]["workers"], 1);
     assert_eq!(health["ai"]["ready"], 0);
+
+    // The console says the same, from systemd's runtime directory.
+    let console = console_status(&runtime.path().join("console.json"), |c| {
+        c["components"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["name"] == "ai" && c["state"] == "failing")
+        })
+    })
+    .await;
+    assert_eq!(console["status"], "unavailable", "{console}");
+    assert!(!app.layout().run_dir().join("console.json").exists());
 }

@@ -300,3 +300,20 @@ pub async fn unlock(app: &TestAppliance, client: &reqwest::Client, pass: &str) {
     let resp = post_form(app, client, "/vault/unlock", &[("passphrase", pass)]).await;
     assert_eq!(resp.status(), 303);
 }
+
+/// `console.json` at `path` once `check` accepts it (the supervisor looks every 3 s).
+pub async fn console_status(
+    path: &std::path::Path,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    cv_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        &format!("{} as expected", path.display()),
+        || async {
+            let text = std::fs::read(path).ok()?;
+            let json: serde_json::Value = serde_json::from_slice(&text).ok()?;
+            check(&json).then_some(json)
+        },
+    )
+    .await
+}

@@ -13,6 +13,7 @@
 
 pub mod acme;
 pub mod dnsname;
+pub mod loopback;
 pub mod mdns;
 pub mod tls;
 pub mod wg;

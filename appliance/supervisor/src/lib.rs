@@ -9,7 +9,9 @@
 //!
 //! Under systemd on cgroup v2 it first moves itself into a leaf of its unit's delegated
 //! cgroup (`<own>/supervisor`, which PostgreSQL and the service inherit) and puts the
-//! AI workers' cgroups under `<own>/workers` ([`cgroup`]).
+//! AI workers' cgroups under `<own>/workers` ([`cgroup`]). The `console` task publishes
+//! what the box's own screen shows — addresses, the setup code while unclaimed, health —
+//! for `contextvault console` ([`console`]).
 //!
 //! Error policy: set-up problems (users, directories, TLS files, ports) are a
 //! [`SupervisorError`] naming the path or port, and stop the start. Problems of a running
@@ -20,6 +22,7 @@ mod acme;
 pub mod backoff;
 pub mod board;
 pub mod cgroup;
+pub mod console;
 mod control;
 mod disk;
 mod mdns;
@@ -98,6 +101,7 @@ pub enum TaskName {
     Mdns,
     Acme,
     Wireguard,
+    Console,
 }
 
 impl std::fmt::Display for TaskName {
@@ -112,6 +116,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Mdns => "mdns",
             TaskName::Acme => "acme",
             TaskName::Wireguard => "wireguard",
+            TaskName::Console => "console",
         })
     }
 }
@@ -156,6 +161,8 @@ pub struct Context {
     setup_code_issued: AtomicBool,
     /// Wakes the `acme` task for a renewal now (control request `acme_renew`).
     pub acme_renew: tokio::sync::Notify,
+    /// What the box's own screen shows beyond the board: the setup code.
+    pub console: console::Published,
 }
 
 impl Context {
@@ -221,6 +228,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         wireguard: wireguard::Wireguard::default(),
         setup_code_issued: AtomicBool::new(false),
         acme_renew: tokio::sync::Notify::new(),
+        console: console::Published::default(),
     });
     tracing::info!(
         version = VERSION,
@@ -267,7 +275,14 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ),
         (
             TaskName::Wireguard,
-            tokio::spawn(wireguard::supervise(Arc::clone(&ctx), Stop(stop_rest))),
+            tokio::spawn(wireguard::supervise(
+                Arc::clone(&ctx),
+                Stop(stop_rest.clone()),
+            )),
+        ),
+        (
+            TaskName::Console,
+            tokio::spawn(console::publish(Arc::clone(&ctx), Stop(stop_rest))),
         ),
     ];
     if ctx.config.network.mdns {

@@ -213,5 +213,7 @@ async fn issue_setup_code(ctx: &Context, url: &str) -> Result<(), String> {
         setup_code = %code,
         "no owner yet: open the setup page and enter this one-time setup code"
     );
+    // And on the box's own screen (console.json), until the box is claimed.
+    ctx.console.set_setup_code(code);
     Ok(())
 }

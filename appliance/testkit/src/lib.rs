@@ -200,6 +200,9 @@ impl TestAppliance {
                 cmd
             }
         };
+        // Where the console status goes is the test's choice (`Launch::Appliance`'s
+        // env), not whatever the environment running the tests has.
+        cmd.env_remove("RUNTIME_DIRECTORY");
         let bind = if self.netns.is_some() {
             "0.0.0.0"
         } else {
