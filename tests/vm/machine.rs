@@ -19,6 +19,8 @@ pub struct Vm {
     child: Option<Child>,
     serial: Arc<Mutex<String>>,
     agent: PathBuf,
+    /// QEMU's monitor (image/run puts it beside the disk).
+    monitor: PathBuf,
     pub port: u16,
     pub started: Instant,
 }
@@ -76,10 +78,13 @@ impl Vm {
                 buf.clear();
             }
         });
+        let mut monitor = disk.as_os_str().to_owned();
+        monitor.push(".monitor");
         Vm {
             child: Some(child),
             serial,
             agent,
+            monitor: monitor.into(),
             port,
             started,
         }
@@ -165,6 +170,35 @@ impl Vm {
         })
         .await
         .unwrap();
+    }
+
+    /// What the VM's screen (VGA, tty1) shows, saved as a PNG.
+    pub fn screenshot(&self, path: &Path) {
+        let mut stream = UnixStream::connect(&self.monitor).expect("connect to QEMU's monitor");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let prompts = |stream: &mut UnixStream, n: usize| {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while seen.windows(6).filter(|w| w == b"(qemu)").count() < n {
+                let got = std::io::Read::read(stream, &mut buf).expect("read QEMU's monitor");
+                assert!(got > 0, "QEMU's monitor closed");
+                seen.extend_from_slice(&buf[..got]);
+            }
+        };
+        prompts(&mut stream, 1);
+        stream
+            .write_all(format!("screendump {} -f png\n", path.display()).as_bytes())
+            .unwrap();
+        prompts(&mut stream, 1);
+        // The echo of the command comes before the next prompt; give QEMU a moment to
+        // finish writing the file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !path.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(path.exists(), "no screenshot at {}", path.display());
     }
 
     /// A hard power cut: QEMU and image/run are killed at once (SIGKILL to the group).
