@@ -131,9 +131,8 @@ async fn assert_nav_marks_the_page(browser: &Browser) {
     );
 }
 
-/// The submit buttons of the setup, login and logout forms (by the form's action, since
+/// The submit buttons of the login and logout forms (by the form's action, since
 /// a page may hold more than one form).
-const SETUP_SUBMIT: &str = "form[action='/setup'] [type=submit]";
 pub(crate) const LOGIN_SUBMIT: &str = "form[action='/login'] [type=submit]";
 const LOGOUT: &str = "form[action='/logout'] [type=submit]";
 
@@ -221,16 +220,8 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
     wait_for_path(&browser, "/setup").await;
     check_page(&browser).await;
     browser
-        .type_into("input[name=setup_code]", &app.setup_code())
+        .submit_setup(&app.setup_code(), OWNER, OWNER_PASS)
         .await;
-    browser.type_into("input[name=name]", OWNER).await;
-    browser
-        .type_into("input[name=passphrase]", OWNER_PASS)
-        .await;
-    browser
-        .type_into("input[name=passphrase_confirm]", OWNER_PASS)
-        .await;
-    browser.click(SETUP_SUBMIT).await;
 
     // Setup shows the vault's recovery key once (the URL is still /setup: the page is
     // the answer to the form), then leads on to the home page (at the dashboard's old address).

@@ -195,17 +195,7 @@ async fn setup_in_a_browser(vm: &Vm, ca_pem: &[u8], setup_code: &str) {
     let browser = Browser::start(ca_pem, 390, 844).await;
     browser.goto(&url(vm, "/")).await;
     wait_for_path(&browser, "/setup").await;
-    browser
-        .type_into("input[name=setup_code]", setup_code)
-        .await;
-    browser.type_into("input[name=name]", OWNER).await;
-    browser
-        .type_into("input[name=passphrase]", OWNER_PASS)
-        .await;
-    browser
-        .type_into("input[name=passphrase_confirm]", OWNER_PASS)
-        .await;
-    browser.click("form[action='/setup'] [type=submit]").await;
+    browser.submit_setup(setup_code, OWNER, OWNER_PASS).await;
     let key = wait_for_css_text(&browser, ".recovery-key").await;
     assert_eq!(key.split('-').count(), 14, "a recovery key: {key}");
     browser
@@ -335,10 +325,6 @@ async fn first_boot_setup_reboot_and_power_cut_keep_everything() {
         vm.started.elapsed().as_secs_f64()
     );
     vm.wait_for_console(r"Dashboard: https://", 1, BOOT).await;
-    // The screen shows the same (kept for a person to look at).
-    let screen = dir.join("vm-screen-first-boot.png");
-    let _ = std::fs::remove_file(&screen);
-    vm.screenshot(&screen);
     let ca = vm
         .check("cat /var/lib/contextvault/tls/ca.crt")
         .await
@@ -352,6 +338,12 @@ async fn first_boot_setup_reboot_and_power_cut_keep_everything() {
     );
     assert_every_component_up(&health);
     assert_system_running(&mut vm).await;
+    // The screen shows what the serial console does (its console redraws every 2 s;
+    // kept for a person to look at).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let screen = dir.join("vm-screen-first-boot.png");
+    let _ = std::fs::remove_file(&screen);
+    vm.screenshot(&screen);
 
     // WireGuard on the kernel's implementation (the image has no wireguard-go).
     let links = vm.check("ip -d link show type wireguard").await;

@@ -2,12 +2,9 @@
 //! how the supervisor reads the service's `/healthz` for the console.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Empty};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject as _;
 
 /// The most of an answer that is read.
 const MAX_BODY: usize = 256 * 1024;
@@ -20,20 +17,9 @@ pub async fn get(
     path: &str,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the CA certificate is not usable: {e}"))?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let roots =
+        crate::tls::roots_from_pem(ca_pem).map_err(|e| format!("the CA certificate: {e}"))?;
+    let tls = crate::tls::client_config(roots).map_err(|e| e.to_string())?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()

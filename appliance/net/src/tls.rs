@@ -918,5 +918,34 @@ fn format_date(t: OffsetDateTime) -> String {
     t.date().to_string()
 }
 
+/// The certificates in `pem`, as the only roots a client trusts; an unreadable or
+/// unusable one is an error, and so is none at all.
+pub(crate) fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable root: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("holds no certificate".into());
+    }
+    Ok(roots)
+}
+
+/// A TLS client configuration (ring, safe default protocol versions) that trusts only
+/// `roots`.
+pub(crate) fn client_config(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests;

@@ -123,6 +123,15 @@ pub fn dashboard_urls(hostname: &str, https_port: u16, lan: &[IpAddr]) -> Vec<St
     urls
 }
 
+/// The addresses not in the VPN's network: the box's tunnel address is reachable only
+/// through the tunnel, not what the person at the screen should type into a phone.
+pub fn outside(addresses: Vec<IpAddr>, vpn: ipnet::Ipv4Net) -> Vec<IpAddr> {
+    addresses
+        .into_iter()
+        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if vpn.contains(v4)))
+        .collect()
+}
+
 /// Where the files go: `$RUNTIME_DIRECTORY` when systemd sets it, else the data
 /// directory's `run/` (`run_dir`). A unit with several runtime directories gets them
 /// joined with `:` (`/run/wireguard:/run/contextvault`): the one named `contextvault`
@@ -293,7 +302,10 @@ async fn gather(ctx: &Context) -> ConsoleStatus {
     if ctx.console.setup_code().is_some() && owner_exists(ctx).await {
         ctx.console.forget_setup_code();
     }
-    let lan = cv_net::tls::lan_addresses();
+    let lan = outside(
+        cv_net::tls::lan_addresses(),
+        ctx.config.wireguard.settings.network.net(),
+    );
     let hostname = crate::prepare::hostname(&ctx.config);
     let (status, components) = match service_health(ctx).await {
         Some(health) => health,
@@ -458,6 +470,19 @@ mod tests {
         );
         // Claimed: no setup code line.
         assert!(!sample(None).render().contains("Setup code"));
+    }
+
+    #[test]
+    fn the_vpn_address_is_not_a_dashboard_address() {
+        let ips =
+            |list: &[&str]| -> Vec<IpAddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
+        assert_eq!(
+            outside(
+                ips(&["192.168.1.5", "10.213.0.1", "fd00::1"]),
+                "10.213.0.0/24".parse().unwrap()
+            ),
+            ips(&["192.168.1.5", "fd00::1"])
+        );
     }
 
     #[test]

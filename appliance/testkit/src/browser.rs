@@ -484,6 +484,17 @@ impl Browser {
         }
     }
 
+    /// Fills in the first-run setup form (on `/setup`) and submits it: the setup code,
+    /// the owner's name and passphrase (twice). The time zone keeps its default.
+    pub async fn submit_setup(&self, setup_code: &str, name: &str, passphrase: &str) {
+        self.type_into("input[name=setup_code]", setup_code).await;
+        self.type_into("input[name=name]", name).await;
+        self.type_into("input[name=passphrase]", passphrase).await;
+        self.type_into("input[name=passphrase_confirm]", passphrase)
+            .await;
+        self.click("form[action='/setup'] [type=submit]").await;
+    }
+
     /// Clears the field matching `css` and types `text` into it.
     pub async fn type_into(&self, css: &str, text: &str) {
         self.find(css).await.type_text(text).await;

@@ -11,6 +11,7 @@ use cv_testkit::acme::{TestDns, TestPebble, acme_tools_available};
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
 
 use super::*;
 
