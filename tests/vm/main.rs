@@ -71,6 +71,10 @@ fn client(ca_pem: &[u8]) -> reqwest::Client {
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
         .redirect(reqwest::redirect::Policy::none())
+        // A new connection per request: across a reboot, QEMU's user network keeps the
+        // host side of an old connection open, and a request on it would wait for the
+        // whole timeout.
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
