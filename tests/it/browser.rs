@@ -41,9 +41,7 @@ pub(crate) fn path_of(url: &str) -> String {
 }
 
 pub(crate) async fn wait_for_path(browser: &Browser, path: &str) {
-    browser
-        .wait_for_url(|url| path_of(url) == path, NAVIGATION)
-        .await;
+    browser.wait_for_path(path, NAVIGATION).await;
 }
 
 pub(crate) async fn screenshot(browser: &Browser, name: &str) {
@@ -349,22 +347,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
 /// Waits until the page's text contains `needle` (a form's answer can land on the path
 /// the browser is already on, so the path alone does not say the new page is there).
 pub(crate) async fn wait_for_text(browser: &Browser, needle: &str) {
-    eventually(
-        NAVIGATION,
-        &format!("the page to show {needle:?}"),
-        || async {
-            let text = browser
-                .execute(
-                    "return document.body ? document.body.innerText : ''",
-                    vec![],
-                )
-                .await;
-            text.as_str()
-                .is_some_and(|t| t.contains(needle))
-                .then_some(())
-        },
-    )
-    .await;
+    browser.wait_for_text(needle, NAVIGATION).await;
 }
 
 #[tokio::test]

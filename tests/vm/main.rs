@@ -145,33 +145,37 @@ fn assert_every_component_up(health: &Value) {
     );
 }
 
-async fn login(vm: &Vm, client: &reqwest::Client) -> String {
-    let r = client
-        .post(url(vm, "/api/v1/login"))
-        .json(&json!({"user": OWNER, "passphrase": OWNER_PASS}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login");
-    r.json::<Value>().await.unwrap()["token"]
+/// POSTs `body` as JSON to `path` (with `token` as the bearer, if any); the answer must
+/// have `status`, and its `field` is returned.
+async fn post(
+    vm: &Vm,
+    client: &reqwest::Client,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+    status: u16,
+    field: &str,
+) -> String {
+    let mut request = client.post(url(vm, path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    assert_eq!(r.status(), status, "POST {path}");
+    r.json::<Value>().await.unwrap()[field]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
+async fn login(vm: &Vm, client: &reqwest::Client) -> String {
+    let body = json!({"user": OWNER, "passphrase": OWNER_PASS});
+    post(vm, client, "/api/v1/login", None, body, 200, "token").await
+}
+
 async fn capture(vm: &Vm, client: &reqwest::Client, token: &str, text: &str) -> String {
-    let r = client
-        .post(url(vm, "/api/v1/capture"))
-        .bearer_auth(token)
-        .json(&json!({ "text": text }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "capture");
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    let body = json!({ "text": text });
+    post(vm, client, "/api/v1/capture", Some(token), body, 201, "id").await
 }
 
 /// Every capture is there, word for word.
@@ -198,7 +202,7 @@ async fn setup_in_a_browser(vm: &Vm, ca_pem: &[u8], setup_code: &str) {
     }
     let browser = Browser::start(ca_pem, 390, 844).await;
     browser.goto(&url(vm, "/")).await;
-    wait_for_path(&browser, "/setup").await;
+    browser.wait_for_path("/setup", NAVIGATION).await;
     browser.submit_setup(setup_code, OWNER, OWNER_PASS).await;
     let key = wait_for_css_text(&browser, ".recovery-key").await;
     assert_eq!(key.split('-').count(), 14, "a recovery key: {key}");
@@ -206,7 +210,7 @@ async fn setup_in_a_browser(vm: &Vm, ca_pem: &[u8], setup_code: &str) {
         .screenshot(&artifacts().join("vm-recovery-key.png"))
         .await;
     browser.click("a[href='/dashboard']").await;
-    wait_for_path(&browser, "/dashboard").await;
+    browser.wait_for_path("/dashboard", NAVIGATION).await;
 
     browser.goto(&url(vm, "/notes")).await;
     browser
@@ -216,48 +220,25 @@ async fn setup_in_a_browser(vm: &Vm, ca_pem: &[u8], setup_code: &str) {
         )
         .await;
     browser.click("form[action='/notes'] [type=submit]").await;
-    wait_for_text(&browser, "boat trailer receipt").await;
+    browser
+        .wait_for_text("boat trailer receipt", NAVIGATION)
+        .await;
 
     browser.goto(&url(vm, "/search?q=trailer")).await;
-    wait_for_text(&browser, "1 result").await;
+    browser.wait_for_text("1 result", NAVIGATION).await;
     assert_eq!(browser.text(".notes mark").await, "trailer");
     browser.screenshot(&artifacts().join("vm-search.png")).await;
     browser.quit().await;
 }
 
-async fn wait_for_path(browser: &Browser, path: &str) {
-    let path = path.to_owned();
-    browser
-        .wait_for_url(
-            move |u| reqwest::Url::parse(u).is_ok_and(|u| u.path() == path),
-            NAVIGATION,
-        )
-        .await;
-}
-
 async fn wait_for_css_text(browser: &Browser, css: &str) -> String {
-    let deadline = Instant::now() + NAVIGATION;
-    loop {
-        if let Ok(element) = browser.try_find(css).await {
-            return element.text().await;
+    cv_testkit::eventually(NAVIGATION, css, || async {
+        match browser.try_find(css).await {
+            Ok(element) => Some(element.text().await),
+            Err(_) => None,
         }
-        assert!(Instant::now() < deadline, "no {css} within {NAVIGATION:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn wait_for_text(browser: &Browser, needle: &str) {
-    let deadline = Instant::now() + NAVIGATION;
-    loop {
-        if browser.page_source().await.contains(needle) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never showed {needle:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await
 }
 
 /// The byte ranges of the VM's disk file that the VM wrote (qcow2 clusters of the top

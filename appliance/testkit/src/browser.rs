@@ -629,6 +629,32 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's URL has the path `path` (`/dashboard`, whatever the host
+    /// and query).
+    pub async fn wait_for_path(&self, path: &str, timeout: Duration) -> String {
+        self.wait_for_url(
+            |url| reqwest::Url::parse(url).is_ok_and(|u| u.path() == path),
+            timeout,
+        )
+        .await
+    }
+
+    /// Waits until the page's visible text contains `needle`.
+    pub async fn wait_for_text(&self, needle: &str, timeout: Duration) {
+        crate::eventually(timeout, &format!("the page to show {needle:?}"), || async {
+            let text = self
+                .execute(
+                    "return document.body ? document.body.innerText : ''",
+                    vec![],
+                )
+                .await;
+            text.as_str()
+                .is_some_and(|t| t.contains(needle))
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Ends the session (Chromium exits) and stops ChromeDriver.
     pub async fn quit(mut self) {
         if let Err(e) = self.cmd(reqwest::Method::DELETE, "", None).await {
