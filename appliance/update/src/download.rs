@@ -21,7 +21,9 @@ pub enum DownloadError {
     #[error("The bundle could not be downloaded: {0}")]
     Http(String),
     /// The server sent more bytes than the signed length; the partial file was deleted.
-    #[error("The server sent more than the {expected} bytes the update metadata lists for the bundle")]
+    #[error(
+        "The server sent more than the {expected} bytes the update metadata lists for the bundle"
+    )]
     TooLong {
         /// The signed length.
         expected: u64,
@@ -123,7 +125,10 @@ pub async fn fetch(
     if !is_plain_file_name(&offer.target) {
         return Err(DownloadError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("the target name {:?} is not a plain file name", offer.target),
+            format!(
+                "the target name {:?} is not a plain file name",
+                offer.target
+            ),
         )));
     }
     let done_path = dir.join(&offer.target);
@@ -207,7 +212,10 @@ pub async fn fetch(
 
     if done != expected {
         remove_if_exists(&part).await?;
-        return Err(DownloadError::Length { expected, got: done });
+        return Err(DownloadError::Length {
+            expected,
+            got: done,
+        });
     }
     let got: [u8; 32] = hasher.finalize().into();
     if got != offer.sha256 {
@@ -430,7 +438,10 @@ pub(crate) mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, DownloadError::TooLong { expected } if expected == data.len() as u64), "{err:?}");
+        assert!(
+            matches!(err, DownloadError::TooLong { expected } if expected == data.len() as u64),
+            "{err:?}"
+        );
         assert!(!s.out.path().join("bundle.raucb.part").exists());
         assert!(!s.out.path().join("bundle.raucb").exists());
     }

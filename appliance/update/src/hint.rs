@@ -85,9 +85,7 @@ impl HintSecret {
             HintError::InvalidSecret(format!("it must start with \"{SECRET_PREFIX}\""))
         })?;
         let key = Zeroizing::new(BASE64.decode(b64).map_err(|_| {
-            HintError::InvalidSecret(format!(
-                "the text after \"{SECRET_PREFIX}\" is not base64"
-            ))
+            HintError::InvalidSecret(format!("the text after \"{SECRET_PREFIX}\" is not base64"))
         })?);
         if key.len() < MIN_KEY_LEN {
             return Err(HintError::InvalidSecret(format!(
@@ -472,24 +470,52 @@ mod tests {
 
         let mut g = gate(&dir);
         let r = g.check(&Hint { id: "", ..good }, now).unwrap_err();
-        assert!(matches!(r, Refusal::Malformed(_)) && r.http_status() == 400, "{r:?}");
+        assert!(
+            matches!(r, Refusal::Malformed(_)) && r.http_status() == 400,
+            "{r:?}"
+        );
         let r = g
-            .check(&Hint { timestamp: "soon", ..good }, now)
+            .check(
+                &Hint {
+                    timestamp: "soon",
+                    ..good
+                },
+                now,
+            )
             .unwrap_err();
         assert!(matches!(r, Refusal::Malformed(_)), "{r:?}");
         let r = g
-            .check(&Hint { signature: "v2,abc", ..good }, now)
+            .check(
+                &Hint {
+                    signature: "v2,abc",
+                    ..good
+                },
+                now,
+            )
             .unwrap_err();
         assert!(matches!(r, Refusal::Malformed(_)), "{r:?}");
 
         let r = g.check(&good, at(1_000_000 + 301)).unwrap_err();
-        assert_eq!((r.clone(), r.http_status()), (Refusal::Stale { skew_secs: -301 }, 401));
-        assert!(r.message().contains("301 seconds behind"), "{}", r.message());
+        assert_eq!(
+            (r.clone(), r.http_status()),
+            (Refusal::Stale { skew_secs: -301 }, 401)
+        );
+        assert!(
+            r.message().contains("301 seconds behind"),
+            "{}",
+            r.message()
+        );
         let r = g.check(&good, at(1_000_000 - 400)).unwrap_err();
         assert_eq!(r, Refusal::Stale { skew_secs: 400 });
 
         let r = g
-            .check(&Hint { body: b"{\"x\":1}", ..good }, now)
+            .check(
+                &Hint {
+                    body: b"{\"x\":1}",
+                    ..good
+                },
+                now,
+            )
             .unwrap_err();
         assert_eq!((r.clone(), r.http_status()), (Refusal::BadSignature, 401));
 
@@ -508,7 +534,10 @@ mod tests {
             body: b"",
         };
         for i in 0..10 {
-            assert_eq!(g.check(&forged, at(1_000_000 + i)), Err(Refusal::BadSignature));
+            assert_eq!(
+                g.check(&forged, at(1_000_000 + i)),
+                Err(Refusal::BadSignature)
+            );
         }
         let (ts, sig) = signed("msg_4", 1_000_020, b"{}");
         let good = Hint {
@@ -518,7 +547,12 @@ mod tests {
             body: b"{}",
         };
         let r = g.check(&good, at(1_000_020)).unwrap_err();
-        assert_eq!(r, Refusal::RateLimited { retry_after_secs: 40 });
+        assert_eq!(
+            r,
+            Refusal::RateLimited {
+                retry_after_secs: 40
+            }
+        );
         assert_eq!(r.http_status(), 429);
         // A minute after the first, one slot is free again.
         assert_eq!(g.check(&good, at(1_000_060)), Ok(()));
@@ -545,8 +579,7 @@ mod tests {
         };
         assert_eq!(g.check(&new, at(1_000_700)), Ok(()));
         let stored: SeenFile =
-            serde_json::from_slice(&std::fs::read(dir.path().join("seen.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(dir.path().join("seen.json")).unwrap()).unwrap();
         assert_eq!(stored.ids.keys().collect::<Vec<_>>(), ["new"]);
     }
 }

@@ -75,7 +75,9 @@ pub enum RepoError {
     #[error("The update metadata has expired: {0}")]
     Expired(String),
     /// Metadata is older than what this appliance trusted before.
-    #[error("The update metadata is older than metadata trusted before (possible rollback attack): {0}")]
+    #[error(
+        "The update metadata is older than metadata trusted before (possible rollback attack): {0}"
+    )]
     Rollback(String),
     /// Anything else: unreadable metadata, mismatched hashes, local datastore trouble.
     #[error("The update metadata is invalid: {0}")]
@@ -129,7 +131,12 @@ impl Transport for ReqwestTransport {
         match url.scheme() {
             "http" | "https" => {}
             "file" => return FilesystemTransport.fetch(url).await,
-            _ => return Err(TransportError::new(TransportErrorKind::UnsupportedUrlScheme, url)),
+            _ => {
+                return Err(TransportError::new(
+                    TransportErrorKind::UnsupportedUrlScheme,
+                    url,
+                ));
+            }
         }
         let response = self
             .client
@@ -212,7 +219,10 @@ pub async fn check(settings: &RepoSettings, client: reqwest::Client) -> Result<C
         let name = name.raw();
         let field = |key: &str| target.custom.get(key).and_then(|v| v.as_str());
         let (Some(version), Some(compatible)) = (field("version"), field("compatible")) else {
-            tracing::warn!(target = name, "update target without version or compatible left out");
+            tracing::warn!(
+                target = name,
+                "update target without version or compatible left out"
+            );
             continue;
         };
         if compatible != settings.compatible {
@@ -220,15 +230,25 @@ pub async fn check(settings: &RepoSettings, client: reqwest::Client) -> Result<C
             continue;
         }
         let Ok(version) = semver::Version::parse(version) else {
-            tracing::warn!(target = name, version, "update target with an invalid version left out");
+            tracing::warn!(
+                target = name,
+                version,
+                "update target with an invalid version left out"
+            );
             continue;
         };
         let Ok(sha256) = <[u8; 32]>::try_from(&target.hashes.sha256[..]) else {
-            tracing::warn!(target = name, "update target with a malformed sha256 left out");
+            tracing::warn!(
+                target = name,
+                "update target with a malformed sha256 left out"
+            );
             continue;
         };
         if !is_plain_file_name(name) {
-            tracing::warn!(target = name, "update target whose name is not a file name left out");
+            tracing::warn!(
+                target = name,
+                "update target whose name is not a file name left out"
+            );
             continue;
         }
         let url = targets_url.join(name).map_err(|e| {
@@ -253,4 +273,344 @@ pub async fn check(settings: &RepoSettings, client: reqwest::Client) -> Result<C
         offers,
         other_boards,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::tests::{Mode, serve};
+    use crate::download::{self, DownloadError};
+    use crate::publish::{self, Keys, Publication};
+    use std::path::Path;
+
+    const BOARD: &str = "contextvault-x86_64";
+
+    fn days(n: i64) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24 * n))
+            .unwrap()
+    }
+
+    /// Keys in `dir/<name>` and their root.json.
+    async fn owner(dir: &Path, name: &str) -> (Keys, PathBuf) {
+        let keys = publish::generate_keys(&dir.join(name)).unwrap();
+        let root = dir.join(format!("{name}-root.json"));
+        publish::create_root(&keys, &root, days(365)).await.unwrap();
+        (keys, root)
+    }
+
+    async fn add(
+        repo: &Path,
+        root: &Path,
+        keys: &Keys,
+        file: &str,
+        version: &str,
+        compatible: &str,
+        timestamp_days: i64,
+    ) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join(file);
+        let content = format!("bundle {file} {version} {compatible}")
+            .repeat(100)
+            .into_bytes();
+        std::fs::write(&bundle, &content).unwrap();
+        let version = semver::Version::parse(version).unwrap();
+        publish::publish(
+            repo,
+            root,
+            keys,
+            &Publication {
+                bundle: &bundle,
+                version: &version,
+                compatible,
+                targets_expires: days(30),
+                snapshot_expires: days(30),
+                timestamp_expires: days(timestamp_days),
+            },
+        )
+        .await
+        .unwrap();
+        content
+    }
+
+    fn file_settings(repo: &Path, root: &Path, datastore: &Path) -> RepoSettings {
+        RepoSettings {
+            root: root.to_owned(),
+            datastore: datastore.to_owned(),
+            metadata_url: Url::from_directory_path(repo.join("metadata")).unwrap(),
+            targets_url: Url::from_directory_path(repo.join("targets")).unwrap(),
+            compatible: BOARD.into(),
+        }
+    }
+
+    async fn http_settings(repo: &Path, root: &Path, datastore: &Path) -> RepoSettings {
+        let (base, _) = serve(repo.to_owned(), Mode::Honest).await;
+        RepoSettings {
+            root: root.to_owned(),
+            datastore: datastore.to_owned(),
+            metadata_url: base.join("metadata").unwrap(),
+            targets_url: base.join("targets").unwrap(),
+            compatible: BOARD.into(),
+        }
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    #[tokio::test]
+    async fn newest_compatible_offer_over_http_then_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, root) = owner(dir.path(), "keys").await;
+        let repo = dir.path().join("repo");
+        add(&repo, &root, &keys, "cv-1.0.0.raucb", "1.0.0", BOARD, 7).await;
+        let newest = add(&repo, &root, &keys, "cv-1.10.0.raucb", "1.10.0", BOARD, 7).await;
+        add(&repo, &root, &keys, "cv-1.2.0.raucb", "1.2.0", BOARD, 7).await;
+        add(
+            &repo,
+            &root,
+            &keys,
+            "arm-9.0.0.raucb",
+            "9.0.0",
+            "contextvault-aarch64",
+            7,
+        )
+        .await;
+
+        let settings = http_settings(&repo, &root, &dir.path().join("datastore")).await;
+        let check = check(&settings, client()).await.unwrap();
+        let names: Vec<_> = check.offers.iter().map(|o| o.target.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cv-1.10.0.raucb", "cv-1.2.0.raucb", "cv-1.0.0.raucb"]
+        );
+        assert_eq!(
+            check.other_boards,
+            [(
+                "arm-9.0.0.raucb".to_owned(),
+                "contextvault-aarch64".to_owned()
+            )]
+        );
+        let offer = &check.offers[0];
+        assert_eq!(offer.version, semver::Version::new(1, 10, 0));
+        assert_eq!(offer.compatible, BOARD);
+        assert_eq!(offer.length, newest.len() as u64);
+        assert_eq!(
+            offer.url.as_str(),
+            format!(
+                "{}cv-1.10.0.raucb",
+                settings
+                    .targets_url
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned()
+                    + "/"
+            )
+        );
+
+        let out = tempfile::tempdir().unwrap();
+        let path = download::fetch(&client(), offer, out.path(), |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), newest);
+
+        // The same bundle changed on the server: the signed hash catches it.
+        let mut tampered = newest.clone();
+        tampered[0] ^= 1;
+        std::fs::write(repo.join("targets/cv-1.10.0.raucb"), &tampered).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = download::fetch(&client(), offer, out.path(), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DownloadError::Hash { .. }), "{err:?}");
+        // And a longer one, its length.
+        tampered.push(0);
+        std::fs::write(repo.join("targets/cv-1.10.0.raucb"), &tampered).unwrap();
+        let err = download::fetch(&client(), offer, out.path(), |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DownloadError::TooLong { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn targets_signed_by_the_wrong_key_is_bad_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, root) = owner(dir.path(), "keys").await;
+        // The same root, snapshot and timestamp keys, but another targets key: a root.json
+        // the appliance does not trust signs a repository it will read.
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let mut rogue = Keys::in_dir(&other);
+        for (from, to) in [
+            (&keys.root, &rogue.root),
+            (&keys.snapshot, &rogue.snapshot),
+            (&keys.timestamp, &rogue.timestamp),
+        ] {
+            std::fs::copy(from, to).unwrap();
+        }
+        publish::generate_key(&rogue.targets).unwrap();
+        let rogue_root = dir.path().join("rogue-root.json");
+        publish::create_root(&rogue, &rogue_root, days(365))
+            .await
+            .unwrap();
+        rogue.root = keys.root.clone();
+        let repo = dir.path().join("repo");
+        add(
+            &repo,
+            &rogue_root,
+            &rogue,
+            "cv-1.0.0.raucb",
+            "1.0.0",
+            BOARD,
+            7,
+        )
+        .await;
+
+        let settings = http_settings(&repo, &root, &dir.path().join("datastore")).await;
+        let err = check(&settings, client()).await.unwrap_err();
+        assert!(matches!(err, RepoError::BadSignature(_)), "{err:?}");
+        assert!(err.to_string().contains("targets"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn expired_timestamp_is_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, root) = owner(dir.path(), "keys").await;
+        let repo = dir.path().join("repo");
+        add(&repo, &root, &keys, "cv-1.0.0.raucb", "1.0.0", BOARD, -1).await;
+        let settings = file_settings(&repo, &root, &dir.path().join("datastore"));
+        let err = check(&settings, client()).await.unwrap_err();
+        assert!(matches!(err, RepoError::Expired(_)), "{err:?}");
+        assert!(err.to_string().contains("timestamp"), "{err}");
+        // Re-signing (what the owner does when the timestamp runs out) repairs it.
+        add(&repo, &root, &keys, "cv-1.0.0.raucb", "1.0.0", BOARD, 1).await;
+        assert_eq!(check(&settings, client()).await.unwrap().offers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn metadata_going_backwards_is_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, root) = owner(dir.path(), "keys").await;
+        let repo = dir.path().join("repo");
+        add(&repo, &root, &keys, "cv-1.0.0.raucb", "1.0.0", BOARD, 7).await;
+        let old = dir.path().join("old");
+        copy_dir(&repo, &old);
+        add(&repo, &root, &keys, "cv-1.1.0.raucb", "1.1.0", BOARD, 7).await;
+
+        let datastore = dir.path().join("datastore");
+        let check_new = check(&file_settings(&repo, &root, &datastore), client())
+            .await
+            .unwrap();
+        assert_eq!(check_new.offers[0].version, semver::Version::new(1, 1, 0));
+        // A mirror (or an attacker) now serves the older, still validly signed metadata.
+        let err = check(&file_settings(&old, &root, &datastore), client())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RepoError::Rollback(_)), "{err:?}");
+        // A fresh appliance without that history takes it.
+        let fresh = dir.path().join("fresh");
+        assert!(
+            check(&file_settings(&old, &root, &fresh), client())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn root_rotation_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, root) = owner(dir.path(), "keys").await;
+        let repo = dir.path().join("repo");
+        add(&repo, &root, &keys, "cv-1.0.0.raucb", "1.0.0", BOARD, 7).await;
+        let datastore = dir.path().join("datastore");
+        let settings = http_settings(&repo, &root, &datastore).await;
+        check(&settings, client()).await.unwrap();
+
+        let new_root_key = dir.path().join("new-root.pem");
+        publish::generate_key(&new_root_key).unwrap();
+        publish::rotate_root(&repo, &keys, &new_root_key, days(365))
+            .await
+            .unwrap();
+        assert!(repo.join("metadata/2.root.json").exists());
+        // Publishing goes on after the rotation, from the original trusted root.
+        add(&repo, &root, &keys, "cv-1.1.0.raucb", "1.1.0", BOARD, 7).await;
+
+        let check_after = check(&settings, client()).await.unwrap();
+        assert_eq!(check_after.offers[0].version, semver::Version::new(1, 1, 0));
+        let trusted: tough::schema::Signed<tough::schema::Root> =
+            serde_json::from_slice(&std::fs::read(datastore.join("root.json")).unwrap()).unwrap();
+        assert_eq!(trusted.signed.version.get(), 2);
+
+        // A second rotation, signed with the new key as the old one.
+        let newer = dir.path().join("newer-root.pem");
+        publish::generate_key(&newer).unwrap();
+        let mut rotated_keys = keys.clone();
+        rotated_keys.root = new_root_key.clone();
+        publish::rotate_root(&repo, &rotated_keys, &newer, days(365))
+            .await
+            .unwrap();
+        // A fresh appliance walks 1 → 2 → 3.
+        let fresh = dir.path().join("fresh");
+        let settings = http_settings(&repo, &root, &fresh).await;
+        check(&settings, client()).await.unwrap();
+        let trusted: tough::schema::Signed<tough::schema::Root> =
+            serde_json::from_slice(&std::fs::read(fresh.join("root.json")).unwrap()).unwrap();
+        assert_eq!(trusted.signed.version.get(), 3);
+
+        // A rotation the old root key did not sign is refused.
+        let bad = dir.path().join("bad-root.pem");
+        publish::generate_key(&bad).unwrap();
+        let mut wrong = keys.clone();
+        wrong.root = bad.clone();
+        let err = publish::rotate_root(&repo, &wrong, &bad, days(365))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, publish::PublishError::Tuf { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, root) = owner(dir.path(), "keys").await;
+        // Bind and drop: nothing listens on that port any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let settings = RepoSettings {
+            root,
+            datastore: dir.path().join("datastore"),
+            metadata_url: base.join("metadata/").unwrap(),
+            targets_url: base.join("targets/").unwrap(),
+            compatible: BOARD.into(),
+        };
+        let err = check(&settings, client()).await.unwrap_err();
+        assert!(matches!(err, RepoError::Unreachable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn generate_keys_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        publish::generate_keys(dir.path()).unwrap();
+        let err = publish::generate_keys(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, publish::PublishError::KeyExists(_)),
+            "{err:?}"
+        );
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
 }

@@ -1,1 +1,173 @@
-fn main() {}
+//! `contextvault-publish`: the owner's tool for their own update repository.
+//!
+//! - `keys --dir DIR`: four new Ed25519 role keys in DIR and `DIR/root.json` (version 1),
+//!   the root to bake into the appliance image.
+//! - `add --repo DIR --keys DIR --bundle FILE --version V --compatible C`: add (or
+//!   replace) a RAUC bundle and re-sign targets, snapshot and timestamp. Run it again
+//!   with the same bundle to renew expiring metadata.
+//! - `rotate-root --repo DIR --keys DIR --new-root-key FILE`: a new root version with a
+//!   new root key, signed by the old and the new one (FILE is created if missing).
+//!
+//! Errors print one line and exit non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use cv_update::publish::{self, Keys, Publication};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contextvault-publish",
+    about = "Publish Context Vault update bundles (TUF repository, offline keys)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the four role keys and DIR/root.json.
+    Keys {
+        /// Directory for root.pem, targets.pem, snapshot.pem, timestamp.pem and root.json.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days until root.json expires.
+        #[arg(long, default_value_t = 365, allow_hyphen_values = true)]
+        expires_days: i64,
+    },
+    /// Add (or replace) a bundle and re-sign the repository.
+    Add {
+        /// The repository (metadata/ and targets/ inside); created when empty.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The key directory (as written by `keys`); its root.json is the trusted root.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The RAUC bundle.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The bundle's version (semver).
+        #[arg(long)]
+        version: semver::Version,
+        /// The board it is for (RAUC compatible), e.g. contextvault-x86_64.
+        #[arg(long)]
+        compatible: String,
+        /// Days until targets.json and snapshot.json expire (may be negative).
+        #[arg(long, default_value_t = 90, allow_hyphen_values = true)]
+        expires_days: i64,
+        /// Days until timestamp.json expires (may be negative).
+        #[arg(long, default_value_t = 7, allow_hyphen_values = true)]
+        timestamp_expires_days: i64,
+    },
+    /// Replace the root key: a new root version signed by the old and the new key.
+    RotateRoot {
+        /// The repository.
+        #[arg(long)]
+        repo: PathBuf,
+        /// The key directory holding the current root.pem.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The new root key (PKCS#8 PEM); generated if the file does not exist.
+        #[arg(long)]
+        new_root_key: PathBuf,
+        /// Days until the new root expires.
+        #[arg(long, default_value_t = 365, allow_hyphen_values = true)]
+        expires_days: i64,
+    },
+}
+
+fn in_days(days: i64) -> anyhow::Result<jiff::Timestamp> {
+    let hours = days
+        .checked_mul(24)
+        .context("the number of days is too large")?;
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(hours))
+        .context("the number of days is too large")
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keys { dir, expires_days } => {
+            let keys = publish::generate_keys(&dir)?;
+            let root = dir.join("root.json");
+            publish::create_root(&keys, &root, in_days(expires_days)?).await?;
+            println!("keys and {} written; keep root.pem offline", root.display());
+        }
+        Command::Add {
+            repo,
+            keys,
+            bundle,
+            version,
+            compatible,
+            expires_days,
+            timestamp_expires_days,
+        } => {
+            let expires = in_days(expires_days)?;
+            publish::publish(
+                &repo,
+                &keys.join("root.json"),
+                &Keys::in_dir(&keys),
+                &Publication {
+                    bundle: &bundle,
+                    version: &version,
+                    compatible: &compatible,
+                    targets_expires: expires,
+                    snapshot_expires: expires,
+                    timestamp_expires: in_days(timestamp_expires_days)?,
+                },
+            )
+            .await?;
+            println!(
+                "{} {version} ({compatible}) published in {}",
+                bundle.display(),
+                repo.display()
+            );
+        }
+        Command::RotateRoot {
+            repo,
+            keys,
+            new_root_key,
+            expires_days,
+        } => {
+            if !new_root_key.exists() {
+                publish::generate_key(&new_root_key)?;
+                println!("new root key written to {}", new_root_key.display());
+            }
+            publish::rotate_root(
+                &repo,
+                &Keys::in_dir(&keys),
+                &new_root_key,
+                in_days(expires_days)?,
+            )
+            .await?;
+            println!(
+                "root rotated in {}; use {} as root.pem from now on",
+                repo.display(),
+                new_root_key.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Our errors already carry their causes in their own message.
+            let line = e.to_string().replace('\n', " ");
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
