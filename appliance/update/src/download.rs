@@ -174,13 +174,21 @@ pub async fn fetch(
                 offer.url
             )));
         }
+        if status == reqwest::StatusCode::PARTIAL_CONTENT && !resumed {
+            // A range we did not ask for: what we hold cannot be trusted to line up.
+            remove_if_exists(&part).await?;
+            return Err(DownloadError::Http(format!(
+                "the server answered a range other than the one asked for, for {}",
+                offer.url
+            )));
+        }
         let mut file = if resumed {
             tokio::fs::OpenOptions::new()
                 .append(true)
                 .open(&part)
                 .await?
         } else {
-            // A plain 200 (the server ignored Range), or a range we did not ask for.
+            // A plain 200: a fresh download, or the server ignored Range.
             hasher = Sha256::new();
             done = 0;
             tokio::fs::File::create(&part).await?

@@ -590,6 +590,38 @@ mod tests {
         assert!(matches!(err, RepoError::Unreachable(_)), "{err:?}");
     }
 
+    #[tokio::test]
+    async fn transport_reports_404_as_file_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("there.json"), b"{}").unwrap();
+        let (base, _) = serve(dir.path().to_owned(), Mode::Honest).await;
+        let transport = ReqwestTransport::new(client());
+        let err = transport
+            .fetch(base.join("2.root.json").unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), TransportErrorKind::FileNotFound);
+        let stream = transport
+            .fetch(base.join("there.json").unwrap())
+            .await
+            .unwrap();
+        let body: Vec<u8> = stream
+            .try_fold(Vec::new(), |mut acc, b| async move {
+                acc.extend_from_slice(&b);
+                Ok(acc)
+            })
+            .await
+            .unwrap();
+        assert_eq!(body, b"{}");
+        let err = transport
+            .fetch(Url::parse("ftp://example.invalid/x").unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), TransportErrorKind::UnsupportedUrlScheme);
+    }
+
     #[test]
     fn generate_keys_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
