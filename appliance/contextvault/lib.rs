@@ -99,6 +99,10 @@ pub fn main() -> ExitCode {
     {
         return cv_sandbox::enter_jail_and_exec();
     }
+    // Everything here speaks TLS through ring; the update client's TUF library also
+    // builds rustls's aws-lc-rs backend, and with two backends built rustls would pick no
+    // default for the code (the ACME client's) that asks it for one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -109,6 +109,13 @@ const ROUTES: &[Route] = &[
         Body::Form(&[("step", "trust")]),
     ),
     route("GET", "/system", Body::None),
+    route("POST", "/system/update/check", Body::Form(&[])),
+    route("POST", "/system/update/restart", Body::Form(&[])),
+    route(
+        "POST",
+        "/system/update/retry",
+        Body::Form(&[("version", "0.0.1")]),
+    ),
     route("GET", "/capture", Body::None),
     route("GET", "/notes", Body::None),
     route(
@@ -312,6 +319,12 @@ const ROUTES: &[Route] = &[
     route("GET", "/api/v1/search?q=otter", Body::None),
     route("GET", "/api/v1/search", Body::None),
     route("GET", "/api/v1/vault", Body::None),
+    route("GET", "/api/v1/update", Body::None),
+    route(
+        "POST",
+        "/api/v1/update/hint",
+        Body::Json(r#"{"type":"update.published"}"#),
+    ),
     route("POST", "/api/v1/lock", Body::None),
     route("POST", "/vault/lock", Body::Form(&[])),
     route("POST", "/logout", Body::Form(&[])),
@@ -340,6 +353,7 @@ fn public(path: &str) -> bool {
             | "/api/v1/openapi.json"
             | "/api/v1/login"
             | "/api/v1/account/renew"
+            | "/api/v1/update/hint"
     )
 }
 
@@ -545,7 +559,7 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
                     if path.starts_with("/users")
                         || path.starts_with("/wireguard")
                         || path == "/settings"
-                        || path == "/system" =>
+                        || path.starts_with("/system") =>
                 {
                     assert_eq!(status, 403, "{what}");
                 }

@@ -76,6 +76,7 @@ pub struct Config {
     pub insights: Insights,
     pub acme: Acme,
     pub wireguard: Wireguard,
+    pub update: Update,
 }
 
 /// Where the web service listens.
@@ -172,6 +173,72 @@ pub struct Workers {
     /// then runs on the GPU when `scripts/fetch-model --gpu` installed the CUDA runtime.
     /// Ignored by a build without CUDA support.
     pub gpu: bool,
+}
+
+/// Self-update (`[update]`): where signed updates come from, what may ask the box to
+/// look for one now, and when it may restart into one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The update repository's base URL (`http://` or `https://`, ending in `/`): TUF
+    /// metadata under `metadata/`, bundles under `targets/`. `None`: no updates.
+    pub repository: Option<String>,
+    /// Absolute; a file holding the hint secret (`whsec_…`), mode 0600 (checked when it
+    /// is read). `None`: every hint is refused.
+    pub hint_secret_file: Option<PathBuf>,
+    /// How often the box checks without a hint.
+    pub check_interval: Duration,
+    /// When an installed update may restart the box: `None` as soon as it is installed.
+    pub reboot_window: Option<RebootWindow>,
+    /// How long a new version has to show that the whole stack works before it is
+    /// rolled back.
+    pub gate_timeout: Duration,
+}
+
+/// A daily window, in the box's time zone: `start` to `end` minutes after midnight
+/// (`end` < `start`: the window spans midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebootWindow {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl RebootWindow {
+    /// Reads "HH:MM-HH:MM".
+    pub fn parse(text: &str) -> Option<RebootWindow> {
+        let (start, end) = text.split_once('-')?;
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.trim().split_once(':')?;
+            if h.len() != 2 || m.len() != 2 {
+                return None;
+            }
+            let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+            (h < 24 && m < 60).then_some(h * 60 + m)
+        };
+        let (start, end) = (minutes(start)?, minutes(end)?);
+        (start != end).then_some(RebootWindow { start, end })
+    }
+
+    /// Whether `minute` (after midnight) lies in the window.
+    pub fn contains(self, minute: u16) -> bool {
+        if self.start < self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl fmt::Display for RebootWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
 }
 
 /// The insights job: themes among recent captures and tasks due soon, on the dashboard.
@@ -512,6 +579,36 @@ impl Config {
                     || "(none)".to_owned(),
                     |d| d.tsig_secret_file.display().to_string(),
                 ),
+            ),
+            (
+                "update.repository",
+                self.update
+                    .repository
+                    .clone()
+                    .unwrap_or_else(|| "(none: no updates)".to_owned()),
+            ),
+            // The path only; the secret itself is never read here.
+            (
+                "update.hint_secret_file",
+                self.update.hint_secret_file.as_ref().map_or_else(
+                    || "(none: hints refused)".to_owned(),
+                    |p| p.display().to_string(),
+                ),
+            ),
+            (
+                "update.check_interval_hours",
+                (self.update.check_interval.as_secs() / 3600).to_string(),
+            ),
+            (
+                "update.reboot_window",
+                self.update.reboot_window.map_or_else(
+                    || "(none: restart once installed)".to_owned(),
+                    |w| w.to_string(),
+                ),
+            ),
+            (
+                "update.gate_timeout_minutes",
+                (self.update.gate_timeout.as_secs() / 60).to_string(),
             ),
             ("wireguard.enabled", self.wireguard.enabled.to_string()),
             ("wireguard.interface", wg.interface.to_string()),

@@ -50,6 +50,8 @@ pub(crate) struct RawConfig {
     pub acme: RawAcme,
     #[serde(default)]
     pub wireguard: RawWireguard,
+    #[serde(default)]
+    pub update: RawUpdate,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,9 +160,20 @@ pub(crate) struct RawWireguard {
     pub client_allowed_ips: Option<Vec<String>>,
 }
 
+/// `[update]`. Text settings read "" as "not set", like `[acme]`'s.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpdate {
+    pub repository: Option<String>,
+    pub hint_secret_file: Option<String>,
+    pub check_interval_hours: Option<i64>,
+    pub reboot_window: Option<String>,
+    pub gate_timeout_minutes: Option<i64>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 11] = [
+pub(crate) const TABLES: [&str; 12] = [
     "appliance",
     "network",
     "tls",
@@ -172,6 +185,7 @@ pub(crate) const TABLES: [&str; 11] = [
     "insights",
     "acme",
     "wireguard",
+    "update",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

@@ -118,6 +118,13 @@ fn a_minimal_file_gets_the_documented_defaults() {
                     51820,
                 ),
             },
+            update: Update {
+                repository: None,
+                hint_secret_file: None,
+                check_interval: Duration::from_secs(24 * 3600),
+                reboot_window: None,
+                gate_timeout: Duration::from_secs(10 * 60),
+            },
         }
     );
     // No endpoint, no DNS; clients route the tunnel network.
@@ -1330,4 +1337,63 @@ fn acme_hostile_input_is_refused_with_its_key() {
         4,
         "is empty",
     );
+}
+
+#[test]
+fn the_update_settings_are_read_and_checked() {
+    let config = parse(&with(
+        "[update]\nrepository = \"https://updates.example.org/cv\"\n\
+         hint_secret_file = \"/var/lib/contextvault/hint.secret\"\n\
+         check_interval_hours = 6\nreboot_window = \"23:30-02:00\"\ngate_timeout_minutes = 3\n",
+    ))
+    .expect("valid");
+    let u = &config.update;
+    // A base URL ends in "/", so that metadata/ and targets/ go below it.
+    assert_eq!(
+        u.repository.as_deref(),
+        Some("https://updates.example.org/cv/")
+    );
+    assert_eq!(
+        u.hint_secret_file.as_deref(),
+        Some(Path::new("/var/lib/contextvault/hint.secret"))
+    );
+    assert_eq!(u.check_interval, Duration::from_secs(6 * 3600));
+    assert_eq!(u.gate_timeout, Duration::from_secs(180));
+    let window = u.reboot_window.expect("a window");
+    assert_eq!(window.to_string(), "23:30-02:00");
+    // Across midnight.
+    assert!(window.contains(23 * 60 + 45) && window.contains(60) && !window.contains(12 * 60));
+    let summary = config.summary();
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.starts_with("update.reboot_window ") && l.ends_with(" 23:30-02:00")),
+        "{summary}"
+    );
+
+    for (line, why) in [
+        (
+            "repository = \"ftp://x.example.org/\"",
+            "http:// or https://",
+        ),
+        (
+            "repository = \"https://user@x.example.org/\"",
+            "names no host",
+        ),
+        ("repository = \"https://x.example.org/?a=1\"", "no query"),
+        ("hint_secret_file = \"hint.secret\"", "absolute"),
+        ("check_interval_hours = 0", "from 1 to 168"),
+        ("reboot_window = \"3-5\"", "HH:MM-HH:MM"),
+        ("reboot_window = \"25:00-02:00\"", "HH:MM-HH:MM"),
+        ("reboot_window = \"03:00-03:00\"", "HH:MM-HH:MM"),
+        ("gate_timeout_minutes = 61", "from 1 to 60"),
+    ] {
+        let err = parse(&with(&format!("[update]\n{line}\n"))).expect_err(line);
+        assert!(err.to_string().contains(why), "{line}: {err}");
+    }
+    // "" means "not set", as everywhere.
+    let config =
+        parse(&with("[update]\nrepository = \"\"\nreboot_window = \"\"\n")).expect("valid");
+    assert_eq!(config.update.repository, None);
+    assert_eq!(config.update.reboot_window, None);
 }

@@ -15,11 +15,12 @@ use cv_net::wg::{Endpoint, InterfaceName, InvalidValue, WgNetwork, WgSettings};
 
 use crate::raw::{
     Document, RawAcme, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres,
-    RawService, RawSessions, RawTls, RawWireguard, RawWorkers,
+    RawService, RawSessions, RawTls, RawUpdate, RawWireguard, RawWorkers,
 };
 use crate::{
     Acme, AcmeChallenge, AcmeDns, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat,
-    Mode, Network, Postgres, SECONDS_PER_DAY, Service, Sessions, Tls, Wireguard, Workers,
+    Mode, Network, Postgres, RebootWindow, SECONDS_PER_DAY, Service, Sessions, Tls, Update,
+    Wireguard, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -70,6 +71,10 @@ const DEFAULT_WG_INTERFACE: &str = "cvwg0";
 const DEFAULT_WG_NETWORK: &str = "10.213.0.0/24";
 /// WireGuard's customary port (the one in wg(8)'s and wg-quick(8)'s examples).
 const DEFAULT_WG_PORT: i64 = 51820;
+const DEFAULT_UPDATE_CHECK_HOURS: i64 = 24;
+/// Boot, PostgreSQL, the vault service and a worker loading its model: minutes on a slow
+/// box (an emulated CPU takes about two).
+const DEFAULT_GATE_MINUTES: i64 = 10;
 const DEFAULT_LOG_FORMAT: &str = "json";
 const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -129,9 +134,10 @@ pub(crate) fn validate(
     let insights = insights(&mut c, raw.insights);
     let acme = acme(&mut c, raw.acme);
     let wireguard = wireguard(&mut c, raw.wireguard);
+    let update = update(&mut c, raw.update);
     match (
         appliance, network, tls, postgres, service, sessions, log, workers, insights, acme,
-        wireguard,
+        wireguard, update,
     ) {
         (
             Some((data_dir, hostname)),
@@ -145,6 +151,7 @@ pub(crate) fn validate(
             Some(insights),
             Some(acme),
             Some(wireguard),
+            Some(update),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -159,6 +166,7 @@ pub(crate) fn validate(
             insights,
             acme,
             wireguard,
+            update,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -928,6 +936,88 @@ fn tsig_key_name(text: &str) -> Result<String, String> {
             "is {text:?}; a TSIG key name is labels of letters, digits, `-` and `_` separated \
              by dots, as in the DNS server's `key \"…\"` statement"
         )
+    })
+}
+
+fn update(c: &mut Checker<'_>, raw: RawUpdate) -> Option<Update> {
+    let repository = match set(raw.repository) {
+        None => Some(None),
+        Some(text) => c.take("update.repository", repository_url(&text)).map(Some),
+    };
+    let hint_secret_file = match set(raw.hint_secret_file) {
+        None => Some(None),
+        Some(text) => {
+            let path = PathBuf::from(text);
+            c.take(
+                "update.hint_secret_file",
+                absolute("the hint secret file", &path).map(|()| Some(path)),
+            )
+        }
+    };
+    let hours = raw
+        .check_interval_hours
+        .unwrap_or(DEFAULT_UPDATE_CHECK_HOURS);
+    let hours = c.take(
+        "update.check_interval_hours",
+        in_range(hours, 1, 7 * 24, "hours (a week)"),
+    );
+    let reboot_window = match set(raw.reboot_window) {
+        None => Some(None),
+        Some(text) => c.take(
+            "update.reboot_window",
+            RebootWindow::parse(&text).map(Some).ok_or_else(|| {
+                format!(
+                    "is {text:?}; give a daily window as \"HH:MM-HH:MM\" (24-hour clock, \
+                         e.g. \"03:00-05:00\"), or \"\" to restart as soon as an update is \
+                         installed"
+                )
+            }),
+        ),
+    };
+    let gate = raw.gate_timeout_minutes.unwrap_or(DEFAULT_GATE_MINUTES);
+    let gate = c.take(
+        "update.gate_timeout_minutes",
+        in_range(gate, 1, 60, "minutes"),
+    );
+    Some(Update {
+        repository: repository?,
+        hint_secret_file: hint_secret_file?,
+        check_interval: Duration::from_secs(hours? * 3600),
+        reboot_window: reboot_window?,
+        gate_timeout: Duration::from_secs(gate? * 60),
+    })
+}
+
+/// An update repository's base URL: http or https (the metadata is signed, so the
+/// transport need not be trusted), a host, no user or credentials, ending in `/`.
+fn repository_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "is {text:?}; it must be an http:// or https:// URL, e.g. \
+                 \"https://updates.example.org/contextvault/\""
+            )
+        })?;
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "is {text:?}; a URL cannot contain spaces or control characters"
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(format!("is {text:?}; it names no host (or names a user)"));
+    }
+    if text.contains(['?', '#']) {
+        return Err(format!(
+            "is {text:?}; a repository URL has no query or fragment"
+        ));
+    }
+    Ok(if text.ends_with('/') {
+        text.to_owned()
+    } else {
+        format!("{text}/")
     })
 }
 

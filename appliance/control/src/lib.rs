@@ -68,6 +68,22 @@ pub enum Request {
     /// Set the endpoint (`host:port`) written into new client configurations, unless the
     /// config file sets one: [`Response::WgPeers`], the overview with it.
     WgSetEndpoint { endpoint: String },
+    /// An update hint as it arrived (`POST /api/v1/update/hint`): the Standard Webhooks
+    /// headers and the body, for the supervisor to verify. It only ever makes the
+    /// supervisor check for an update now. Answered [`Response::Hint`].
+    UpdateHint {
+        id: String,
+        timestamp: String,
+        signature: String,
+        body: String,
+    },
+    /// The dashboard's "Check now": [`Response::Ok`] once the check is queued.
+    UpdateCheck {},
+    /// The dashboard's "Restart now" for an installed update waiting for its window.
+    UpdateRestart {},
+    /// The owner's explicit retry of a version that failed its health check and was
+    /// rolled back (it is never installed again otherwise).
+    UpdateRetry { version: String },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -81,6 +97,12 @@ pub enum Response {
     WgPeerAdded(WgPeerAdded),
     WgPeers(WgOverview),
     WgPeerRevoked(WgPeer),
+    /// What became of an update hint: the HTTP status to answer with (202 accepted;
+    /// 401, 403, 409, 429 refused) and a sentence saying why.
+    Hint {
+        status: u16,
+        message: String,
+    },
     /// The request was refused; the message says why (shown to admins, never secret).
     Error {
         message: String,
@@ -176,6 +198,43 @@ pub struct ApplianceStatus {
     /// it is large and most answers are about other things.
     #[serde(default)]
     pub acme: Option<Box<AcmeStatus>>,
+    /// Self-update; `None` from a supervisor that does not report it.
+    #[serde(default)]
+    pub update: Option<Box<UpdateStatus>>,
+}
+
+/// Self-update, for the dashboard and `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// Whether this box updates itself; when not, `off_reason` says why.
+    pub enabled: bool,
+    pub off_reason: Option<String>,
+    /// The running system's version (the image's), its root slot and board.
+    pub version: String,
+    pub slot: Option<String>,
+    pub compatible: Option<String>,
+    /// What the updater is doing: `idle`, `checking`, `downloading`, `verifying`,
+    /// `installing`, `ready` (installed, waiting to restart), `restarting`, or
+    /// `confirming` (a new version checking the whole stack before it is marked good).
+    pub phase: String,
+    /// The version being downloaded, installed or confirmed, or ready to restart into.
+    pub target: Option<String>,
+    /// Download progress in bytes, and install progress in percent, while they run.
+    pub downloaded_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub install_percent: Option<u8>,
+    /// The latest outcome, for people ("Update to 0.2.0 failed: … — rolled back").
+    pub message: Option<String>,
+    /// Whether `message` reports a problem.
+    pub problem: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_check: Option<time::OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_check: Option<time::OffsetDateTime>,
+    /// Versions that failed their health check: never installed again by themselves.
+    pub failed_versions: Vec<String>,
+    /// The daily window an installed update waits for ("03:00-05:00"), if any.
+    pub reboot_window: Option<String>,
 }
 
 /// The ACME certificate and its renewal, for the dashboard and `/healthz`.
@@ -486,6 +545,40 @@ impl ControlClient {
             Response::Error { message } => Err(ControlError::Refused(message)),
             _ => Err(ControlError::Refused(
                 "answered a WireGuard request with something else".into(),
+            )),
+        }
+    }
+
+    /// Hands an update hint to the supervisor; the answer is the HTTP status and why.
+    pub async fn update_hint(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &str,
+    ) -> Result<(u16, String), ControlError> {
+        let request = Request::UpdateHint {
+            id: id.to_owned(),
+            timestamp: timestamp.to_owned(),
+            signature: signature.to_owned(),
+            body: body.to_owned(),
+        };
+        match self.call(&request).await? {
+            Response::Hint { status, message } => Ok((status, message)),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered an update hint with something else".into(),
+            )),
+        }
+    }
+
+    /// The dashboard's update buttons: check now, restart now, retry a failed version.
+    pub async fn update_action(&self, request: &Request) -> Result<(), ControlError> {
+        match self.call(request).await? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(ControlError::Refused(
+                "answered an update request with something else".into(),
             )),
         }
     }

@@ -39,6 +39,14 @@ pub enum Event {
     MemberRemoved,
     /// A member deleted their own account (recorded for the owner).
     AccountDeleted,
+    /// Self-update (recorded for the owners, who run the box): a hint was taken or
+    /// refused, an update was refused, installed, confirmed, or rolled back.
+    UpdateHint,
+    UpdateHintRefused,
+    UpdateRefused,
+    UpdateInstalled,
+    UpdateConfirmed,
+    UpdateRolledBack,
 }
 
 impl Event {
@@ -65,6 +73,12 @@ impl Event {
             Event::RoleChanged => "role_changed",
             Event::MemberRemoved => "member_removed",
             Event::AccountDeleted => "account_deleted",
+            Event::UpdateHint => "update_hint",
+            Event::UpdateHintRefused => "update_hint_refused",
+            Event::UpdateRefused => "update_refused",
+            Event::UpdateInstalled => "update_installed",
+            Event::UpdateConfirmed => "update_confirmed",
+            Event::UpdateRolledBack => "update_rolled_back",
         }
     }
 
@@ -92,6 +106,12 @@ impl Event {
             "role_changed" => "Role changed",
             "member_removed" => "Household member removed",
             "account_deleted" => "A member deleted their account",
+            "update_hint" => "Update hint received",
+            "update_hint_refused" => "Update hint refused",
+            "update_refused" => "Update refused",
+            "update_installed" => "Update installed",
+            "update_confirmed" => "Update confirmed",
+            "update_rolled_back" => "Update rolled back",
             _ => "Other",
         }
     }
@@ -127,6 +147,26 @@ pub async fn record(
         .await
         .map_err(DbError::query("recording an audit event"))?;
     Ok(())
+}
+
+/// Records an event about the whole box for every owner (there is one, once the box is
+/// claimed): how many were written.
+pub async fn record_for_owners(
+    conn: &mut AsyncPgConnection,
+    event: Event,
+    detail: &str,
+) -> Result<usize, DbError> {
+    use crate::schema::users;
+    let owners: Vec<uuid::Uuid> = users::table
+        .filter(users::role.eq(crate::models::Role::Owner.as_str()))
+        .select(users::id)
+        .load(conn)
+        .await
+        .map_err(DbError::query("looking for the owners"))?;
+    for owner in &owners {
+        record(conn, UserId(*owner), event, detail, None).await?;
+    }
+    Ok(owners.len())
 }
 
 /// The account's newest events, newest first.

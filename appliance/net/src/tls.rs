@@ -936,9 +936,7 @@ pub(crate) fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, String
 
 /// A TLS client configuration (ring, safe default protocol versions) that trusts only
 /// `roots`.
-pub(crate) fn client_config(
-    roots: rustls::RootCertStore,
-) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

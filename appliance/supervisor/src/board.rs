@@ -73,6 +73,7 @@ impl StatusBoard {
                 components,
                 disk: None,
                 acme: None,
+                update: None,
             })),
         }
     }
@@ -139,6 +140,10 @@ impl StatusBoard {
 
     pub fn set_disk(&self, disk: DiskUsage) {
         self.with(|s| s.disk = Some(disk));
+    }
+
+    pub fn set_update(&self, update: cv_control::UpdateStatus) {
+        self.with(|s| s.update = Some(Box::new(update)));
     }
 
     pub fn set_acme(&self, acme: AcmeStatus) {

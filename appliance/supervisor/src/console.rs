@@ -344,7 +344,7 @@ async fn service_health(ctx: &Context) -> Option<(String, Vec<ConsoleComponent>)
 }
 
 /// The address to reach a socket bound to `ip` from the box itself.
-fn loopback_for(ip: IpAddr) -> IpAddr {
+pub(crate) fn loopback_for(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cv_control::{ComponentState, Request, Response, read_message, send_with_fd, write_message};
+use cv_db::audit::Event;
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 
@@ -150,6 +151,41 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             };
             let _ = write_message(&mut stream, &response).await;
         }
+        Request::UpdateHint {
+            id,
+            timestamp,
+            signature,
+            body,
+        } => {
+            let hint = cv_update::hint::Hint {
+                id: &id,
+                timestamp: &timestamp,
+                signature: &signature,
+                body: body.as_bytes(),
+            };
+            let (status, message) = ctx.updates.hint(&hint);
+            let _ = write_message(
+                &mut stream,
+                &Response::Hint {
+                    status,
+                    message: message.clone(),
+                },
+            )
+            .await;
+            // Every hint, taken or refused, goes into the owners' audit logs (the id is
+            // the sender's, cut short; never the body).
+            let id: String = id.chars().filter(|c| !c.is_control()).take(64).collect();
+            let (event, detail) = if status == 202 {
+                (Event::UpdateHint, format!("hint {id:?}: {message}"))
+            } else {
+                (
+                    Event::UpdateHintRefused,
+                    format!("hint {id:?} refused ({status}): {message}"),
+                )
+            };
+            tracing::info!(status, %message, "update hint");
+            crate::update::audit(&ctx, event, &detail).await;
+        }
         other => {
             let response = answer(&ctx, other);
             let _ = write_message(&mut stream, &response).await;
@@ -181,6 +217,31 @@ fn answer(ctx: &Context, request: Request) -> Response {
             }
             tracing::info!("ACME renewal requested");
             ctx.acme_renew.notify_one();
+            Response::Ok
+        }
+        Request::UpdateHint { .. } => Response::Error {
+            message: "this request is answered elsewhere".into(),
+        },
+        Request::UpdateCheck {} | Request::UpdateRestart {} | Request::UpdateRetry { .. }
+            if !ctx.updates.is_enabled() =>
+        {
+            Response::Error {
+                message: "this box does not update itself (see the dashboard for why)".into(),
+            }
+        }
+        Request::UpdateCheck {} => {
+            tracing::info!("update check requested");
+            ctx.updates.check_now.notify_one();
+            Response::Ok
+        }
+        Request::UpdateRestart {} => {
+            tracing::info!("restart into the installed update requested");
+            ctx.updates.restart_now.notify_one();
+            Response::Ok
+        }
+        Request::UpdateRetry { version } => {
+            tracing::info!(%version, "retry of a failed update requested");
+            ctx.updates.retry(&version);
             Response::Ok
         }
         Request::SpawnWorker {}

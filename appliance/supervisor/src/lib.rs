@@ -29,6 +29,7 @@ mod mdns;
 mod postgres;
 mod prepare;
 mod service;
+mod update;
 mod wireguard;
 mod workers;
 
@@ -102,6 +103,7 @@ pub enum TaskName {
     Acme,
     Wireguard,
     Console,
+    Update,
 }
 
 impl std::fmt::Display for TaskName {
@@ -117,6 +119,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Acme => "acme",
             TaskName::Wireguard => "wireguard",
             TaskName::Console => "console",
+            TaskName::Update => "update",
         })
     }
 }
@@ -163,6 +166,8 @@ pub struct Context {
     pub acme_renew: tokio::sync::Notify,
     /// What the box's own screen shows beyond the board: the setup code.
     pub console: console::Published,
+    /// Self-update: what the control socket hands the `update` task.
+    pub updates: update::Updates,
 }
 
 impl Context {
@@ -229,6 +234,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         setup_code_issued: AtomicBool::new(false),
         acme_renew: tokio::sync::Notify::new(),
         console: console::Published::default(),
+        updates: update::Updates::default(),
     });
     tracing::info!(
         version = VERSION,
@@ -279,6 +285,10 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
                 Arc::clone(&ctx),
                 Stop(stop_rest.clone()),
             )),
+        ),
+        (
+            TaskName::Update,
+            tokio::spawn(update::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
         ),
         (
             TaskName::Console,

@@ -50,6 +50,8 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
             .route("/items/{id}", web::get().to(get_item))
             .route("/search", web::get().to(search))
             .route("/vault", web::get().to(vault_status))
+            .route("/update", web::get().to(update_status))
+            .route("/update/hint", web::post().to(update_hint))
             .route("/openapi.json", web::get().to(openapi)),
     );
 }
@@ -490,6 +492,88 @@ async fn vault_status(
         "items": items,
         "index": crate::index::status_json(unlocked.as_ref(), state.ai.pool.is_some()),
     })))
+}
+
+/// The largest update hint body: a hint says nothing but "check now" (its body is the
+/// sender's, signed, and otherwise ignored).
+pub const HINT_LIMIT: usize = 4 * 1024;
+
+/// `POST /api/v1/update/hint`: a signed hint (Standard Webhooks: `webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`, HMAC-SHA256 with the secret in
+/// `update.hint_secret_file`) that makes the box check for an update now. No session or
+/// token: the signature is the authentication, verified by the supervisor, which also
+/// refuses replays (409), stale timestamps (401), and floods (429); 403 when the box has
+/// no hint secret. Every hint is audited.
+async fn update_hint(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebError> {
+    let header = |name: &str| -> Result<String, WebError> {
+        match req.headers().get(name) {
+            None => Ok(String::new()),
+            Some(value) => value.to_str().map(str::to_owned).map_err(|_| {
+                WebError::BadRequest(format!("The `{name}` header is not plain text."))
+            }),
+        }
+    };
+    let (id, timestamp, signature) = (
+        header("webhook-id")?,
+        header("webhook-timestamp")?,
+        header("webhook-signature")?,
+    );
+    if body.len() > HINT_LIMIT {
+        return Err(WebError::BodyTooLarge {
+            limit_kib: HINT_LIMIT / 1024,
+        });
+    }
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| WebError::BadRequest("The hint body is not UTF-8 text.".into()))?;
+    let (status, message) = state
+        .status
+        .control()
+        .update_hint(&id, &timestamp, &signature, body)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "an update hint could not be handed to the supervisor");
+            WebError::DatabaseUnavailable { postgres: None }
+        })?;
+    let code = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let json = if code.is_success() {
+        serde_json::json!({ "accepted": true, "message": message })
+    } else {
+        let error = match status {
+            401 => "hint_unauthenticated",
+            403 => "hints_refused",
+            409 => "hint_replayed",
+            429 => "too_many_hints",
+            _ => "bad_request",
+        };
+        serde_json::json!({ "error": error, "message": message })
+    };
+    Ok(HttpResponse::build(code).json(json))
+}
+
+/// `GET /api/v1/update`: the self-update's state (for the owner and admins).
+async fn update_status(
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    caller.require_read()?;
+    if !caller.user.role.can_manage_users() {
+        return Err(WebError::Forbidden(
+            "Only the owner and admins can see the appliance's updates.".into(),
+        ));
+    }
+    let status = state.status.get().await;
+    match status.as_deref() {
+        Ok(status) => match status.update.as_deref() {
+            Some(update) => Ok(HttpResponse::Ok().json(update)),
+            None => Err(WebError::DatabaseUnavailable { postgres: None }),
+        },
+        Err(_) => Err(WebError::DatabaseUnavailable { postgres: None }),
+    }
 }
 
 /// `GET /api/v1/search`'s query string. Checked as strictly as the OpenAPI document

@@ -276,6 +276,7 @@ mod tests {
             ],
             disk: None,
             acme: None,
+            update: None,
         }
     }
 

@@ -15,7 +15,144 @@ use crate::session::CurrentUser;
 use crate::state::AppState;
 
 pub(super) fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/system", web::get().to(system));
+    cfg.route("/system", web::get().to(system))
+        .route("/system/update/check", web::post().to(update_check))
+        .route("/system/update/restart", web::post().to(update_restart))
+        .route("/system/update/retry", web::post().to(update_retry));
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RetryForm {
+    csrf: String,
+    version: String,
+}
+
+/// `POST /system/update/check`: the "Check now" button.
+async fn update_check(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> Result<actix_web::HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    super::require_admin(&user, "update the appliance")?;
+    update_action(&state, &cv_control::Request::UpdateCheck {}).await
+}
+
+/// `POST /system/update/restart`: restart into an installed update now.
+async fn update_restart(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> Result<actix_web::HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    super::require_admin(&user, "update the appliance")?;
+    tracing::info!(by = %user.user.name, "restart into an installed update requested");
+    update_action(&state, &cv_control::Request::UpdateRestart {}).await
+}
+
+/// `POST /system/update/retry`: install a version that failed its health check before.
+async fn update_retry(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<RetryForm>,
+) -> Result<actix_web::HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    super::require_admin(&user, "update the appliance")?;
+    let version = form.version.trim();
+    if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
+        return Err(WebError::InvalidInput("That is not a version.".into()));
+    }
+    tracing::info!(by = %user.user.name, version, "retry of a failed update requested");
+    let request = cv_control::Request::UpdateRetry {
+        version: version.to_owned(),
+    };
+    update_action(&state, &request).await
+}
+
+async fn update_action(
+    state: &AppState,
+    request: &cv_control::Request,
+) -> Result<actix_web::HttpResponse, WebError> {
+    match state.status.control().update_action(request).await {
+        Ok(()) => Ok(super::see_other("/system#updates").finish()),
+        Err(cv_control::ControlError::Refused(message)) => Err(WebError::Conflict(message)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the supervisor could not be asked about updates");
+            Err(WebError::DatabaseUnavailable { postgres: None })
+        }
+    }
+}
+
+/// The Updates card.
+#[derive(Debug, Clone)]
+pub(crate) struct UpdateView {
+    pub enabled: bool,
+    pub off_reason: Option<String>,
+    pub slot: Option<String>,
+    pub phase: String,
+    /// A sentence for the phase: "Downloading 0.2.0: 40 % (120 MB of 300 MB)".
+    pub doing: Option<String>,
+    /// Installed, waiting to restart: the version.
+    pub ready: Option<String>,
+    pub message: Option<String>,
+    pub problem: bool,
+    pub last_check: Option<String>,
+    pub next_check: Option<String>,
+    pub failed_versions: Vec<String>,
+    pub reboot_window: Option<String>,
+}
+
+pub(crate) fn update_view(u: &cv_control::UpdateStatus, now: OffsetDateTime) -> UpdateView {
+    let target = u.target.clone().unwrap_or_default();
+    let doing = match u.phase.as_str() {
+        "checking" => Some("Checking the update repository".to_owned()),
+        "downloading" => Some(match (u.downloaded_bytes, u.total_bytes) {
+            (Some(done), Some(total)) if total > 0 => format!(
+                "Downloading {target}: {} % ({} of {})",
+                done.saturating_mul(100) / total,
+                human_bytes(done),
+                human_bytes(total)
+            ),
+            _ => format!("Downloading {target}"),
+        }),
+        "verifying" => Some(format!("Checking the signature of {target}")),
+        "installing" => Some(match u.install_percent {
+            Some(p) => format!("Installing {target}: {p} %"),
+            None => format!("Installing {target}"),
+        }),
+        "confirming" => Some(format!(
+            "Checking that {target} works (database, vault service, AI worker, certificate, VPN)"
+        )),
+        "restarting" => Some(format!("Restarting into {target}")),
+        _ => None,
+    };
+    UpdateView {
+        enabled: u.enabled,
+        off_reason: u.off_reason.clone(),
+        slot: u.slot.clone(),
+        phase: u.phase.clone(),
+        doing,
+        ready: (u.phase == "ready").then_some(target),
+        message: u.message.clone(),
+        problem: u.problem,
+        last_check: u
+            .last_check
+            .map(|t| format!("{} ago", human_duration(now - t))),
+        next_check: u.next_check.map(|t| {
+            if t <= now {
+                "now".to_owned()
+            } else {
+                format!("in {}", human_duration(t - now))
+            }
+        }),
+        failed_versions: u.failed_versions.clone(),
+        reboot_window: u.reboot_window.clone(),
+    }
 }
 
 /// Certificates expiring within this many days are highlighted. The local CA renews
@@ -41,6 +178,8 @@ pub(crate) struct DashboardPage {
     pub acme: Option<AcmeView>,
     /// The AI workers; `None` when local AI is off (`workers.count` = 0).
     pub ai: Option<crate::ai::AiView>,
+    /// Self-update; `None` when the supervisor does not report it.
+    pub update: Option<UpdateView>,
 }
 
 /// The insights card of the home page.
@@ -249,6 +388,9 @@ fn build(
             .and_then(|s| s.acme.as_deref())
             .and_then(|a| acme_view(a, now, tz)),
         ai: None,
+        update: status
+            .and_then(|s| s.update.as_deref())
+            .map(|u| update_view(u, now)),
     }
 }
 
@@ -352,6 +494,7 @@ mod tests {
                 available_bytes: 250,
             }),
             acme: None,
+            update: None,
         }
     }
 
