@@ -7,6 +7,8 @@
 //!   with the same bundle to renew expiring metadata.
 //! - `rotate-root --repo DIR --keys DIR --new-root-key FILE`: a new root version with a
 //!   new root key, signed by the old and the new one (FILE is created if missing).
+//! - `hint --url URL --secret-file FILE [--ca FILE]`: tell a box to check now (a
+//!   Standard Webhooks hint signed with the box's hint secret); prints its answer.
 //!
 //! Errors print one line and exit non-zero.
 
@@ -61,6 +63,20 @@ enum Command {
         /// Days until timestamp.json expires (may be negative).
         #[arg(long, default_value_t = 7, allow_hyphen_values = true)]
         timestamp_expires_days: i64,
+    },
+    /// Tell a box to check for an update now: a signed hint (Standard Webhooks).
+    Hint {
+        /// The box's address, e.g. https://contextvault.local/ (the hint goes to
+        /// /api/v1/update/hint below it).
+        #[arg(long)]
+        url: url::Url,
+        /// A file holding the box's hint secret (`whsec_…`, its update.hint_secret_file).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// PEM roots to trust for the box's HTTPS (its local CA, /ca.pem); the system's
+        /// roots by default.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Replace the root key: a new root version signed by the old and the new key.
     RotateRoot {
@@ -127,6 +143,52 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 repo.display()
             );
         }
+        Command::Hint {
+            url,
+            secret_file,
+            ca,
+        } => {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&secret_file)
+                    .with_context(|| format!("the secret file {}", secret_file.display()))?,
+            );
+            let secret = cv_update::hint::HintSecret::parse(text.trim())?;
+            let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+            if let Some(ca) = ca {
+                let pem = std::fs::read(&ca).with_context(|| format!("{}", ca.display()))?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                    .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+                client = client.tls_built_in_root_certs(false);
+                for root in roots {
+                    client = client.add_root_certificate(root);
+                }
+            }
+            let client = client.build().context("cannot set up the HTTPS client")?;
+            let id = format!("hint-{}", uuid_like());
+            let timestamp = jiff::Timestamp::now().as_second();
+            let body = r#"{"type":"update.published"}"#;
+            let signature = cv_update::hint::sign(&secret, &id, timestamp, body.as_bytes());
+            let target = url
+                .join("api/v1/update/hint")
+                .context("the box's URL cannot take a path")?;
+            let response = client
+                .post(target.clone())
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .with_context(|| format!("{target} cannot be reached"))?;
+            let status = response.status();
+            let answer: serde_json::Value = response.json().await.unwrap_or_default();
+            let message = answer["message"].as_str().unwrap_or("(no message)");
+            if !status.is_success() {
+                anyhow::bail!("the box refused the hint ({status}): {message}");
+            }
+            println!("{message}");
+        }
         Command::RotateRoot {
             repo,
             keys,
@@ -152,6 +214,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// 128 random bits as hex: a hint's unique id.
+fn uuid_like() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn main() -> ExitCode {
