@@ -116,3 +116,39 @@ async fn migrations_go_up_down_and_up_and_match_schema_rs() {
         "a second run applies nothing"
     );
 }
+
+/// A newer version's migrations only add; after a rollback the older version runs on
+/// the database they left: its migration run finds nothing to do (it does not know the
+/// newer migration and leaves it be), and its queries work around the new column and
+/// table.
+#[tokio::test]
+async fn an_older_version_runs_on_a_database_a_newer_one_migrated() {
+    let cluster = TestCluster::start().await;
+    let url = cluster.fresh_database().await;
+    cv_db::run_migrations(&url).await.unwrap();
+
+    let mut conn = cv_db::connect_once(&url).await.unwrap();
+    for sql in [
+        "CREATE TABLE later_things (id uuid PRIMARY KEY, note text)",
+        "ALTER TABLE items ADD COLUMN later_note text",
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000099')",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    drop(conn);
+
+    assert!(
+        cv_db::run_migrations(&url).await.unwrap().is_empty(),
+        "the older version applies nothing and does not fail on the newer migration"
+    );
+    let mut conn = cv_db::connect_once(&url).await.unwrap();
+    assert!(!cv_db::models::owner_exists(&mut conn).await.unwrap());
+    let nobody = cv_db::UserId(uuid::Uuid::new_v4());
+    assert_eq!(cv_db::items::count(&mut conn, nobody).await.unwrap(), 0);
+    assert!(
+        cv_db::audit::newest(&mut conn, nobody, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 mod machine;
+mod update;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -562,6 +562,97 @@ mod tests {
         assert!(!html.contains("<refused>"));
     }
 
+    fn update_status(phase: &str) -> cv_control::UpdateStatus {
+        cv_control::UpdateStatus {
+            enabled: true,
+            off_reason: None,
+            version: "0.1.1".into(),
+            slot: Some("B".into()),
+            compatible: Some("contextvault-x86_64".into()),
+            phase: phase.into(),
+            target: None,
+            downloaded_bytes: None,
+            total_bytes: None,
+            install_percent: None,
+            message: None,
+            problem: false,
+            last_check: Some(datetime!(2026-05-01 11:50 UTC)),
+            next_check: Some(datetime!(2026-05-02 11:50 UTC)),
+            failed_versions: Vec::new(),
+            reboot_window: None,
+        }
+    }
+
+    fn render_with(update: cv_control::UpdateStatus) -> String {
+        let mut status = status();
+        status.update = Some(Box::new(update));
+        let html = build(
+            &user(Role::Owner),
+            "0",
+            "x",
+            Ok(&status),
+            Some(cert()),
+            NOW,
+            &TimeZone::UTC,
+        )
+        .render()
+        .unwrap();
+        check(&html);
+        html
+    }
+
+    #[test]
+    fn the_updates_card_says_why_an_update_was_rolled_back_and_offers_a_retry() {
+        let mut update = update_status("idle");
+        update.message = Some(
+            "Update to 0.1.2 failed: an AI worker could not be started: <no model> — rolled \
+             back to 0.1.1"
+                .into(),
+        );
+        update.problem = true;
+        update.failed_versions = vec!["0.1.2".into()];
+        let html = render_with(update);
+        for text in [
+            "root slot B",
+            "10 min ago",
+            "Update to 0.1.2 failed: an AI worker could not be started",
+            "alert-warn",
+            "action=\"/system/update/check\"",
+            "action=\"/system/update/retry\"",
+            "name=\"version\" value=\"0.1.2\"",
+            "Try 0.1.2 again",
+        ] {
+            assert!(html.contains(text), "{text} missing");
+        }
+        assert!(!html.contains("<no model>"), "the reason is escaped");
+        assert!(!html.contains("/system/update/restart"));
+    }
+
+    #[test]
+    fn the_updates_card_shows_progress_and_offers_a_restart_when_ready() {
+        let mut update = update_status("downloading");
+        update.target = Some("0.2.0".into());
+        update.downloaded_bytes = Some(150 * 1024 * 1024);
+        update.total_bytes = Some(300 * 1024 * 1024);
+        let html = render_with(update);
+        assert!(html.contains("Downloading 0.2.0: 50 %"), "{html}");
+
+        let mut update = update_status("ready");
+        update.target = Some("0.2.0".into());
+        update.reboot_window = Some("03:00-05:00".into());
+        let html = render_with(update);
+        assert!(html.contains("Update 0.2.0 is installed."), "{html}");
+        assert!(html.contains("action=\"/system/update/restart\""));
+        assert!(html.contains("03:00-05:00"));
+
+        let mut update = update_status("idle");
+        update.enabled = false;
+        update.off_reason = Some("no update repository is configured (update.repository)".into());
+        let html = render_with(update);
+        assert!(html.contains("This box does not update itself: no update repository"));
+        assert!(!html.contains("/system/update/check"));
+    }
+
     #[test]
     fn the_dashboard_shows_components_disk_and_certificate() {
         let status = status();
