@@ -116,6 +116,11 @@ const ROUTES: &[Route] = &[
         "/system/update/retry",
         Body::Form(&[("version", "0.0.1")]),
     ),
+    route(
+        "POST",
+        "/system/update/window",
+        Body::Form(&[("window", "03:00-05:00")]),
+    ),
     route("GET", "/capture", Body::None),
     route("GET", "/notes", Body::None),
     route(

@@ -1386,7 +1386,7 @@ fn the_update_settings_are_read_and_checked() {
         ("reboot_window = \"3-5\"", "HH:MM-HH:MM"),
         ("reboot_window = \"25:00-02:00\"", "HH:MM-HH:MM"),
         ("reboot_window = \"03:00-03:00\"", "HH:MM-HH:MM"),
-        ("gate_timeout_minutes = 61", "from 1 to 60"),
+        ("gate_timeout_minutes = 16", "from 1 to 15"),
     ] {
         let err = parse(&with(&format!("[update]\n{line}\n"))).expect_err(line);
         assert!(err.to_string().contains(why), "{line}: {err}");

@@ -977,7 +977,9 @@ fn update(c: &mut Checker<'_>, raw: RawUpdate) -> Option<Update> {
     let gate = raw.gate_timeout_minutes.unwrap_or(DEFAULT_GATE_MINUTES);
     let gate = c.take(
         "update.gate_timeout_minutes",
-        in_range(gate, 1, 60, "minutes"),
+        // Below the 20 minutes after which contextvault-update-deadline.timer gives up
+        // on a slot on trial, boot included.
+        in_range(gate, 1, 15, "minutes"),
     );
     Some(Update {
         repository: repository?,

@@ -84,6 +84,9 @@ pub enum Request {
     /// The owner's explicit retry of a version that failed its health check and was
     /// rolled back (it is never installed again otherwise).
     UpdateRetry { version: String },
+    /// The daily window ("HH:MM-HH:MM") in which an installed update may restart the
+    /// box; "" restarts as soon as it is installed. Overrides `update.reboot_window`.
+    UpdateSetWindow { window: String },
 }
 
 /// The supervisor's answer to one [`Request`].

@@ -146,6 +146,16 @@ impl StatusBoard {
         self.with(|s| s.update = Some(Box::new(update)));
     }
 
+    /// Changes the published update status in place (a setting changed from outside the
+    /// `update` task).
+    pub fn patch_update(&self, f: impl FnOnce(&mut cv_control::UpdateStatus)) {
+        self.with(|s| {
+            if let Some(update) = s.update.as_deref_mut() {
+                f(update);
+            }
+        });
+    }
+
     pub fn set_acme(&self, acme: AcmeStatus) {
         self.with(|s| s.acme = Some(Box::new(acme)));
     }

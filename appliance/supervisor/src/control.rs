@@ -222,7 +222,10 @@ fn answer(ctx: &Context, request: Request) -> Response {
         Request::UpdateHint { .. } => Response::Error {
             message: "this request is answered elsewhere".into(),
         },
-        Request::UpdateCheck {} | Request::UpdateRestart {} | Request::UpdateRetry { .. }
+        Request::UpdateCheck {}
+        | Request::UpdateRestart {}
+        | Request::UpdateRetry { .. }
+        | Request::UpdateSetWindow { .. }
             if !ctx.updates.is_enabled() =>
         {
             Response::Error {
@@ -238,6 +241,23 @@ fn answer(ctx: &Context, request: Request) -> Response {
             tracing::info!("restart into the installed update requested");
             ctx.updates.restart_now.notify_one();
             Response::Ok
+        }
+        Request::UpdateSetWindow { window } => {
+            match ctx
+                .updates
+                .set_window(&ctx.layout.root().join("update"), &window)
+            {
+                Ok(window) => {
+                    let shown = window.map(|w| w.to_string());
+                    tracing::info!(
+                        window = shown.as_deref().unwrap_or("at once"),
+                        "update restart window set"
+                    );
+                    ctx.board.patch_update(|u| u.reboot_window = shown);
+                    Response::Ok
+                }
+                Err(message) => Response::Error { message },
+            }
         }
         Request::UpdateRetry { version } => {
             tracing::info!(%version, "retry of a failed update requested");

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cv_config::Mode;
+use cv_config::{Mode, RebootWindow};
 use cv_control::UpdateStatus;
 use cv_db::audit::Event;
 use cv_update::hint::{Hint, HintGate, HintSecret, Refusal};
@@ -63,12 +63,17 @@ pub struct Updates {
     pub check_now: tokio::sync::Notify,
     /// Wakes the task to restart into an installed update now.
     pub restart_now: tokio::sync::Notify,
+    /// Wakes a task waiting for its window to look at a changed window.
+    restart_now_if_open: tokio::sync::Notify,
     /// The hint verifier, once the task has opened it (`None` before, or when off).
     hints: Mutex<Option<HintGate>>,
     /// Versions the owner asked to retry although they failed before.
     retry: Mutex<Vec<String>>,
     /// Whether updates are on, for the control socket's answers.
     enabled: std::sync::atomic::AtomicBool,
+    /// The restart window the owner chose on the dashboard (`Some(None)`: restart at
+    /// once), kept in `<data>/update/window`; `None`: the config's.
+    window: Mutex<Option<Option<RebootWindow>>>,
 }
 
 impl Updates {
@@ -105,6 +110,39 @@ impl Updates {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(version.to_owned());
         self.check_now.notify_one();
+    }
+
+    /// The window an installed update waits for: the owner's, else the config's.
+    fn window(&self, configured: Option<RebootWindow>) -> Option<RebootWindow> {
+        self.window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or(configured)
+    }
+
+    /// Sets the owner's window ("" for "at once"), kept across restarts in `dir/window`;
+    /// why not, for the dashboard.
+    pub fn set_window(&self, dir: &Path, text: &str) -> Result<Option<RebootWindow>, String> {
+        let text = text.trim();
+        let window = if text.is_empty() {
+            None
+        } else {
+            Some(RebootWindow::parse(text).ok_or_else(|| {
+                format!(
+                    "{text:?} is not a window: give it as HH:MM-HH:MM (24-hour clock, e.g. \
+                     03:00-05:00), or leave it empty to restart as soon as an update is installed"
+                )
+            })?)
+        };
+        let stored = window.map_or_else(|| "now".to_owned(), |w| w.to_string());
+        write_durably(&dir.join("window"), &format!("{stored}\n"))
+            .map_err(|e| format!("the window cannot be saved: {e}"))?;
+        *self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(window);
+        self.restart_now_if_open.notify_one();
+        Ok(window)
     }
 
     fn retry_allowed(&self, version: &str) -> bool {
@@ -398,6 +436,24 @@ pub async fn run(ctx: Arc<Context>, mut stop: Stop) -> TaskResult {
         stop.requested().await;
         return Ok(());
     }
+    if let Ok(text) = std::fs::read_to_string(files.dir.join("window")) {
+        let text = text.trim();
+        let choice = if text == "now" {
+            Some(None)
+        } else {
+            RebootWindow::parse(text).map(Some)
+        };
+        if let Some(choice) = choice {
+            *ctx.updates
+                .window
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(choice);
+        }
+    }
+    reporter.status.reboot_window = ctx
+        .updates
+        .window(settings.reboot_window)
+        .map(|w| w.to_string());
     let mut saved = files.load();
     reporter.status.failed_versions = saved.failed.iter().map(|f| f.version.clone()).collect();
     reporter.status.message = saved.message.clone();
@@ -951,7 +1007,7 @@ async fn check_and_install(
             let message = format!(
                 "Update {version} installed (from {}); the box restarts into it{}",
                 system.version,
-                match ctx.config.update.reboot_window {
+                match ctx.updates.window(ctx.config.update.reboot_window) {
                     Some(w) => format!(" in its window ({w}), or now from the dashboard"),
                     None => " now".to_owned(),
                 }
@@ -1201,20 +1257,20 @@ async fn restart_when_allowed(
     stop: &mut Stop,
 ) {
     reporter.phase("ready", Some(version));
-    if let Some(window) = ctx.config.update.reboot_window {
-        loop {
-            // The box's own time zone (the same zone the pages use).
-            let now = jiff::Zoned::now();
-            let minute = u16::try_from(now.hour()).unwrap_or(0) * 60
-                + u16::try_from(now.minute()).unwrap_or(0);
-            if window.contains(minute) {
-                break;
-            }
-            tokio::select! {
-                () = stop.requested() => return,
-                () = ctx.updates.restart_now.notified() => break,
-                () = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
+    // The window is read again at every turn: the owner may change it meanwhile.
+    while let Some(window) = ctx.updates.window(ctx.config.update.reboot_window) {
+        // The box's own time zone (the same zone the pages use).
+        let now = jiff::Zoned::now();
+        let minute =
+            u16::try_from(now.hour()).unwrap_or(0) * 60 + u16::try_from(now.minute()).unwrap_or(0);
+        if window.contains(minute) {
+            break;
+        }
+        tokio::select! {
+            () = stop.requested() => return,
+            () = ctx.updates.restart_now.notified() => break,
+            () = ctx.updates.restart_now_if_open.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
     }
     reporter.phase("restarting", Some(version));
@@ -1260,6 +1316,35 @@ mod tests {
             Some("contextvault")
         );
         assert_eq!(release_field(text, "VERSION"), None);
+    }
+
+    #[test]
+    fn the_owners_window_is_checked_kept_and_overrides_the_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let updates = Updates::default();
+        let configured = RebootWindow::parse("01:00-02:00");
+        assert_eq!(updates.window(configured), configured);
+        let set = updates.set_window(dir.path(), " 03:00-05:00 ").unwrap();
+        assert_eq!(set, RebootWindow::parse("03:00-05:00"));
+        assert_eq!(updates.window(configured), set);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("window")).unwrap(),
+            "03:00-05:00\n"
+        );
+        // Empty: at once, whatever the config says.
+        assert_eq!(updates.set_window(dir.path(), "").unwrap(), None);
+        assert_eq!(updates.window(configured), None);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("window")).unwrap(),
+            "now\n"
+        );
+        let err = updates.set_window(dir.path(), "3am").unwrap_err();
+        assert!(err.contains("HH:MM-HH:MM"), "{err}");
+        assert_eq!(
+            updates.window(configured),
+            None,
+            "a refused window changes nothing"
+        );
     }
 
     #[test]

@@ -154,6 +154,7 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/system/update/check", POST),
     ("/system/update/restart", POST),
     ("/system/update/retry", POST),
+    ("/system/update/window", POST),
     ("/tasks", GET_POST),
     ("/tasks/{id}/status", POST),
     ("/trust", GET),

@@ -18,12 +18,36 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/system", web::get().to(system))
         .route("/system/update/check", web::post().to(update_check))
         .route("/system/update/restart", web::post().to(update_restart))
-        .route("/system/update/retry", web::post().to(update_retry));
+        .route("/system/update/retry", web::post().to(update_retry))
+        .route("/system/update/window", web::post().to(update_window));
 }
 
 #[derive(serde::Deserialize)]
 struct CsrfForm {
     csrf: String,
+}
+
+#[derive(serde::Deserialize)]
+struct WindowForm {
+    csrf: String,
+    window: String,
+}
+
+/// `POST /system/update/window`: when an installed update may restart the box.
+async fn update_window(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    form: web::Form<WindowForm>,
+) -> Result<actix_web::HttpResponse, WebError> {
+    user.check_csrf(&form.csrf)?;
+    super::require_admin(&user, "update the appliance")?;
+    if form.window.len() > 64 {
+        return Err(WebError::InvalidInput("That is not a window.".into()));
+    }
+    let request = cv_control::Request::UpdateSetWindow {
+        window: form.window.clone(),
+    };
+    update_action(&state, &request).await
 }
 
 #[derive(serde::Deserialize)]
