@@ -116,8 +116,15 @@ fn small_bundle(
     let content = dir.join(format!("small-{version}-{compatible}"));
     let _ = std::fs::remove_dir_all(&content);
     std::fs::create_dir_all(&content).unwrap();
+    // Some incompressible bytes: RAUC refuses a squashfs of a single block.
+    let files = dir.join(format!("small-files-{version}-{compatible}"));
+    std::fs::create_dir_all(&files).unwrap();
+    let mut noise = vec![0u8; 256 * 1024];
+    rand::fill(&mut noise[..]);
+    std::fs::write(files.join("noise"), noise).unwrap();
     run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "cv-root"])
+        .args(["-q", "-F", "-L", "cv-root", "-d"])
+        .arg(&files)
         .arg(content.join("root.ext4"))
         .arg("16M"));
     std::fs::write(
@@ -437,14 +444,46 @@ async fn refused(
     let _ = writeln!(summary, "refused, {what}: {said}");
 }
 
+/// Whether `path` exists and is newer than `than`.
+fn newer(path: &Path, than: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(path), modified(than)), (Some(a), Some(b)) if a > b)
+}
+
+/// v3: the system in `root_fs` without its AI model, as 0.1.2.
+fn broken_bundle(dir: &Path, root_fs: &Path, keys: &Path, out: &Path) {
+    let broken_root = dir.join("broken-root.ext4");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(root_fs)
+        .arg(&broken_root));
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "rm /usr/lib/contextvault/models/model.onnx"])
+        .arg(&broken_root));
+    let listing = run(Command::new("debugfs")
+        .args(["-R", "ls -l /usr/lib/contextvault/models"])
+        .arg(&broken_root));
+    assert!(!listing.contains("model.onnx"), "{listing}");
+    bundle(Some(&broken_root), "0.1.2", keys, out);
+    let _ = std::fs::remove_file(&broken_root);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn update_signed_hint_installs_v2_a_broken_v3_rolls_back_and_bad_updates_are_refused() {
     let Some(image) = image() else {
         return;
     };
     let dir = artifacts().join("update");
-    let _ = std::fs::remove_dir_all(&dir);
+    // What a run leaves, but the two big bundles while they are newer than the root file
+    // system they were made from (they take minutes to make).
     std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.ends_with("v2.raucb") && !path.ends_with("v3.raucb") {
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
     let keys = keys();
     let tuf_keys = keys.join("tuf");
     let mut summary = String::new();
@@ -458,28 +497,32 @@ async fn update_signed_hint_installs_v2_a_broken_v3_rolls_back_and_bad_updates_a
         root_fs.exists(),
         "no root file system beside the image: {root_fs:?}"
     );
-    let started = Instant::now();
-    let v2 = bundle(Some(&root_fs), "0.1.1", &keys, &dir.join("v2.raucb"));
-    let _ = writeln!(
-        summary,
-        "bundle 0.1.1: {} MB, built in {:.0} s",
-        std::fs::metadata(&v2).unwrap().len() / 1_000_000,
-        started.elapsed().as_secs_f64()
-    );
-    let broken_root = dir.join("broken-root.ext4");
-    run(Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&root_fs)
-        .arg(&broken_root));
-    run(Command::new("debugfs")
-        .args(["-w", "-R", "rm /usr/lib/contextvault/models/model.onnx"])
-        .arg(&broken_root));
-    let listing = run(Command::new("debugfs")
-        .args(["-R", "ls -l /usr/lib/contextvault/models"])
-        .arg(&broken_root));
-    assert!(!listing.contains("model.onnx"), "{listing}");
-    let v3 = bundle(Some(&broken_root), "0.1.2", &keys, &dir.join("v3.raucb"));
-    let _ = std::fs::remove_file(&broken_root);
+    // Made while the VM boots and refuses the bad updates below (minutes each).
+    let (v2, v3) = (dir.join("v2.raucb"), dir.join("v3.raucb"));
+    let bundles = {
+        let (dir, root_fs, keys, v2, v3) = (
+            dir.clone(),
+            root_fs.clone(),
+            keys.clone(),
+            v2.clone(),
+            v3.clone(),
+        );
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            if !newer(&v2, &root_fs) {
+                bundle(Some(&root_fs), "0.1.1", &keys, &v2);
+            }
+            let built = started.elapsed();
+            if !newer(&v3, &root_fs) {
+                broken_bundle(&dir, &root_fs, &keys, &v3);
+            }
+            format!(
+                "bundle 0.1.1: {} MB, ready in {:.0} s (beside a booting VM)",
+                std::fs::metadata(&v2).unwrap().len() / 1_000_000,
+                built.as_secs_f64()
+            )
+        })
+    };
 
     // Someone else's keys: TUF and RAUC.
     let other = dir.join("other-keys");
@@ -555,7 +598,6 @@ async fn update_signed_hint_installs_v2_a_broken_v3_rolls_back_and_bad_updates_a
     );
 
     let repo_dir = dir.join("repo");
-    publish(&repo_dir, &tuf_keys, &v2, "0.1.1", COMPATIBLE);
     let server = RepoServer::start(&repo_dir).await;
 
     // --- v1 boots and is claimed; it refuses every hint until it has a secret ---
@@ -714,6 +756,11 @@ async fn update_signed_hint_installs_v2_a_broken_v3_rolls_back_and_bad_updates_a
     assert_eq!(running(&mut vm).await, ("A".to_owned(), "0.1.0".to_owned()));
 
     // --- 1. A signed hint: v2 is downloaded, installed, booted, confirmed ---
+    let built = tokio::task::spawn_blocking(move || bundles.join().unwrap())
+        .await
+        .unwrap();
+    let _ = writeln!(summary, "{built}");
+    publish(&repo_dir, &tuf_keys, &v2, "0.1.1", COMPATIBLE);
     server.serve(&repo_dir);
     vm.check("rm -rf /var/lib/contextvault/update/tuf/*").await;
     let downtime = Downtime::watch(client.clone(), url(&vm, "/healthz"));
