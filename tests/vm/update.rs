@@ -244,12 +244,11 @@ async fn send_hint(
 ) -> (u16, Value) {
     let body = json!({"type": "update.published"}).to_string();
     let secret = cv_update::hint::HintSecret::parse(secret).unwrap();
-    let signature = cv_update::hint::sign(&secret, id, timestamp, body.as_bytes());
-    let r = client
-        .post(url(vm, "/api/v1/update/hint"))
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
+    let mut request = client.post(url(vm, "/api/v1/update/hint"));
+    for (name, value) in cv_update::hint::headers(&secret, id, timestamp, body.as_bytes()) {
+        request = request.header(name, value);
+    }
+    let r = request
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -687,72 +686,42 @@ async fn update_signed_hint_installs_v2_a_broken_v3_rolls_back_and_bad_updates_a
             "{needle} not in the audit log:\n{hints}"
         );
     }
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &wrong_key,
-        "metadata signed by the wrong key",
-        "not signed by the trusted keys",
-        &mut summary,
-    )
-    .await;
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &expired,
-        "expired timestamp metadata",
-        "expired",
-        &mut summary,
-    )
-    .await;
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &bad_hash,
-        "a bundle whose hash does not match",
-        "SHA-256",
-        &mut summary,
-    )
-    .await;
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &bad_signature,
-        "a bundle with a bad RAUC signature",
-        "RAUC signature does not verify",
-        &mut summary,
-    )
-    .await;
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &other_board_bundle,
-        "a bundle for another board",
-        "not this box",
-        &mut summary,
-    )
-    .await;
-    refused(
-        &mut vm,
-        &client,
-        &token,
-        &server,
-        &other_board,
-        "metadata for another board only",
-        "nothing for this box",
-        &mut summary,
-    )
-    .await;
+    for (served, what, expect) in [
+        (
+            &wrong_key,
+            "metadata signed by the wrong key",
+            "not signed by the trusted keys",
+        ),
+        (&expired, "expired timestamp metadata", "expired"),
+        (&bad_hash, "a bundle whose hash does not match", "SHA-256"),
+        (
+            &bad_signature,
+            "a bundle with a bad RAUC signature",
+            "RAUC signature does not verify",
+        ),
+        (
+            &other_board_bundle,
+            "a bundle for another board",
+            "not this box",
+        ),
+        (
+            &other_board,
+            "metadata for another board only",
+            "nothing for this box",
+        ),
+    ] {
+        refused(
+            &mut vm,
+            &client,
+            &token,
+            &server,
+            served,
+            what,
+            expect,
+            &mut summary,
+        )
+        .await;
+    }
     assert_eq!(running(&mut vm).await, ("A".to_owned(), "0.1.0".to_owned()));
 
     // --- 1. A signed hint: v2 is downloaded, installed, booted, confirmed ---

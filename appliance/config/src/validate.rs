@@ -882,6 +882,12 @@ fn https_url(text: &str) -> Result<(), String> {
             "is {text:?}; it must be an https:// URL, e.g. \"{DEFAULT_ACME_DIRECTORY}\""
         ));
     };
+    url_host(text, rest)
+}
+
+/// The checks every URL of the config gets past its scheme (`rest`): no white space or
+/// control characters, and a host without a user.
+fn url_host(text: &str, rest: &str) -> Result<(), String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "is {text:?}; a URL cannot contain spaces or control characters"
@@ -1002,15 +1008,7 @@ fn repository_url(text: &str) -> Result<String, String> {
                  \"https://updates.example.org/contextvault/\""
             )
         })?;
-    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "is {text:?}; a URL cannot contain spaces or control characters"
-        ));
-    }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.contains('@') {
-        return Err(format!("is {text:?}; it names no host (or names a user)"));
-    }
+    url_host(text, rest)?;
     if text.contains(['?', '#']) {
         return Err(format!(
             "is {text:?}; a repository URL has no query or fragment"

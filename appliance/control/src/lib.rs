@@ -272,6 +272,30 @@ pub struct AcmeStatus {
     pub next_attempt: Option<time::OffsetDateTime>,
 }
 
+impl UpdateStatus {
+    /// An updater that is idle, off until said otherwise, with nothing to report yet.
+    pub fn idle(version: &str) -> UpdateStatus {
+        UpdateStatus {
+            enabled: false,
+            off_reason: None,
+            version: version.to_owned(),
+            slot: None,
+            compatible: None,
+            phase: "idle".into(),
+            target: None,
+            downloaded_bytes: None,
+            total_bytes: None,
+            install_percent: None,
+            message: None,
+            problem: false,
+            last_check: None,
+            next_check: None,
+            failed_versions: Vec::new(),
+            reboot_window: None,
+        }
+    }
+}
+
 impl ApplianceStatus {
     /// The named component, if the supervisor runs one by that name.
     pub fn component(&self, name: &str) -> Option<&ComponentStatus> {

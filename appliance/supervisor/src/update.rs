@@ -393,22 +393,8 @@ pub async fn run(ctx: Arc<Context>, mut stop: Stop) -> TaskResult {
     let mut reporter = Reporter {
         ctx: Arc::clone(&ctx),
         status: UpdateStatus {
-            enabled: false,
-            off_reason: None,
-            version: crate::VERSION.to_owned(),
-            slot: None,
-            compatible: None,
-            phase: "idle".into(),
-            target: None,
-            downloaded_bytes: None,
-            total_bytes: None,
-            install_percent: None,
-            message: None,
-            problem: false,
-            last_check: None,
-            next_check: None,
-            failed_versions: Vec::new(),
             reboot_window: settings.reboot_window.map(|w| w.to_string()),
+            ..UpdateStatus::idle(crate::VERSION)
         },
     };
     let system = if ctx.config.mode == Mode::Appliance {

@@ -136,6 +136,21 @@ pub fn sign(secret: &HintSecret, id: &str, timestamp: i64, body: &[u8]) -> Strin
     format!("v1,{}", BASE64.encode(tag))
 }
 
+/// The three headers of a hint to send, signed with `secret`: `webhook-id`,
+/// `webhook-timestamp` and `webhook-signature`, as (name, value) pairs.
+pub fn headers(
+    secret: &HintSecret,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> [(&'static str, String); 3] {
+    [
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", sign(secret, id, timestamp, body)),
+    ]
+}
+
 /// One received hint: the three headers as sent and the raw body.
 #[derive(Debug, Clone, Copy)]
 pub struct Hint<'a> {

@@ -167,15 +167,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let id = format!("hint-{}", uuid_like());
             let timestamp = jiff::Timestamp::now().as_second();
             let body = r#"{"type":"update.published"}"#;
-            let signature = cv_update::hint::sign(&secret, &id, timestamp, body.as_bytes());
             let target = url
                 .join("api/v1/update/hint")
                 .context("the box's URL cannot take a path")?;
-            let response = client
-                .post(target.clone())
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
+            let mut request = client.post(target.clone());
+            for (name, value) in cv_update::hint::headers(&secret, &id, timestamp, body.as_bytes())
+            {
+                request = request.header(name, value);
+            }
+            let response = request
                 .header("content-type", "application/json")
                 .body(body)
                 .send()

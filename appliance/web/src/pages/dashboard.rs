@@ -39,15 +39,13 @@ async fn update_window(
     state: web::Data<AppState>,
     form: web::Form<WindowForm>,
 ) -> Result<actix_web::HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    super::require_admin(&user, "update the appliance")?;
     if form.window.len() > 64 {
         return Err(WebError::InvalidInput("That is not a window.".into()));
     }
     let request = cv_control::Request::UpdateSetWindow {
         window: form.window.clone(),
     };
-    update_action(&state, &request).await
+    update_action(&user, &state, &form.csrf, &request).await
 }
 
 #[derive(serde::Deserialize)]
@@ -62,9 +60,13 @@ async fn update_check(
     state: web::Data<AppState>,
     form: web::Form<CsrfForm>,
 ) -> Result<actix_web::HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    super::require_admin(&user, "update the appliance")?;
-    update_action(&state, &cv_control::Request::UpdateCheck {}).await
+    update_action(
+        &user,
+        &state,
+        &form.csrf,
+        &cv_control::Request::UpdateCheck {},
+    )
+    .await
 }
 
 /// `POST /system/update/restart`: restart into an installed update now.
@@ -73,10 +75,13 @@ async fn update_restart(
     state: web::Data<AppState>,
     form: web::Form<CsrfForm>,
 ) -> Result<actix_web::HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    super::require_admin(&user, "update the appliance")?;
-    tracing::info!(by = %user.user.name, "restart into an installed update requested");
-    update_action(&state, &cv_control::Request::UpdateRestart {}).await
+    update_action(
+        &user,
+        &state,
+        &form.csrf,
+        &cv_control::Request::UpdateRestart {},
+    )
+    .await
 }
 
 /// `POST /system/update/retry`: install a version that failed its health check before.
@@ -85,23 +90,26 @@ async fn update_retry(
     state: web::Data<AppState>,
     form: web::Form<RetryForm>,
 ) -> Result<actix_web::HttpResponse, WebError> {
-    user.check_csrf(&form.csrf)?;
-    super::require_admin(&user, "update the appliance")?;
     let version = form.version.trim();
     if version.is_empty() || version.len() > 64 || version.chars().any(char::is_control) {
         return Err(WebError::InvalidInput("That is not a version.".into()));
     }
-    tracing::info!(by = %user.user.name, version, "retry of a failed update requested");
     let request = cv_control::Request::UpdateRetry {
         version: version.to_owned(),
     };
-    update_action(&state, &request).await
+    update_action(&user, &state, &form.csrf, &request).await
 }
 
+/// One of the Updates card's buttons, from the owner or an admin, handed to the
+/// supervisor; back to the card.
 async fn update_action(
+    user: &CurrentUser,
     state: &AppState,
+    csrf: &str,
     request: &cv_control::Request,
 ) -> Result<actix_web::HttpResponse, WebError> {
+    user.check_csrf(csrf)?;
+    super::require_admin(user, "update the appliance")?;
     match state.status.control().update_action(request).await {
         Ok(()) => Ok(super::see_other("/system#updates").finish()),
         Err(cv_control::ControlError::Refused(message)) => Err(WebError::Conflict(message)),
@@ -589,21 +597,12 @@ mod tests {
     fn update_status(phase: &str) -> cv_control::UpdateStatus {
         cv_control::UpdateStatus {
             enabled: true,
-            off_reason: None,
-            version: "0.1.1".into(),
             slot: Some("B".into()),
             compatible: Some("contextvault-x86_64".into()),
             phase: phase.into(),
-            target: None,
-            downloaded_bytes: None,
-            total_bytes: None,
-            install_percent: None,
-            message: None,
-            problem: false,
             last_check: Some(datetime!(2026-05-01 11:50 UTC)),
             next_check: Some(datetime!(2026-05-02 11:50 UTC)),
-            failed_versions: Vec::new(),
-            reboot_window: None,
+            ..cv_control::UpdateStatus::idle("0.1.1")
         }
     }
 
