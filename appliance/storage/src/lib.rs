@@ -1,8 +1,13 @@
-//! Storage owned by the appliance. For now: the PostgreSQL cluster the supervisor runs.
+//! Storage owned by the appliance: the PostgreSQL cluster the supervisor runs, and
+//! encrypted off-box backups with restic.
+pub mod backup;
 pub mod layout;
 pub mod postgres;
 pub mod users;
 
+pub use backup::{
+    BackupError, BackupKey, BackupSnapshot, BackupSummary, Progress, Repository, Restic,
+};
 pub use layout::DataLayout;
 pub use postgres::{Cluster, ClusterSpec, PostgresError, RunningPostgres};
 pub use users::{OsUser, ensure_system_user};
