@@ -57,6 +57,26 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: WgCommand,
     },
+    /// Snapshots of the data directory (on btrfs or ZFS): take one, list them, restore one.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot now; its id is the last line printed.
+    Create {
+        /// Why, in a few words (kept with the snapshot).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// One line per snapshot, oldest first: its id, when, its size where known, why.
+    List,
+    /// Restore a snapshot while the appliance runs: the vault goes offline for the time
+    /// it takes (a snapshot of the present is taken first, so this can be undone).
+    Restore { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +114,7 @@ pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
             }
             AdminCommand::RevokeToken { user, name } => revoke_token(data_dir, &user, &name).await,
             AdminCommand::Wg { command } => wg(data_dir, command).await,
+            AdminCommand::Snapshot { command } => snapshot(data_dir, command).await,
         }
     })
 }
@@ -301,6 +322,62 @@ async fn wg(data_dir: &Path, command: WgCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+async fn snapshot(data_dir: &Path, command: SnapshotCommand) -> anyhow::Result<ExitCode> {
+    let client = control(data_dir);
+    match command {
+        SnapshotCommand::Create { reason } => {
+            let taken = client
+                .snapshot_create(&reason)
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            eprintln!("snapshot taken ({})", taken.reason);
+            println!("{}", taken.id);
+        }
+        SnapshotCommand::List => {
+            let overview = client
+                .snapshot_list()
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            if let Some(why) = &overview.unavailable {
+                eprintln!("no snapshots on this box: {why}");
+            } else if overview.snapshots.is_empty() {
+                eprintln!("no snapshots yet ({})", overview.backend);
+            }
+            for s in &overview.snapshots {
+                let size = s.size_bytes.map_or_else(|| "-".to_owned(), human_bytes);
+                println!("{}  {}  {:>9}  {}", s.id, s.taken_at, size, s.reason);
+            }
+        }
+        SnapshotCommand::Restore { id } => {
+            eprintln!(
+                "restoring {id}: the vault is offline until it is done (a snapshot of the present is taken first)"
+            );
+            client
+                .snapshot_restore(&id)
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            println!("restored {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The configuration on stdout (so `> phone.conf` saves exactly the file); what it is

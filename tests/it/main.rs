@@ -25,6 +25,7 @@ mod schemathesis;
 mod search;
 mod semantic;
 mod settings;
+mod snapshots;
 mod suggestions;
 mod supervision;
 mod support;

@@ -77,6 +77,7 @@ pub struct Config {
     pub acme: Acme,
     pub wireguard: Wireguard,
     pub update: Update,
+    pub storage: Storage,
 }
 
 /// Where the web service listens.
@@ -192,6 +193,42 @@ pub struct Update {
     /// How long a new version has to show that the whole stack works before it is
     /// rolled back.
     pub gate_timeout: Duration,
+}
+
+/// Snapshots of the data directory (`[storage]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    pub backend: StorageBackend,
+    /// How many hourly, daily, weekly and monthly snapshots are kept (0: none taken).
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    /// How many days manual snapshots and those taken before an update, a migration or a
+    /// restore are kept.
+    pub keep_other_days: u32,
+}
+
+/// `[storage] backend`: where snapshots come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// Whatever the data directory is on: a ZFS dataset, a btrfs subvolume, or neither.
+    Auto,
+    Zfs,
+    Btrfs,
+    /// No snapshots.
+    Plain,
+}
+
+impl StorageBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageBackend::Auto => "auto",
+            StorageBackend::Zfs => "zfs",
+            StorageBackend::Btrfs => "btrfs",
+            StorageBackend::Plain => "plain",
+        }
+    }
 }
 
 /// A daily window, in the box's time zone: `start` to `end` minutes after midnight
@@ -609,6 +646,18 @@ impl Config {
             (
                 "update.gate_timeout_minutes",
                 (self.update.gate_timeout.as_secs() / 60).to_string(),
+            ),
+            ("storage.backend", self.storage.backend.as_str().to_owned()),
+            ("storage.keep_hourly", self.storage.keep_hourly.to_string()),
+            ("storage.keep_daily", self.storage.keep_daily.to_string()),
+            ("storage.keep_weekly", self.storage.keep_weekly.to_string()),
+            (
+                "storage.keep_monthly",
+                self.storage.keep_monthly.to_string(),
+            ),
+            (
+                "storage.keep_other_days",
+                self.storage.keep_other_days.to_string(),
             ),
             ("wireguard.enabled", self.wireguard.enabled.to_string()),
             ("wireguard.interface", wg.interface.to_string()),

@@ -52,6 +52,8 @@ pub(crate) struct RawConfig {
     pub wireguard: RawWireguard,
     #[serde(default)]
     pub update: RawUpdate,
+    #[serde(default)]
+    pub storage: RawStorage,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,9 +173,21 @@ pub(crate) struct RawUpdate {
     pub gate_timeout_minutes: Option<i64>,
 }
 
+/// `[storage]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    pub backend: Option<String>,
+    pub keep_hourly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub keep_other_days: Option<i64>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 12] = [
+pub(crate) const TABLES: [&str; 13] = [
     "appliance",
     "network",
     "tls",
@@ -186,6 +200,7 @@ pub(crate) const TABLES: [&str; 12] = [
     "acme",
     "wireguard",
     "update",
+    "storage",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

@@ -125,6 +125,14 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 reboot_window: None,
                 gate_timeout: Duration::from_secs(10 * 60),
             },
+            storage: Storage {
+                backend: StorageBackend::Auto,
+                keep_hourly: 36,
+                keep_daily: 30,
+                keep_weekly: 4,
+                keep_monthly: 3,
+                keep_other_days: 30,
+            },
         }
     );
     // No endpoint, no DNS; clients route the tunnel network.
@@ -1396,4 +1404,28 @@ fn the_update_settings_are_read_and_checked() {
         parse(&with("[update]\nrepository = \"\"\nreboot_window = \"\"\n")).expect("valid");
     assert_eq!(config.update.repository, None);
     assert_eq!(config.update.reboot_window, None);
+}
+
+#[test]
+fn storage_settings_are_checked() {
+    let config = parse(
+        "version = 1\n[appliance]\ndata_dir = \"/var/lib/cv\"\n[storage]\nbackend = \"btrfs\"\nkeep_hourly = 0\nkeep_other_days = 7\n",
+    )
+    .unwrap();
+    assert_eq!(config.storage.backend, StorageBackend::Btrfs);
+    assert_eq!(config.storage.keep_hourly, 0);
+    assert_eq!(config.storage.keep_other_days, 7);
+    let err = parse(
+        "version = 1\n[appliance]\ndata_dir = \"/var/lib/cv\"\n[storage]\nbackend = \"ext4\"\nkeep_daily = -1\nkeep_other_days = 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "storage.backend",
+        "\"ext4\"",
+        "storage.keep_daily",
+        "storage.keep_other_days",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
 }

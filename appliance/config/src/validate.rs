@@ -15,12 +15,12 @@ use cv_net::wg::{Endpoint, InterfaceName, InvalidValue, WgNetwork, WgSettings};
 
 use crate::raw::{
     Document, RawAcme, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres,
-    RawService, RawSessions, RawTls, RawUpdate, RawWireguard, RawWorkers,
+    RawService, RawSessions, RawStorage, RawTls, RawUpdate, RawWireguard, RawWorkers,
 };
 use crate::{
     Acme, AcmeChallenge, AcmeDns, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat,
-    Mode, Network, Postgres, RebootWindow, SECONDS_PER_DAY, Service, Sessions, Tls, Update,
-    Wireguard, Workers,
+    Mode, Network, Postgres, RebootWindow, SECONDS_PER_DAY, Service, Sessions, Storage,
+    StorageBackend, Tls, Update, Wireguard, Workers,
 };
 
 // The appliance defaults, as documented in contextvault.example.toml.
@@ -135,9 +135,10 @@ pub(crate) fn validate(
     let acme = acme(&mut c, raw.acme);
     let wireguard = wireguard(&mut c, raw.wireguard);
     let update = update(&mut c, raw.update);
+    let storage = storage(&mut c, raw.storage);
     match (
         appliance, network, tls, postgres, service, sessions, log, workers, insights, acme,
-        wireguard, update,
+        wireguard, update, storage,
     ) {
         (
             Some((data_dir, hostname)),
@@ -152,6 +153,7 @@ pub(crate) fn validate(
             Some(acme),
             Some(wireguard),
             Some(update),
+            Some(storage),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -167,6 +169,7 @@ pub(crate) fn validate(
             acme,
             wireguard,
             update,
+            storage,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -993,6 +996,56 @@ fn update(c: &mut Checker<'_>, raw: RawUpdate) -> Option<Update> {
         check_interval: Duration::from_secs(hours? * 3600),
         reboot_window: reboot_window?,
         gate_timeout: Duration::from_secs(gate? * 60),
+    })
+}
+
+fn storage(c: &mut Checker<'_>, raw: RawStorage) -> Option<Storage> {
+    let backend = match set(raw.backend).as_deref() {
+        None | Some("auto") => Some(StorageBackend::Auto),
+        Some("zfs") => Some(StorageBackend::Zfs),
+        Some("btrfs") => Some(StorageBackend::Btrfs),
+        Some("plain") => Some(StorageBackend::Plain),
+        Some(other) => c.take(
+            "storage.backend",
+            Err(format!(
+                "is {other:?}; give \"auto\" (whatever the data directory is on), \"zfs\", \
+                 \"btrfs\" or \"plain\" (no snapshots)"
+            )),
+        ),
+    };
+    // The defaults: sanoid's `production` template (36 hourly, 30 daily, 3 monthly),
+    // with 4 weekly.
+    let mut keep = |key: &str, value: Option<i64>, default: i64, max: i64, unit: &str| {
+        c.take(key, in_range(value.unwrap_or(default), 0, max, unit))
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let hourly = keep(
+        "storage.keep_hourly",
+        raw.keep_hourly,
+        36,
+        24 * 14,
+        "snapshots",
+    );
+    let daily = keep("storage.keep_daily", raw.keep_daily, 30, 366, "snapshots");
+    let weekly = keep("storage.keep_weekly", raw.keep_weekly, 4, 104, "snapshots");
+    let monthly = keep(
+        "storage.keep_monthly",
+        raw.keep_monthly,
+        3,
+        120,
+        "snapshots",
+    );
+    let other = c.take(
+        "storage.keep_other_days",
+        in_range(raw.keep_other_days.unwrap_or(30), 1, 366, "days"),
+    );
+    Some(Storage {
+        backend: backend?,
+        keep_hourly: hourly?,
+        keep_daily: daily?,
+        keep_weekly: weekly?,
+        keep_monthly: monthly?,
+        keep_other_days: u32::try_from(other?).ok()?,
     })
 }
 

@@ -8,6 +8,7 @@
 //! The socket lives in the appliance's run directory, owned by root and the service's
 //! group, mode 0660, so only the supervisor, the service and root can speak it.
 
+mod snapshots;
 mod wireguard;
 mod workers;
 
@@ -18,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+pub use crate::snapshots::{
+    RESTORE_TIMEOUT, SNAPSHOT_TIMEOUT, SnapshotOverview, SnapshotSummary, StorageStatus,
+};
 pub use crate::wireguard::{
     WG_TIMEOUT, WgClientConfig, WgOverview, WgPeer, WgPeerAdded, WgPeerStatus, WgState,
 };
@@ -87,6 +91,15 @@ pub enum Request {
     /// The daily window ("HH:MM-HH:MM") in which an installed update may restart the
     /// box; "" restarts as soon as it is installed. Overrides `update.reboot_window`.
     UpdateSetWindow { window: String },
+    /// Take a snapshot of the data directory now, `reason` saying why (may be empty):
+    /// [`Response::Snapshot`].
+    SnapshotCreate { reason: String },
+    /// The snapshots there are: [`Response::Snapshots`].
+    SnapshotList {},
+    /// Restore the snapshot `id`: the supervisor takes a snapshot of the present first,
+    /// stops the vault service and PostgreSQL, copies the snapshot's data back and
+    /// starts them again. [`Response::Ok`] once the vault serves again.
+    SnapshotRestore { id: String },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -106,6 +119,8 @@ pub enum Response {
         status: u16,
         message: String,
     },
+    Snapshot(SnapshotSummary),
+    Snapshots(SnapshotOverview),
     /// The request was refused; the message says why (shown to admins, never secret).
     Error {
         message: String,
@@ -204,6 +219,9 @@ pub struct ApplianceStatus {
     /// Self-update; `None` from a supervisor that does not report it.
     #[serde(default)]
     pub update: Option<Box<UpdateStatus>>,
+    /// Snapshots; `None` from a supervisor that does not report them.
+    #[serde(default)]
+    pub storage: Option<StorageStatus>,
 }
 
 /// Self-update, for the dashboard and `/healthz`.

@@ -47,6 +47,10 @@ pub enum Event {
     UpdateInstalled,
     UpdateConfirmed,
     UpdateRolledBack,
+    /// Snapshots (recorded for the owners): one was restored; a migration failed and the
+    /// database was rolled back to the snapshot taken before it.
+    SnapshotRestored,
+    MigrationRolledBack,
 }
 
 impl Event {
@@ -79,6 +83,8 @@ impl Event {
             Event::UpdateInstalled => "update_installed",
             Event::UpdateConfirmed => "update_confirmed",
             Event::UpdateRolledBack => "update_rolled_back",
+            Event::SnapshotRestored => "snapshot_restored",
+            Event::MigrationRolledBack => "migration_rolled_back",
         }
     }
 
@@ -112,6 +118,8 @@ impl Event {
             "update_installed" => "Update installed",
             "update_confirmed" => "Update confirmed",
             "update_rolled_back" => "Update rolled back",
+            "snapshot_restored" => "Snapshot restored",
+            "migration_rolled_back" => "Migration failed, rolled back",
             _ => "Other",
         }
     }

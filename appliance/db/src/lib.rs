@@ -176,6 +176,21 @@ pub async fn run_migrations(connection_string: &str) -> Result<Vec<String>, DbEr
     .await
 }
 
+/// The migrations not applied yet, and whether any was ever applied (a database with
+/// none applied is a new one: nothing in it to protect before migrating).
+pub async fn pending_migrations(connection_string: &str) -> Result<(Vec<String>, bool), DbError> {
+    with_migration_harness(connection_string, |conn| {
+        let applied_any = !conn.applied_migrations()?.is_empty();
+        let pending = conn
+            .pending_migrations(MIGRATIONS)?
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        Ok((pending, applied_any))
+    })
+    .await
+}
+
 /// Reverts every applied migration (tests: up/down/up).
 pub async fn revert_all_migrations(connection_string: &str) -> Result<Vec<String>, DbError> {
     with_migration_harness(connection_string, |conn| {
@@ -187,9 +202,10 @@ pub async fn revert_all_migrations(connection_string: &str) -> Result<Vec<String
 
 type Harness = AsyncConnectionWrapper<AsyncPgConnection>;
 
-async fn with_migration_harness<F>(connection_string: &str, f: F) -> Result<Vec<String>, DbError>
+async fn with_migration_harness<F, T>(connection_string: &str, f: F) -> Result<T, DbError>
 where
-    F: FnOnce(&mut Harness) -> diesel::migration::Result<Vec<String>> + Send + 'static,
+    F: FnOnce(&mut Harness) -> diesel::migration::Result<T> + Send + 'static,
+    T: Send + 'static,
 {
     let connection_string = connection_string.to_owned();
     // The wrapper drives the async connection from a blocking thread; running it on an

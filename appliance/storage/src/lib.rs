@@ -1,8 +1,9 @@
-//! Storage owned by the appliance: the PostgreSQL cluster the supervisor runs, and
-//! encrypted off-box backups with restic.
+//! Storage owned by the appliance: the PostgreSQL cluster the supervisor runs, the
+//! snapshots of the data directory it lives in, and encrypted off-box backups with restic.
 pub mod backup;
 pub mod layout;
 pub mod postgres;
+pub mod snapshot;
 pub mod users;
 
 pub use backup::{

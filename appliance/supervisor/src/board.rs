@@ -74,6 +74,7 @@ impl StatusBoard {
                 disk: None,
                 acme: None,
                 update: None,
+                storage: None,
             })),
         }
     }
@@ -152,6 +153,19 @@ impl StatusBoard {
         self.with(|s| {
             if let Some(update) = s.update.as_deref_mut() {
                 f(update);
+            }
+        });
+    }
+
+    pub fn set_storage(&self, storage: cv_control::StorageStatus) {
+        self.with(|s| s.storage = Some(storage));
+    }
+
+    /// Changes the published snapshot status in place.
+    pub fn patch_storage(&self, f: impl FnOnce(&mut cv_control::StorageStatus)) {
+        self.with(|s| {
+            if let Some(storage) = s.storage.as_mut() {
+                f(storage);
             }
         });
     }

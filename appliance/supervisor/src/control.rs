@@ -13,7 +13,8 @@ use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::board::Component;
-use crate::{Context, Stop, SupervisorError, TaskResult, wireguard, workers};
+use crate::{Context, Stop, SupervisorError, TaskResult, storage, wireguard, workers};
+use cv_storage::snapshot::Kind;
 
 /// A connection that sends no request for this long is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,6 +187,44 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             tracing::info!(status, %message, "update hint");
             crate::update::audit(&ctx, event, &detail).await;
         }
+        Request::SnapshotCreate { reason } => {
+            let reason: String = reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            let reason = if reason.trim().is_empty() {
+                "taken by hand".to_owned()
+            } else {
+                reason
+            };
+            let response = match storage::take(&ctx, &[Kind::Manual], &reason).await {
+                Ok(summary) => Response::Snapshot(summary),
+                Err(message) => Response::Error { message },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        Request::SnapshotList {} => {
+            let response = match storage::list(&ctx).await {
+                Ok(overview) => Response::Snapshots(overview),
+                Err(message) => Response::Error { message },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        Request::SnapshotRestore { id } => {
+            tracing::warn!(%id, "restore of a snapshot requested");
+            // The restore goes on if the asker hangs up: a half-done one would be worse.
+            let ctx2 = Arc::clone(&ctx);
+            let restore = tokio::spawn(async move { storage::restore(&ctx2, &id).await });
+            let response = match restore.await {
+                Ok(Ok(())) => Response::Ok,
+                Ok(Err(message)) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: format!("the restore did not finish: {e}"),
+                },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
         other => {
             let response = answer(&ctx, other);
             let _ = write_message(&mut stream, &response).await;
@@ -265,6 +304,9 @@ fn answer(ctx: &Context, request: Request) -> Response {
             Response::Ok
         }
         Request::SpawnWorker {}
+        | Request::SnapshotCreate { .. }
+        | Request::SnapshotList {}
+        | Request::SnapshotRestore { .. }
         | Request::StopWorker { .. }
         | Request::WgAddPeer { .. }
         | Request::WgListPeers {}

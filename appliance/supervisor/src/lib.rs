@@ -24,11 +24,13 @@ pub mod board;
 pub mod cgroup;
 pub mod console;
 mod control;
+mod core;
 mod disk;
 mod mdns;
 mod postgres;
 mod prepare;
 mod service;
+mod storage;
 mod update;
 mod wireguard;
 mod workers;
@@ -86,6 +88,8 @@ pub enum SupervisorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Storage(cv_storage::snapshot::SnapshotError),
     #[error("the supervisor stopped uncleanly: {0}")]
     Unclean(String),
 }
@@ -104,6 +108,7 @@ pub enum TaskName {
     Wireguard,
     Console,
     Update,
+    Snapshots,
 }
 
 impl std::fmt::Display for TaskName {
@@ -120,6 +125,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Wireguard => "wireguard",
             TaskName::Console => "console",
             TaskName::Update => "update",
+            TaskName::Snapshots => "snapshots",
         })
     }
 }
@@ -168,6 +174,12 @@ pub struct Context {
     pub console: console::Published,
     /// Self-update: what the control socket hands the `update` task.
     pub updates: update::Updates,
+    /// Snapshots of the data directory.
+    pub storage: storage::Storage,
+    /// PostgreSQL and the vault service, stopped and started together.
+    core: core::Core,
+    /// Set when a migration failed and was rolled back: what went wrong.
+    pub migration_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Context {
@@ -212,6 +224,9 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
     prepare::tls(&config, &layout, &users, &hostname)?;
     let (https_listeners, http_listeners) = prepare::bind(&config)?;
     let exe = prepare::service_exe(&exe, &layout, &users)?;
+    let backend = cv_storage::snapshot::detect(layout.root(), storage_wanted(&config))
+        .map_err(SupervisorError::Storage)?;
+    let storage = storage::Storage::new(backend, &config.storage);
     announce_urls(&config, &hostname);
 
     let (reload, _) = broadcast::channel(4);
@@ -235,11 +250,16 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         acme_renew: tokio::sync::Notify::new(),
         console: console::Published::default(),
         updates: update::Updates::default(),
+        storage,
+        core: core::Core::default(),
+        migration_failure: std::sync::Mutex::new(None),
     });
+    ctx.board.set_storage(storage::initial_status(&ctx.storage));
     tracing::info!(
         version = VERSION,
         mode = ctx.mode_str(),
         data_dir = %ctx.layout.root().display(),
+        snapshots = %ctx.storage.kind(),
         postgres_user = %ctx.users.postgres.name,
         service_user = %ctx.users.service.name,
         "supervisor starting"
@@ -248,9 +268,12 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         ctx.board.remove(Component::Mdns);
     }
 
-    // Shutdown phases: the service, then PostgreSQL, then the supervisor's own tasks.
-    let (stop_service_tx, stop_service) = watch::channel(false);
-    let (stop_core_tx, stop_core) = watch::channel(false);
+    // A restore a power cut interrupted is finished before PostgreSQL starts.
+    storage::finish_interrupted_restore(&ctx);
+
+    // Shutdown phases: mDNS's goodbye, the service, then PostgreSQL ([`core`]), then the
+    // supervisor's own tasks.
+    let (stop_mdns_tx, stop_mdns) = watch::channel(false);
     let (stop_rest_tx, stop_rest) = watch::channel(false);
 
     let control = control::bind(&ctx)?;
@@ -291,6 +314,10 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
             tokio::spawn(update::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
         ),
         (
+            TaskName::Snapshots,
+            tokio::spawn(storage::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
             TaskName::Console,
             tokio::spawn(console::publish(Arc::clone(&ctx), Stop(stop_rest))),
         ),
@@ -300,21 +327,17 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         // so phones stop being sent to a box that is going away.
         rest.push((
             TaskName::Mdns,
-            tokio::spawn(mdns::announce(Arc::clone(&ctx), Stop(stop_service.clone()))),
+            tokio::spawn(mdns::announce(Arc::clone(&ctx), Stop(stop_mdns))),
         ));
     }
-    let pg_task = tokio::spawn(postgres::supervise(Arc::clone(&ctx), Stop(stop_core)));
-    let service_task = tokio::spawn(service::supervise(Arc::clone(&ctx), Stop(stop_service)));
+    core::start(&ctx).await;
 
     wait_for_stop_signal(&ctx).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down");
 
-    let mut failures = Vec::new();
-    let _ = stop_service_tx.send(true);
-    join(TaskName::VaultService, service_task, &mut failures).await;
-    let _ = stop_core_tx.send(true);
-    join(TaskName::Postgres, pg_task, &mut failures).await;
+    let _ = stop_mdns_tx.send(true);
+    let mut failures = core::finish(&ctx).await;
     let _ = stop_rest_tx.send(true);
     for (name, handle) in rest.drain(..) {
         join(name, handle, &mut failures).await;
@@ -342,6 +365,16 @@ fn announce_urls(config: &Config, hostname: &str) {
     );
     urls.push(format!("https://localhost{port}/"));
     tracing::info!(dashboard = %urls.join("  "), "the dashboard will answer at");
+}
+
+fn storage_wanted(config: &Config) -> cv_storage::snapshot::Wanted {
+    use cv_storage::snapshot::Wanted;
+    match config.storage.backend {
+        cv_config::StorageBackend::Auto => Wanted::Auto,
+        cv_config::StorageBackend::Zfs => Wanted::Zfs,
+        cv_config::StorageBackend::Btrfs => Wanted::Btrfs,
+        cv_config::StorageBackend::Plain => Wanted::Plain,
+    }
 }
 
 fn mode_name(mode: Mode) -> &'static str {

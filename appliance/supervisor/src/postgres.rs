@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use cv_control::ComponentState;
 use cv_storage::postgres::{self, Cluster, ClusterSpec, IdentEntry, RunningPostgres};
 
+use cv_db::audit::Event;
+use cv_storage::snapshot::{BackendKind, Kind, SnapshotId};
+
 use crate::backoff::Backoff;
 use crate::board::Component;
 use crate::{Context, Stop, TaskResult};
@@ -63,7 +66,7 @@ pub async fn supervise(ctx: Arc<Context>, mut stop: Stop) -> TaskResult {
         let running = start(&ctx, &spec).await;
         if stop.is_requested() {
             let outcome = match running {
-                Ok(mut pg) => stop_postgres(&ctx, &mut pg).await,
+                Ok((mut pg, _)) => stop_postgres(&ctx, &mut pg).await,
                 Err(_) => Ok(()),
             };
             ctx.board
@@ -71,13 +74,15 @@ pub async fn supervise(ctx: Arc<Context>, mut stop: Stop) -> TaskResult {
             return outcome;
         }
         match running {
-            Ok(mut pg) => {
-                ctx.board.set(
-                    Component::Postgres,
-                    ComponentState::Up,
-                    Some(pg.pid()),
-                    None,
-                );
+            Ok((mut pg, problem)) => {
+                // A failed migration rolled back: PostgreSQL runs on the data as it was,
+                // and the board says what went wrong until the next start.
+                let state = match problem {
+                    None => ComponentState::Up,
+                    Some(_) => ComponentState::Failed,
+                };
+                ctx.board
+                    .set(Component::Postgres, state, Some(pg.pid()), problem);
                 if let Some(outcome) = watch(&ctx, &mut pg, &mut stop).await {
                     return outcome;
                 }
@@ -143,15 +148,19 @@ async fn stop_postgres(ctx: &Context, pg: &mut RunningPostgres) -> TaskResult {
     outcome
 }
 
-/// initdb (first start), start, provision, migrate, setup code.
-async fn start(ctx: &Context, spec: &ClusterSpec) -> Result<RunningPostgres, String> {
+/// initdb (first start), start, provision, migrate, setup code. The second value is a
+/// problem to report while it runs: a migration failed and was rolled back.
+async fn start(
+    ctx: &Arc<Context>,
+    spec: &ClusterSpec,
+) -> Result<(RunningPostgres, Option<String>), String> {
     if Cluster::init_if_needed(spec)
         .await
         .map_err(|e| e.to_string())?
     {
         tracing::info!("PostgreSQL cluster created");
     }
-    let mut pg = Cluster::start(spec, READY_TIMEOUT)
+    let pg = Cluster::start(spec, READY_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     ctx.board.set(
@@ -160,27 +169,127 @@ async fn start(ctx: &Context, spec: &ClusterSpec) -> Result<RunningPostgres, Str
         Some(pg.pid()),
         None,
     );
-    match prepare_database(ctx, spec).await {
-        Ok(()) => Ok(pg),
-        Err(e) => {
-            let _ = pg.stop(STOP_GRACE).await;
+    match prepare_database(ctx, spec, pg).await {
+        Prepared::Ready(pg) => Ok((pg, None)),
+        Prepared::RolledBack(pg, problem) => Ok((pg, Some(problem))),
+        Prepared::Failed(pg, e) => {
+            if let Some(mut pg) = pg {
+                let _ = pg.stop(STOP_GRACE).await;
+            }
             Err(e)
         }
     }
 }
 
-async fn prepare_database(ctx: &Context, spec: &ClusterSpec) -> Result<(), String> {
-    cv_db::provision(&spec.connection_string(postgres::SUPERUSER, "postgres"))
-        .await
-        .map_err(|e| e.to_string())?;
-    let url = spec.connection_string(cv_db::SERVICE_ROLE, cv_db::DATABASE);
-    let applied = cv_db::run_migrations(&url)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "database migrations applied");
+enum Prepared {
+    Ready(RunningPostgres),
+    /// A migration failed; the data was rolled back to the snapshot taken before it.
+    RolledBack(RunningPostgres, String),
+    /// With PostgreSQL to stop, if it still runs.
+    Failed(Option<RunningPostgres>, String),
+}
+
+async fn prepare_database(ctx: &Arc<Context>, spec: &ClusterSpec, pg: RunningPostgres) -> Prepared {
+    if let Err(e) = cv_db::provision(&spec.connection_string(postgres::SUPERUSER, "postgres")).await
+    {
+        return Prepared::Failed(Some(pg), e.to_string());
     }
-    issue_setup_code(ctx, &url).await
+    let url = spec.connection_string(cv_db::SERVICE_ROLE, cv_db::DATABASE);
+    let failed_before = ctx
+        .migration_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(problem) = failed_before {
+        // The same migrations would fail the same way: not again until the next start.
+        return Prepared::RolledBack(pg, problem);
+    }
+    let before = match snapshot_before_migrations(ctx, &url).await {
+        Ok(before) => before,
+        Err(e) => return Prepared::Failed(Some(pg), e),
+    };
+    match cv_db::run_migrations(&url).await {
+        Ok(applied) => {
+            if !applied.is_empty() {
+                tracing::info!(?applied, "database migrations applied");
+            }
+        }
+        Err(e) => {
+            return match before {
+                Some(before) => roll_back_migrations(ctx, spec, pg, &before, &e.to_string()).await,
+                None => Prepared::Failed(Some(pg), e.to_string()),
+            };
+        }
+    }
+    match issue_setup_code(ctx, &url).await {
+        Ok(()) => Prepared::Ready(pg),
+        Err(e) => Prepared::Failed(Some(pg), e),
+    }
+}
+
+/// A snapshot before migrations are applied to a database that has data (not a new
+/// one), where the data directory can take one.
+async fn snapshot_before_migrations(
+    ctx: &Arc<Context>,
+    url: &str,
+) -> Result<Option<SnapshotId>, String> {
+    if ctx.storage.kind() == BackendKind::Plain {
+        return Ok(None);
+    }
+    let (pending, applied_any) = cv_db::pending_migrations(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    if pending.is_empty() || !applied_any {
+        return Ok(None);
+    }
+    let reason = format!("before the migrations {}", pending.join(", "));
+    let taken = crate::storage::take(ctx, &[Kind::Migration], &reason)
+        .await
+        .map_err(|e| format!("no migration without a snapshot first: {e}"))?;
+    tracing::info!(snapshot = %taken.id, ?pending, "snapshot taken before the migrations");
+    SnapshotId::parse(&taken.id)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Stops PostgreSQL, restores the snapshot taken before the migrations, starts it again
+/// on that data, and reports it (log, board, the owners' audit logs).
+async fn roll_back_migrations(
+    ctx: &Arc<Context>,
+    spec: &ClusterSpec,
+    mut pg: RunningPostgres,
+    before: &SnapshotId,
+    error: &str,
+) -> Prepared {
+    tracing::error!(error = %error, snapshot = %before, "a migration failed: rolling back to the snapshot taken before it");
+    let _ = pg.stop(STOP_GRACE).await;
+    drop(pg);
+    if let Err(e) = crate::storage::restore_files(ctx, before).await {
+        return Prepared::Failed(
+            None,
+            format!(
+                "a migration failed ({error}) and the rollback to snapshot {before} failed too: {e}"
+            ),
+        );
+    }
+    let problem = format!(
+        "a database migration failed ({error}); the data was rolled back to snapshot {before}, \
+         taken just before it, and no migration is tried again until the supervisor restarts"
+    );
+    *ctx.migration_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(problem.clone());
+    let pg = match Cluster::start(spec, READY_TIMEOUT).await {
+        Ok(pg) => pg,
+        Err(e) => {
+            return Prepared::Failed(
+                None,
+                format!("{problem}; PostgreSQL did not start again: {e}"),
+            );
+        }
+    };
+    crate::update::audit(ctx, Event::MigrationRolledBack, &problem).await;
+    Prepared::RolledBack(pg, problem)
 }
 
 /// While nobody owns the box, print a fresh one-time setup code (once per supervisor

@@ -10,8 +10,8 @@
 //!   resumably, its length and SHA-256 checked while it streams
 //!   ([`cv_update::download`]), and its RAUC signature and board checked with `rauc info`
 //!   against the keyring baked into the image.
-//! - **Install.** A PostgreSQL checkpoint and a read-only btrfs snapshot of the data
-//!   partition first; then `rauc install` writes the inactive root slot and makes it the
+//! - **Install.** A snapshot of the data directory first (a PostgreSQL checkpoint, then
+//!   one atomic btrfs or ZFS snapshot, kept as `…-update`: [`crate::storage`]); then `rauc install` writes the inactive root slot and makes it the
 //!   boot loader's first choice; then a trial record on the data partition says which
 //!   slot is on trial, and the box restarts (at once, or in the owner's window).
 //! - **Confirm or roll back.** The new slot's supervisor finds the trial record and runs
@@ -1125,68 +1125,22 @@ fn last_line(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// A clean PostgreSQL checkpoint, then a read-only snapshot of the data partition where
-/// it is btrfs (the one before the previous update is removed).
-async fn snapshot(ctx: &Context, version: &str) -> Result<(), String> {
-    let url = crate::postgres::cluster_spec(ctx)
-        .connection_string(cv_storage::postgres::SUPERUSER, cv_db::DATABASE);
-    let checkpoint = async {
-        let mut conn = cv_db::connect_once(&url).await.map_err(|e| e.to_string())?;
-        use diesel_async::RunQueryDsl as _;
-        diesel::sql_query("CHECKPOINT")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    tokio::time::timeout(Duration::from_secs(120), checkpoint)
-        .await
-        .map_err(|_| "the database checkpoint took over 2 minutes".to_owned())?
-        .map_err(|e| format!("the database checkpoint failed: {e}"))?;
-    let data = ctx.layout.root();
-    let dir = data.join(".snapshots");
-    let is_btrfs = Command::new("btrfs")
-        .args(["subvolume", "show"])
-        .arg(data)
-        .output()
-        .await
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !is_btrfs {
-        tracing::info!("the data partition is not btrfs: a checkpoint only before the update");
+/// A snapshot of the data directory before the install ([`crate::storage`]: a
+/// checkpoint, then one atomic snapshot); where the data directory cannot take snapshots,
+/// the update goes on (migrations only add, so the old version runs on the new data).
+async fn snapshot(ctx: &Arc<Context>, version: &str) -> Result<(), String> {
+    if ctx.storage.kind() == cv_storage::snapshot::BackendKind::Plain {
+        tracing::info!("the data directory cannot take snapshots: none before the update");
         return Ok(());
     }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("pre-update-")
-            {
-                let _ = Command::new("btrfs")
-                    .args(["subvolume", "delete"])
-                    .arg(entry.path())
-                    .output()
-                    .await;
-            }
-        }
-    }
-    let target = dir.join(format!("pre-update-{version}"));
-    let out = Command::new("btrfs")
-        .args(["subvolume", "snapshot", "-r"])
-        .arg(data)
-        .arg(&target)
-        .output()
-        .await
-        .map_err(|e| format!("btrfs cannot be run: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "the snapshot of the data partition failed: {}",
-            last_line(&out.stderr)
-        ));
-    }
-    tracing::info!(snapshot = %target.display(), "data partition snapshot taken");
-    Ok(())
+    crate::storage::take(
+        ctx,
+        &[cv_storage::snapshot::Kind::Update],
+        &format!("before the update to {version}"),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("the snapshot before the update failed: {e}"))
 }
 
 /// `rauc install`, its progress on the dashboard.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod scratch_fs;
 pub mod wg;
 
 use cv_storage::DataLayout;
@@ -137,6 +138,30 @@ impl TestAppliance {
         Self::launch_with(exe, launch, https_port, http_port, None).await
     }
 
+    /// Like [`TestAppliance::launch`], with its data in `data_dir` (e.g. a scratch btrfs
+    /// or ZFS mount from [`scratch_fs`]).
+    pub async fn launch_on(exe: &Path, launch: Launch, data_dir: &Path) -> TestAppliance {
+        let mut app = Self::unspawned(exe, launch, free_port(), free_port(), None);
+        app.data_dir = data_dir.to_owned();
+        app.spawn();
+        app.wait_healthy(Duration::from_secs(90)).await;
+        app
+    }
+
+    /// Starts the supervisor again after a SIGKILL of the whole tree (a power cut) or a
+    /// stop: the old child is reaped first. Waits until it is healthy, or not at all.
+    pub async fn restart_after_kill(&mut self, wait_healthy: bool) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.log.lock().unwrap().clear();
+        self.spawn();
+        if wait_healthy {
+            self.wait_healthy(Duration::from_secs(120)).await;
+        }
+    }
+
     /// Like [`TestAppliance::launch`], but waits only until `/healthz` answers, whatever
     /// its status: for a test of an appliance that is not healthy.
     pub async fn launch_answering(exe: &Path, launch: Launch) -> TestAppliance {
@@ -164,10 +189,22 @@ impl TestAppliance {
         http_port: u16,
         netns: Option<&netns::Netns>,
     ) -> TestAppliance {
+        let mut app = Self::unspawned(exe, launch, https_port, http_port, netns);
+        app.spawn();
+        app
+    }
+
+    fn unspawned(
+        exe: &Path,
+        launch: Launch,
+        https_port: u16,
+        http_port: u16,
+        netns: Option<&netns::Netns>,
+    ) -> TestAppliance {
         ensure_users();
         let dir = shared_tempdir();
         let data_dir = dir.path().join("var");
-        let mut app = TestAppliance {
+        TestAppliance {
             child: None,
             launch,
             data_dir,
@@ -177,9 +214,7 @@ impl TestAppliance {
             exe: exe.to_owned(),
             log: Arc::new(Mutex::new(Vec::new())),
             netns: netns.map(|ns| ns.name.clone()),
-        };
-        app.spawn();
-        app
+        }
     }
 
     /// Starts the supervisor again on the same data directory and ports (after

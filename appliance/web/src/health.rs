@@ -277,6 +277,7 @@ mod tests {
             disk: None,
             acme: None,
             update: None,
+            storage: None,
         }
     }
 

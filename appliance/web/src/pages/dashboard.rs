@@ -527,6 +527,7 @@ mod tests {
             }),
             acme: None,
             update: None,
+            storage: None,
         }
     }
 
