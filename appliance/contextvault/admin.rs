@@ -62,6 +62,35 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Encrypted off-box backups (restic) to the repository `[backup]` names.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Make the backup key and the repository. The key is printed this once: keep it
+    /// somewhere safe, away from the box; a restore onto a new box needs it.
+    Init,
+    /// Make a backup now (from a fresh snapshot) and wait for it.
+    Run,
+    /// The backups in the repository, oldest first: id, time, tags.
+    List,
+    /// Restore a backup onto this box, which must be new (no owner yet). The owners then
+    /// log in with their passphrases.
+    Restore {
+        /// The repository, in restic's spelling (/path, rest:http://…, sftp:user@host:/path).
+        #[arg(long)]
+        repository: String,
+        /// A file holding the backup key (one line).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Which backup: its id, or "latest".
+        #[arg(long, default_value = "latest")]
+        snapshot: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +144,7 @@ pub fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<ExitCode> {
             AdminCommand::RevokeToken { user, name } => revoke_token(data_dir, &user, &name).await,
             AdminCommand::Wg { command } => wg(data_dir, command).await,
             AdminCommand::Snapshot { command } => snapshot(data_dir, command).await,
+            AdminCommand::Backup { command } => backup(data_dir, command).await,
         }
     })
 }
@@ -360,6 +390,72 @@ async fn snapshot(data_dir: &Path, command: SnapshotCommand) -> anyhow::Result<E
                 .await
                 .map_err(|e| supervisor_error(data_dir, e))?;
             println!("restored {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+async fn backup(data_dir: &Path, command: BackupCommand) -> anyhow::Result<ExitCode> {
+    let client = control(data_dir);
+    match command {
+        BackupCommand::Init => {
+            let key = client
+                .backup_init()
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            eprintln!(
+                "backups are set up. This is the backup key, shown only now: keep it away from \
+                 the box (a password manager, paper); restoring onto a new box needs it."
+            );
+            println!("{}", key.text());
+        }
+        BackupCommand::Run => {
+            eprintln!("making a backup (its progress is on the dashboard)…");
+            let done = client
+                .backup_run()
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            println!(
+                "backup {}: {} files, {} read, {} new, in {:.1} s",
+                done.snapshot,
+                done.files,
+                human_bytes(done.bytes),
+                human_bytes(done.added_bytes),
+                done.seconds
+            );
+        }
+        BackupCommand::List => {
+            let backups = client
+                .backup_list()
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            if backups.is_empty() {
+                eprintln!("no backups yet");
+            }
+            for b in backups {
+                println!("{}  {}  {}", b.short_id, b.time, b.tags.join(","));
+            }
+        }
+        BackupCommand::Restore {
+            repository,
+            key_file,
+            snapshot,
+        } => {
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("cannot read {}", key_file.display()))?;
+            let key =
+                cv_control::BackupKeyText::new(zeroize::Zeroizing::new(key.trim().to_owned()));
+            let shown = cv_storage::Repository::parse(&repository)
+                .map_or_else(|_| repository.clone(), |r| r.to_string());
+            eprintln!(
+                "restoring backup {snapshot} from {shown}; the vault is offline for part of it…"
+            );
+            client
+                .backup_restore(&repository, key, &snapshot)
+                .await
+                .map_err(|e| supervisor_error(data_dir, e))?;
+            println!("restored backup {snapshot}");
         }
     }
     Ok(ExitCode::SUCCESS)

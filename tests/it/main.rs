@@ -8,6 +8,7 @@ mod accounts;
 mod acme;
 mod api;
 mod authz;
+mod backups;
 mod bad_input;
 mod browser;
 mod config_cli;

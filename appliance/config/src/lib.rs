@@ -78,6 +78,7 @@ pub struct Config {
     pub wireguard: Wireguard,
     pub update: Update,
     pub storage: Storage,
+    pub backup: Backup,
 }
 
 /// Where the web service listens.
@@ -207,6 +208,20 @@ pub struct Storage {
     /// How many days manual snapshots and those taken before an update, a migration or a
     /// restore are kept.
     pub keep_other_days: u32,
+}
+
+/// Encrypted off-box backups (`[backup]`), made with restic from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// restic's spelling of the repository: an absolute path (a USB disk), `rest:http://…`
+    /// or `sftp:user@host:/path`. `None`: no backups.
+    pub repository: Option<String>,
+    /// How often a backup is made.
+    pub interval: Duration,
+    /// How many daily, weekly and monthly backups the repository keeps.
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
 }
 
 /// `[storage] backend`: where snapshots come from.
@@ -659,6 +674,23 @@ impl Config {
                 "storage.keep_other_days",
                 self.storage.keep_other_days.to_string(),
             ),
+            (
+                "backup.repository",
+                self.backup.repository.as_deref().map_or_else(
+                    || "(none: no backups)".to_owned(),
+                    |r| {
+                        cv_storage::backup::Repository::parse(r)
+                            .map_or_else(|_| r.to_owned(), |r| r.to_string())
+                    },
+                ),
+            ),
+            (
+                "backup.interval_hours",
+                (self.backup.interval.as_secs() / 3600).to_string(),
+            ),
+            ("backup.keep_daily", self.backup.keep_daily.to_string()),
+            ("backup.keep_weekly", self.backup.keep_weekly.to_string()),
+            ("backup.keep_monthly", self.backup.keep_monthly.to_string()),
             ("wireguard.enabled", self.wireguard.enabled.to_string()),
             ("wireguard.interface", wg.interface.to_string()),
             ("wireguard.network", wg.network.to_string()),

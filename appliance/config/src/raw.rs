@@ -54,6 +54,8 @@ pub(crate) struct RawConfig {
     pub update: RawUpdate,
     #[serde(default)]
     pub storage: RawStorage,
+    #[serde(default)]
+    pub backup: RawBackup,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,9 +187,20 @@ pub(crate) struct RawStorage {
     pub keep_other_days: Option<i64>,
 }
 
+/// `[backup]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackup {
+    pub repository: Option<String>,
+    pub interval_hours: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+}
+
 /// The top-level keys of [`RawConfig`] that are tables: all but `version`. A test checks
 /// this list against the struct.
-pub(crate) const TABLES: [&str; 13] = [
+pub(crate) const TABLES: [&str; 14] = [
     "appliance",
     "network",
     "tls",
@@ -201,6 +214,7 @@ pub(crate) const TABLES: [&str; 13] = [
     "wireguard",
     "update",
     "storage",
+    "backup",
 ];
 
 /// Only `version`, read without `deny_unknown_fields`.

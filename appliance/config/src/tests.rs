@@ -133,6 +133,13 @@ fn a_minimal_file_gets_the_documented_defaults() {
                 keep_monthly: 3,
                 keep_other_days: 30,
             },
+            backup: Backup {
+                repository: None,
+                interval: Duration::from_secs(24 * 3600),
+                keep_daily: 7,
+                keep_weekly: 4,
+                keep_monthly: 12,
+            },
         }
     );
     // No endpoint, no DNS; clients route the tunnel network.
@@ -1426,6 +1433,27 @@ fn storage_settings_are_checked() {
         "storage.keep_daily",
         "storage.keep_other_days",
     ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn backup_settings_are_checked() {
+    let config = parse(
+        "version = 1\n[appliance]\ndata_dir = \"/var/lib/cv\"\n[backup]\nrepository = \"rest:http://127.0.0.1:8000/box/\"\ninterval_hours = 6\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.backup.repository.as_deref(),
+        Some("rest:http://127.0.0.1:8000/box/")
+    );
+    assert_eq!(config.backup.interval, Duration::from_secs(6 * 3600));
+    let err = parse(
+        "version = 1\n[appliance]\ndata_dir = \"/var/lib/cv\"\n[backup]\nrepository = \"s3:somewhere\"\ninterval_hours = 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in ["backup.repository", "backup.interval_hours"] {
         assert!(err.contains(needle), "{needle} missing from: {err}");
     }
 }

@@ -14,12 +14,12 @@ use crate::names::{self, Hostname, SystemUserName};
 use cv_net::wg::{Endpoint, InterfaceName, InvalidValue, WgNetwork, WgSettings};
 
 use crate::raw::{
-    Document, RawAcme, RawAppliance, RawConfig, RawInsights, RawLog, RawNetwork, RawPostgres,
-    RawService, RawSessions, RawStorage, RawTls, RawUpdate, RawWireguard, RawWorkers,
+    Document, RawAcme, RawAppliance, RawBackup, RawConfig, RawInsights, RawLog, RawNetwork,
+    RawPostgres, RawService, RawSessions, RawStorage, RawTls, RawUpdate, RawWireguard, RawWorkers,
 };
 use crate::{
-    Acme, AcmeChallenge, AcmeDns, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log, LogFormat,
-    Mode, Network, Postgres, RebootWindow, SECONDS_PER_DAY, Service, Sessions, Storage,
+    Acme, AcmeChallenge, AcmeDns, Backup, Config, DEFAULT_ALLOWED_SOURCES, Insights, IpNet, Log,
+    LogFormat, Mode, Network, Postgres, RebootWindow, SECONDS_PER_DAY, Service, Sessions, Storage,
     StorageBackend, Tls, Update, Wireguard, Workers,
 };
 
@@ -136,9 +136,10 @@ pub(crate) fn validate(
     let wireguard = wireguard(&mut c, raw.wireguard);
     let update = update(&mut c, raw.update);
     let storage = storage(&mut c, raw.storage);
+    let backup = backup(&mut c, raw.backup);
     match (
         appliance, network, tls, postgres, service, sessions, log, workers, insights, acme,
-        wireguard, update, storage,
+        wireguard, update, storage, backup,
     ) {
         (
             Some((data_dir, hostname)),
@@ -154,6 +155,7 @@ pub(crate) fn validate(
             Some(wireguard),
             Some(update),
             Some(storage),
+            Some(backup),
         ) if c.problems.is_empty() => Ok(Config {
             mode,
             data_dir,
@@ -170,6 +172,7 @@ pub(crate) fn validate(
             wireguard,
             update,
             storage,
+            backup,
         }),
         _ => {
             // In file order; a problem without a line (a missing table) first.
@@ -1046,6 +1049,49 @@ fn storage(c: &mut Checker<'_>, raw: RawStorage) -> Option<Storage> {
         keep_weekly: weekly?,
         keep_monthly: monthly?,
         keep_other_days: u32::try_from(other?).ok()?,
+    })
+}
+
+fn backup(c: &mut Checker<'_>, raw: RawBackup) -> Option<Backup> {
+    let repository = match set(raw.repository) {
+        None => Some(None),
+        Some(text) => c.take(
+            "backup.repository",
+            cv_storage::backup::Repository::parse(&text)
+                .map(|_| Some(text.clone()))
+                .map_err(|e| format!("is not a backup repository: {e}")),
+        ),
+    };
+    let hours = c.take(
+        "backup.interval_hours",
+        in_range(
+            raw.interval_hours.unwrap_or(24),
+            1,
+            7 * 24,
+            "hours (a week)",
+        ),
+    );
+    let mut keep = |key: &str, value: Option<i64>, default: i64, max: i64| {
+        c.take(key, in_range(value.unwrap_or(default), 0, max, "backups"))
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let daily = keep("backup.keep_daily", raw.keep_daily, 7, 366);
+    let weekly = keep("backup.keep_weekly", raw.keep_weekly, 4, 104);
+    let monthly = keep("backup.keep_monthly", raw.keep_monthly, 12, 120);
+    if let (Some(0), Some(0), Some(0)) = (daily, weekly, monthly) {
+        c.invalid(
+            "backup.keep_daily",
+            "and keep_weekly and keep_monthly are all 0: the repository would keep no backup"
+                .to_owned(),
+        );
+        return None;
+    }
+    Some(Backup {
+        repository: repository?,
+        interval: Duration::from_secs(hours? * 3600),
+        keep_daily: daily?,
+        keep_weekly: weekly?,
+        keep_monthly: monthly?,
     })
 }
 

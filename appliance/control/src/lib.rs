@@ -8,6 +8,7 @@
 //! The socket lives in the appliance's run directory, owned by root and the service's
 //! group, mode 0660, so only the supervisor, the service and root can speak it.
 
+mod backups;
 mod snapshots;
 mod wireguard;
 mod workers;
@@ -19,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+pub use crate::backups::{
+    BACKUP_INIT_TIMEOUT, BACKUP_RESTORE_TIMEOUT, BACKUP_RUN_TIMEOUT, BackupEntry, BackupKeyText,
+    BackupResult, BackupStatus,
+};
 pub use crate::snapshots::{
     RESTORE_TIMEOUT, SNAPSHOT_TIMEOUT, SnapshotOverview, SnapshotSummary, StorageStatus,
 };
@@ -100,6 +105,21 @@ pub enum Request {
     /// stops the vault service and PostgreSQL, copies the snapshot's data back and
     /// starts them again. [`Response::Ok`] once the vault serves again.
     SnapshotRestore { id: String },
+    /// Make the backup key (unless there is one) and the repository `[backup]` names:
+    /// [`Response::BackupKey`], the key given out this once.
+    BackupInit {},
+    /// Make a backup now: [`Response::BackupDone`] when it is done.
+    BackupRun {},
+    /// The backups in the repository: [`Response::Backups`].
+    BackupList {},
+    /// Restore a backup onto this box, which must have no owner yet (a new box's setup
+    /// page, or `contextvault admin backup restore`): [`Response::Ok`] once the vault
+    /// serves the restored data. `snapshot` is restic's id, or "latest".
+    BackupRestore {
+        repository: String,
+        key: BackupKeyText,
+        snapshot: String,
+    },
 }
 
 /// The supervisor's answer to one [`Request`].
@@ -121,6 +141,13 @@ pub enum Response {
     },
     Snapshot(SnapshotSummary),
     Snapshots(SnapshotOverview),
+    BackupKey {
+        key: BackupKeyText,
+    },
+    BackupDone(BackupResult),
+    Backups {
+        backups: Vec<BackupEntry>,
+    },
     /// The request was refused; the message says why (shown to admins, never secret).
     Error {
         message: String,
@@ -222,6 +249,9 @@ pub struct ApplianceStatus {
     /// Snapshots; `None` from a supervisor that does not report them.
     #[serde(default)]
     pub storage: Option<StorageStatus>,
+    /// Off-box backups; `None` from a supervisor that does not report them.
+    #[serde(default)]
+    pub backup: Option<Box<BackupStatus>>,
 }
 
 /// Self-update, for the dashboard and `/healthz`.

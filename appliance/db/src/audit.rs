@@ -51,6 +51,8 @@ pub enum Event {
     /// database was rolled back to the snapshot taken before it.
     SnapshotRestored,
     MigrationRolledBack,
+    /// A backup was restored onto this box (recorded for the owners it brought back).
+    BackupRestored,
 }
 
 impl Event {
@@ -85,6 +87,7 @@ impl Event {
             Event::UpdateRolledBack => "update_rolled_back",
             Event::SnapshotRestored => "snapshot_restored",
             Event::MigrationRolledBack => "migration_rolled_back",
+            Event::BackupRestored => "backup_restored",
         }
     }
 
@@ -120,6 +123,7 @@ impl Event {
             "update_rolled_back" => "Update rolled back",
             "snapshot_restored" => "Snapshot restored",
             "migration_rolled_back" => "Migration failed, rolled back",
+            "backup_restored" => "Restored from a backup",
             _ => "Other",
         }
     }

@@ -525,6 +525,11 @@ impl Restic {
         &self.repository
     }
 
+    /// The repository's key (secret).
+    pub fn key(&self) -> &BackupKey {
+        &self.key
+    }
+
     /// Creates the repository, or checks that the key opens the one already there.
     pub fn init(&self) -> Result<(), BackupError> {
         let done = self.run(&["init".into()])?;

@@ -75,6 +75,7 @@ impl StatusBoard {
                 acme: None,
                 update: None,
                 storage: None,
+                backup: None,
             })),
         }
     }
@@ -166,6 +167,19 @@ impl StatusBoard {
         self.with(|s| {
             if let Some(storage) = s.storage.as_mut() {
                 f(storage);
+            }
+        });
+    }
+
+    pub fn set_backup(&self, backup: cv_control::BackupStatus) {
+        self.with(|s| s.backup = Some(Box::new(backup)));
+    }
+
+    /// Changes the published backup status in place (progress).
+    pub fn patch_backup(&self, f: impl FnOnce(&mut cv_control::BackupStatus)) {
+        self.with(|s| {
+            if let Some(backup) = s.backup.as_deref_mut() {
+                f(backup);
             }
         });
     }

@@ -13,7 +13,7 @@ use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::board::Component;
-use crate::{Context, Stop, SupervisorError, TaskResult, storage, wireguard, workers};
+use crate::{Context, Stop, SupervisorError, TaskResult, backup, storage, wireguard, workers};
 use cv_storage::snapshot::Kind;
 
 /// A connection that sends no request for this long is dropped.
@@ -211,6 +211,52 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             };
             let _ = write_message(&mut stream, &response).await;
         }
+        Request::BackupInit {} => {
+            let response = match backup::init(&ctx).await {
+                Ok(key) => Response::BackupKey { key },
+                Err(message) => Response::Error { message },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        Request::BackupRun {} => {
+            // It goes on if the asker hangs up; the outcome is in the status.
+            let ctx2 = Arc::clone(&ctx);
+            let run = tokio::spawn(async move { backup::run_now(&ctx2).await });
+            let response = match run.await {
+                Ok(Ok(result)) => Response::BackupDone(result),
+                Ok(Err(message)) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: format!("the backup did not finish: {e}"),
+                },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        Request::BackupList {} => {
+            let response = match backup::list(&ctx).await {
+                Ok(backups) => Response::Backups { backups },
+                Err(message) => Response::Error { message },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
+        Request::BackupRestore {
+            repository,
+            key,
+            snapshot,
+        } => {
+            let ctx2 = Arc::clone(&ctx);
+            let restore =
+                tokio::spawn(
+                    async move { backup::restore(&ctx2, &repository, key, &snapshot).await },
+                );
+            let response = match restore.await {
+                Ok(Ok(())) => Response::Ok,
+                Ok(Err(message)) => Response::Error { message },
+                Err(e) => Response::Error {
+                    message: format!("the restore did not finish: {e}"),
+                },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
         Request::SnapshotRestore { id } => {
             tracing::warn!(%id, "restore of a snapshot requested");
             // The restore goes on if the asker hangs up: a half-done one would be worse.
@@ -307,6 +353,10 @@ fn answer(ctx: &Context, request: Request) -> Response {
         | Request::SnapshotCreate { .. }
         | Request::SnapshotList {}
         | Request::SnapshotRestore { .. }
+        | Request::BackupInit {}
+        | Request::BackupRun {}
+        | Request::BackupList {}
+        | Request::BackupRestore { .. }
         | Request::StopWorker { .. }
         | Request::WgAddPeer { .. }
         | Request::WgListPeers {}

@@ -20,6 +20,7 @@
 
 mod acme;
 pub mod backoff;
+mod backup;
 pub mod board;
 pub mod cgroup;
 pub mod console;
@@ -109,6 +110,7 @@ pub enum TaskName {
     Console,
     Update,
     Snapshots,
+    Backup,
 }
 
 impl std::fmt::Display for TaskName {
@@ -126,6 +128,7 @@ impl std::fmt::Display for TaskName {
             TaskName::Console => "console",
             TaskName::Update => "update",
             TaskName::Snapshots => "snapshots",
+            TaskName::Backup => "backup",
         })
     }
 }
@@ -176,6 +179,8 @@ pub struct Context {
     pub updates: update::Updates,
     /// Snapshots of the data directory.
     pub storage: storage::Storage,
+    /// Off-box backups: one at a time.
+    pub backups: backup::Backups,
     /// PostgreSQL and the vault service, stopped and started together.
     core: core::Core,
     /// Set when a migration failed and was rolled back: what went wrong.
@@ -251,6 +256,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         console: console::Published::default(),
         updates: update::Updates::default(),
         storage,
+        backups: backup::Backups::default(),
         core: core::Core::default(),
         migration_failure: std::sync::Mutex::new(None),
     });
@@ -316,6 +322,10 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
         (
             TaskName::Snapshots,
             tokio::spawn(storage::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
+        ),
+        (
+            TaskName::Backup,
+            tokio::spawn(backup::run(Arc::clone(&ctx), Stop(stop_rest.clone()))),
         ),
         (
             TaskName::Console,

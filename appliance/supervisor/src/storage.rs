@@ -345,7 +345,8 @@ pub async fn restore(ctx: &Arc<Context>, id: &str) -> Result<(), String> {
     }
 }
 
-async fn wait_serving(ctx: &Context) -> bool {
+/// Whether PostgreSQL and the vault service are both up within a few minutes.
+pub(crate) async fn wait_serving(ctx: &Context) -> bool {
     let deadline = Instant::now() + RESTART_TIMEOUT;
     while Instant::now() < deadline {
         if ctx.board.state(Component::Postgres) == ComponentState::Up

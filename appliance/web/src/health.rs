@@ -278,6 +278,7 @@ mod tests {
             acme: None,
             update: None,
             storage: None,
+            backup: None,
         }
     }
 

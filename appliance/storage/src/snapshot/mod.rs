@@ -31,7 +31,7 @@ use std::process::Command;
 
 pub use btrfs::Btrfs;
 pub use id::{Kind, SnapshotId};
-pub use restore::{RESTORED, finish_interrupted_restore, restore};
+pub use restore::{BACKED_UP, RESTORED, finish_interrupted_restore, restore, restore_from_dir};
 pub use retention::Retention;
 pub use zfs::Zfs;
 

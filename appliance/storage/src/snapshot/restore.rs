@@ -21,6 +21,10 @@ use super::{SnapshotBackend, SnapshotError, SnapshotId, run};
 /// state and not the run directory.
 pub const RESTORED: [&str; 3] = ["postgres", "tls", "wireguard"];
 
+/// What a backup holds: the restored parts and, on the image, the config as it was (for
+/// reference on a new box; it is not put back).
+pub const BACKED_UP: [&str; 4] = ["postgres", "tls", "wireguard", "config.toml"];
+
 /// The journal of a restore in progress.
 pub const JOURNAL: &str = ".restore";
 
@@ -31,10 +35,26 @@ pub fn restore(
     id: &SnapshotId,
 ) -> Result<(), SnapshotError> {
     let view = backend.open(id)?;
+    copy_back(data_dir, view.path(), id.as_str())
+}
+
+/// Restores the parts found in `source` (a directory on the same file system, e.g. a
+/// backup restored there) into `data_dir`; after a power cut it is done again from
+/// `source`, which must stay until this returns. PostgreSQL and the vault service must
+/// be stopped.
+pub fn restore_from_dir(data_dir: &Path, source: &Path) -> Result<(), SnapshotError> {
+    let label = format!("{DIR_PREFIX}{}", source.display());
+    copy_back(data_dir, source, &label)
+}
+
+/// How the journal names a directory rather than a snapshot.
+const DIR_PREFIX: &str = "dir:";
+
+fn copy_back(data_dir: &Path, source: &Path, label: &str) -> Result<(), SnapshotError> {
     let journal = data_dir.join(JOURNAL);
-    write_synced(&journal, id.as_str().as_bytes())?;
+    write_synced(&journal, label.as_bytes())?;
     for part in RESTORED {
-        restore_part(data_dir, view.path(), part)?;
+        restore_part(data_dir, source, part)?;
     }
     sync_dir(data_dir)?;
     std::fs::remove_file(&journal).map_err(SnapshotError::io(&journal))?;
@@ -42,20 +62,24 @@ pub fn restore(
     Ok(())
 }
 
-/// Completes a restore a power cut interrupted, if there was one; returns its snapshot.
+/// Completes a restore a power cut interrupted, if there was one; returns what it
+/// restored from (a snapshot's id, or `dir:<path>`).
 pub fn finish_interrupted_restore(
     data_dir: &Path,
     backend: &dyn SnapshotBackend,
-) -> Result<Option<SnapshotId>, SnapshotError> {
+) -> Result<Option<String>, SnapshotError> {
     let journal = data_dir.join(JOURNAL);
     let text = match std::fs::read_to_string(&journal) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(SnapshotError::io(&journal)(e)),
     };
-    let id = SnapshotId::parse(text.trim())?;
-    restore(data_dir, backend, &id)?;
-    Ok(Some(id))
+    let label = text.trim().to_owned();
+    match label.strip_prefix(DIR_PREFIX) {
+        Some(dir) => copy_back(data_dir, Path::new(dir), &label)?,
+        None => restore(data_dir, backend, &SnapshotId::parse(&label)?)?,
+    }
+    Ok(Some(label))
 }
 
 fn restore_part(data_dir: &Path, view: &Path, part: &str) -> Result<(), SnapshotError> {

@@ -528,6 +528,7 @@ mod tests {
             acme: None,
             update: None,
             storage: None,
+            backup: None,
         }
     }
 
