@@ -183,6 +183,13 @@ fn serve() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn snapshot_summary(backend: &dyn cv_storage::snapshot::SnapshotBackend) -> String {
+    match backend.unavailable() {
+        Some(why) => format!("none: {why}"),
+        None => format!("{} (the data directory can be snapshotted)", backend.kind()),
+    }
+}
+
 #[allow(clippy::print_stdout)]
 fn config_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = match Config::from_file(path) {
@@ -194,6 +201,13 @@ fn config_check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     };
     let problems = config.check_environment();
     println!("{}", config.summary());
+    // What the data directory is on, and so whether it has snapshots.
+    if config.data_dir.is_dir()
+        && let Ok(backend) =
+            cv_storage::snapshot::detect(&config.data_dir, cv_config::storage_wanted(&config))
+    {
+        println!("snapshots: {}", snapshot_summary(backend.as_ref()));
+    }
     if problems.is_empty() {
         println!("{}: OK", path.display());
         Ok(ExitCode::SUCCESS)

@@ -56,3 +56,29 @@ fn the_example_config_passes() {
 fn cv_config_example() -> &'static str {
     include_str!("../../appliance/config/contextvault.example.toml")
 }
+
+#[test]
+fn the_storage_backend_is_checked_against_the_data_directory() {
+    let fs = cv_testkit::scratch_fs::BtrfsScratch::new(256);
+    let config = |backend: &str| {
+        format!(
+            "version = 1\n[appliance]\ndata_dir = \"{}\"\n[storage]\nbackend = \"{backend}\"\n",
+            fs.mount.display()
+        )
+    };
+    let out = check(&config("btrfs"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("snapshots: btrfs"), "{stdout}");
+    let out = check(&config("zfs"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage.backend") && err.contains("is on btrfs"),
+        "{err}"
+    );
+}

@@ -100,6 +100,13 @@ pub(crate) fn check(config: &Config) -> Vec<EnvironmentProblem> {
         },
     }
 
+    // storage.backend: what the data directory is on must be what the config asks for.
+    if data_dir.is_dir()
+        && let Err(e) = cv_storage::snapshot::detect(data_dir, storage_wanted(config))
+    {
+        problem("storage.backend", Some(data_dir), e.to_string());
+    }
+
     if config.mode == Mode::Appliance {
         // appliance.hostname: unset means the machine's, which must then be usable.
         if config.hostname.is_none() && Hostname::from_machine().is_none() {
@@ -242,5 +249,16 @@ mod tests {
         assert_eq!(problems[0].key, "appliance.data_dir");
         assert_eq!(problems[0].path.as_deref(), Some(&*parent));
         assert!(problems[0].message.contains("parent does not exist"));
+    }
+}
+
+/// `[storage] backend` as the snapshot backends name it.
+pub fn storage_wanted(config: &Config) -> cv_storage::snapshot::Wanted {
+    use cv_storage::snapshot::Wanted;
+    match config.storage.backend {
+        crate::StorageBackend::Auto => Wanted::Auto,
+        crate::StorageBackend::Zfs => Wanted::Zfs,
+        crate::StorageBackend::Btrfs => Wanted::Btrfs,
+        crate::StorageBackend::Plain => Wanted::Plain,
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use ipnet::IpNet;
 
-pub use environment::EnvironmentProblem;
+pub use environment::{EnvironmentProblem, storage_wanted};
 pub use error::{ConfigError, Origin, Problem, ProblemKind};
 pub use names::{Hostname, InvalidName, SystemUserName, acme_name};
 

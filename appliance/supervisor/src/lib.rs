@@ -229,7 +229,7 @@ pub async fn run(config: Config, exe: PathBuf) -> Result<(), SupervisorError> {
     prepare::tls(&config, &layout, &users, &hostname)?;
     let (https_listeners, http_listeners) = prepare::bind(&config)?;
     let exe = prepare::service_exe(&exe, &layout, &users)?;
-    let backend = cv_storage::snapshot::detect(layout.root(), storage_wanted(&config))
+    let backend = cv_storage::snapshot::detect(layout.root(), cv_config::storage_wanted(&config))
         .map_err(SupervisorError::Storage)?;
     let storage = storage::Storage::new(backend, &config.storage);
     announce_urls(&config, &hostname);
@@ -375,16 +375,6 @@ fn announce_urls(config: &Config, hostname: &str) {
     );
     urls.push(format!("https://localhost{port}/"));
     tracing::info!(dashboard = %urls.join("  "), "the dashboard will answer at");
-}
-
-fn storage_wanted(config: &Config) -> cv_storage::snapshot::Wanted {
-    use cv_storage::snapshot::Wanted;
-    match config.storage.backend {
-        cv_config::StorageBackend::Auto => Wanted::Auto,
-        cv_config::StorageBackend::Zfs => Wanted::Zfs,
-        cv_config::StorageBackend::Btrfs => Wanted::Btrfs,
-        cv_config::StorageBackend::Plain => Wanted::Plain,
-    }
 }
 
 fn mode_name(mode: Mode) -> &'static str {

@@ -64,23 +64,8 @@ impl Storage {
     }
 
     fn unavailable(&self) -> Option<String> {
-        match self.backend.kind() {
-            BackendKind::Plain => self
-                .backend
-                .create(&placeholder(), "")
-                .err()
-                .map(|e| match e {
-                    SnapshotError::Unavailable(why) => why,
-                    other => other.to_string(),
-                }),
-            _ => None,
-        }
+        self.backend.unavailable()
     }
-}
-
-/// An id only used to ask the plain backend why it cannot.
-fn placeholder() -> SnapshotId {
-    SnapshotId::new(Timestamp::UNIX_EPOCH, &[Kind::Manual])
 }
 
 /// The status published before the first snapshot.

@@ -140,6 +140,10 @@ pub trait SnapshotBackend: std::fmt::Debug + Send + Sync {
     fn destroy(&self, id: &SnapshotId) -> Result<(), SnapshotError>;
     /// A read-only view of the snapshot's files, released when dropped.
     fn open(&self, id: &SnapshotId) -> Result<View, SnapshotError>;
+    /// Why there are no snapshots, for a backend that cannot take them.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The files of one snapshot, read-only, at [`View::path`].
@@ -210,6 +214,10 @@ impl SnapshotBackend for Plain {
 
     fn open(&self, id: &SnapshotId) -> Result<View, SnapshotError> {
         Err(SnapshotError::NotFound(id.to_string()))
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        Some(self.why.clone())
     }
 }
 
