@@ -147,6 +147,17 @@ fn is_uid_zero(name: &SystemUserName) -> bool {
     matches!(User::from_name(name.as_str()), Ok(Some(user)) if user.uid.is_root())
 }
 
+/// `[storage] backend` as the snapshot backends name it.
+pub fn storage_wanted(config: &Config) -> cv_storage::snapshot::Wanted {
+    use cv_storage::snapshot::Wanted;
+    match config.storage.backend {
+        crate::StorageBackend::Auto => Wanted::Auto,
+        crate::StorageBackend::Zfs => Wanted::Zfs,
+        crate::StorageBackend::Btrfs => Wanted::Btrfs,
+        crate::StorageBackend::Plain => Wanted::Plain,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -252,13 +263,3 @@ mod tests {
     }
 }
 
-/// `[storage] backend` as the snapshot backends name it.
-pub fn storage_wanted(config: &Config) -> cv_storage::snapshot::Wanted {
-    use cv_storage::snapshot::Wanted;
-    match config.storage.backend {
-        crate::StorageBackend::Auto => Wanted::Auto,
-        crate::StorageBackend::Zfs => Wanted::Zfs,
-        crate::StorageBackend::Btrfs => Wanted::Btrfs,
-        crate::StorageBackend::Plain => Wanted::Plain,
-    }
-}
