@@ -75,6 +75,19 @@ const ROUTES: &[Route] = &[
             ],
         ),
     ),
+    route(
+        "POST",
+        "/setup/restore",
+        Body::PreloginForm(
+            "/setup",
+            &[
+                ("setup_code", "AAAA-BBBB-CCCC"),
+                ("repository", "/tmp/not-a-repository"),
+                ("key", "not the key"),
+            ],
+        ),
+    ),
+    route("GET", "/setup/restoring", Body::None),
     route("GET", "/login", Body::None),
     route(
         "POST",
@@ -351,6 +364,8 @@ fn public(path: &str) -> bool {
             | "/ca.crt"
             | "/ca.pem"
             | "/setup"
+            | "/setup/restore"
+            | "/setup/restoring"
             | "/login"
             | "/recover"
             | "/account/renew"

@@ -1,7 +1,8 @@
 //! Encrypted off-box backups with restic, to a local repository and to a REST server on
 //! loopback (`rclone serve restic`): made from a snapshot of a real appliance on btrfs,
-//! restored onto a fresh box, where the owner logs in and finds every item, tag, version
-//! and embedding; the repository holds none of the vault's plaintext.
+//! restored onto a fresh box (with the command line, or from its setup page), where the
+//! owner logs in and finds every item, tag, version and embedding; the repository holds
+//! none of the vault's plaintext.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -130,7 +131,78 @@ fn assert_no_plaintext(dir: &Path) {
     assert!(files > 5, "the repository has its files ({files})");
 }
 
-async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path) {
+/// How the new box is told to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Cli,
+    SetupPage,
+}
+
+/// The setup code from the appliance's JSON log.
+fn setup_code(app: &TestAppliance) -> String {
+    app.log()
+        .iter()
+        .rev()
+        .filter(|l| l.contains("setup_code"))
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v["setup_code"].as_str().map(ToOwned::to_owned)
+        })
+        .expect("the appliance logged no setup code")
+}
+
+async fn restore_through_the_setup_page(new: &TestAppliance, repository: &str, key: &str) {
+    let client = new.client();
+    let code = setup_code(new);
+    let post = |key: String| {
+        let client = client.clone();
+        let code = code.clone();
+        async move {
+            let csrf = csrf_for(new, &client, "/setup").await;
+            client
+                .post(new.url("/setup/restore"))
+                .form(&[
+                    ("setup_code", code.as_str()),
+                    ("repository", repository),
+                    ("key", key.as_str()),
+                    ("snapshot", ""),
+                    ("csrf", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = post("0".repeat(64)).await;
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("does not open"), "{page}");
+    let resp = post(key.to_owned()).await;
+    assert_eq!(resp.status(), 202);
+    assert!(resp.text().await.unwrap().contains("Restoring your vault"));
+    // The page looks again until the vault is back (answers fail while it restarts).
+    // The box then has the old box's identity: its CA, which the owner's devices trust.
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the restore did not finish: {last}"
+        );
+        match new.client().get(new.url("/setup/restoring")).send().await {
+            Ok(resp)
+                if resp.status() == 303 && location(&resp).starts_with("/login?restored=1") =>
+            {
+                break;
+            }
+            Ok(resp) => last = format!("{} {}", resp.status(), location(&resp)),
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path, via: Via) {
     let Some(models) = model_dir() else {
         panic!("the model is missing: run scripts/fetch-model");
     };
@@ -203,33 +275,40 @@ async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path) {
     let new = TestAppliance::launch_on(&exe(), launch, &new_fs.mount).await;
     let key_file = new.dir.path().join("backup.key");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    let wrong = new.dir.path().join("wrong.key");
-    std::fs::write(&wrong, "0".repeat(64)).unwrap();
-    let out = new.admin(&[
-        "backup",
-        "restore",
-        "--repository",
-        repository,
-        "--key-file",
-        wrong.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not open"), "{err}");
-
     let started = Instant::now();
-    admin_ok(
-        &new,
-        &[
-            "backup",
-            "restore",
-            "--repository",
-            repository,
-            "--key-file",
-            key_file.to_str().unwrap(),
-        ],
+    match via {
+        Via::Cli => {
+            let wrong = new.dir.path().join("wrong.key");
+            std::fs::write(&wrong, "0".repeat(64)).unwrap();
+            let out = new.admin(&[
+                "backup",
+                "restore",
+                "--repository",
+                repository,
+                "--key-file",
+                wrong.to_str().unwrap(),
+            ]);
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("does not open"), "{err}");
+            admin_ok(
+                &new,
+                &[
+                    "backup",
+                    "restore",
+                    "--repository",
+                    repository,
+                    "--key-file",
+                    key_file.to_str().unwrap(),
+                ],
+            );
+        }
+        Via::SetupPage => restore_through_the_setup_page(&new, repository, &key).await,
+    }
+    println!(
+        "{repository}: restored ({via:?}) in {:?}",
+        started.elapsed()
     );
-    println!("{repository}: restored in {:?}", started.elapsed());
     new.wait_healthy(Duration::from_secs(180)).await;
     assert_eq!(vault_rows(&new), before, "everything came back");
     let owner = owner_client(&new).await;
@@ -263,15 +342,15 @@ async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path) {
 async fn a_backup_to_a_local_repository_restores_onto_a_new_box() {
     let dir = shared_tempdir_for_repo();
     let repo = dir.path().join("repo");
-    backup_and_restore_onto_a_new_box(repo.to_str().unwrap(), &repo).await;
+    backup_and_restore_onto_a_new_box(repo.to_str().unwrap(), &repo, Via::Cli).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_backup_to_a_rest_server_restores_onto_a_new_box() {
+async fn a_backup_to_a_rest_server_restores_onto_a_new_box_from_its_setup_page() {
     let dir = shared_tempdir_for_repo();
     let server = RestServer::start(dir.path());
     let repository = format!("rest:http://127.0.0.1:{}/vault/", server.port);
-    backup_and_restore_onto_a_new_box(&repository, dir.path()).await;
+    backup_and_restore_onto_a_new_box(&repository, dir.path(), Via::SetupPage).await;
 }
 
 fn shared_tempdir_for_repo() -> tempfile::TempDir {

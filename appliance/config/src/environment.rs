@@ -262,4 +262,3 @@ mod tests {
         assert!(problems[0].message.contains("parent does not exist"));
     }
 }
-

@@ -69,6 +69,11 @@ pub struct BackupStatus {
     pub problem: Option<String>,
     /// When the next scheduled one is due (RFC 3339).
     pub next_at: Option<String>,
+    /// A backup is being restored onto this box; the last restore's failure, if it failed.
+    #[serde(default)]
+    pub restoring: bool,
+    #[serde(default)]
+    pub restore_problem: Option<String>,
 }
 
 /// One backup that worked.
@@ -125,6 +130,24 @@ impl ControlClient {
             .call_within(&Request::BackupList {}, BACKUP_INIT_TIMEOUT)
             .await?
         {
+            Response::Backups { backups } => Ok(backups),
+            Response::Error { message } => Err(ControlError::Refused(message)),
+            _ => Err(refused("request")),
+        }
+    }
+
+    /// The backups in another repository, opened with `key` (a new box's setup page, before
+    /// it restores one): checks the repository and the key.
+    pub async fn backup_check(
+        &self,
+        repository: &str,
+        key: BackupKeyText,
+    ) -> Result<Vec<BackupEntry>, ControlError> {
+        let request = Request::BackupCheck {
+            repository: repository.to_owned(),
+            key,
+        };
+        match self.call_within(&request, BACKUP_INIT_TIMEOUT).await? {
             Response::Backups { backups } => Ok(backups),
             Response::Error { message } => Err(ControlError::Refused(message)),
             _ => Err(refused("request")),

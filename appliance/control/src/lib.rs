@@ -112,6 +112,12 @@ pub enum Request {
     BackupRun {},
     /// The backups in the repository: [`Response::Backups`].
     BackupList {},
+    /// The backups in the repository `repository` opened with `key`, on a box with no
+    /// owner yet (before a restore): [`Response::Backups`].
+    BackupCheck {
+        repository: String,
+        key: BackupKeyText,
+    },
     /// Restore a backup onto this box, which must have no owner yet (a new box's setup
     /// page, or `contextvault admin backup restore`): [`Response::Ok`] once the vault
     /// serves the restored data. `snapshot` is restic's id, or "latest".

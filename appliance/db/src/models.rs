@@ -493,6 +493,21 @@ impl SetupCode {
         Ok(codes > 0 && !owner_exists(conn).await?)
     }
 
+    /// Whether `code_hash` is the stored code's (without consuming it): proof of access to
+    /// the box's console for what a new box may do before it has an owner.
+    pub async fn matches(
+        conn: &mut AsyncPgConnection,
+        code_hash: [u8; 32],
+    ) -> Result<bool, DbError> {
+        let n: i64 = setup_code::table
+            .filter(setup_code::code_hash.eq(&code_hash[..]))
+            .count()
+            .get_result(conn)
+            .await
+            .map_err(DbError::query("checking the setup code"))?;
+        Ok(n > 0)
+    }
+
     /// Creates the owner if `code_hash` matches the stored code, consuming the code, in
     /// one transaction: two visitors racing with the right code get one owner.
     /// Returns `Ok(None)` for a wrong or already used code.

@@ -300,7 +300,27 @@ async fn fresh_snapshot(ctx: &Arc<Context>) -> Result<SnapshotId, String> {
 
 /// The backups in the repository.
 pub async fn list(ctx: &Arc<Context>) -> Result<Vec<BackupEntry>, String> {
-    let restic = configured(ctx)?;
+    entries(configured(ctx)?).await
+}
+
+/// The backups in another repository, before a restore onto this box (no owner yet).
+pub async fn check(
+    ctx: &Arc<Context>,
+    repository: &str,
+    key: BackupKeyText,
+) -> Result<Vec<BackupEntry>, String> {
+    let repository = Repository::parse(repository).map_err(|e| e.to_string())?;
+    let key = BackupKey::from_secret(key.text().trim().to_owned()).map_err(|e| e.to_string())?;
+    if has_owner(ctx).await? {
+        return Err(
+            "this box has an owner already: a backup is restored only onto a new box".into(),
+        );
+    }
+    make_dir(ctx)?;
+    entries(restic(ctx, repository, key)).await
+}
+
+async fn entries(restic: Restic) -> Result<Vec<BackupEntry>, String> {
     blocking(move || {
         let snapshots = restic.snapshots().map_err(|e| e.to_string())?;
         Ok(snapshots
@@ -347,6 +367,26 @@ pub async fn restore(
     which: &str,
 ) -> Result<(), String> {
     let _op = ctx.backups.op.lock().await;
+    ctx.board.patch_backup(|b| {
+        b.restoring = true;
+        b.restore_problem = None;
+    });
+    let restored = restore_locked(ctx, repository, key, which).await;
+    ctx.board.set_backup(status(ctx));
+    if let Err(e) = &restored {
+        tracing::error!(error = %e, "the restore of a backup failed");
+        ctx.board
+            .patch_backup(|b| b.restore_problem = Some(format!("the restore failed: {e}")));
+    }
+    restored
+}
+
+async fn restore_locked(
+    ctx: &Arc<Context>,
+    repository: &str,
+    key: BackupKeyText,
+    which: &str,
+) -> Result<(), String> {
     let repository = Repository::parse(repository).map_err(|e| e.to_string())?;
     let key = BackupKey::from_secret(key.text().trim().to_owned()).map_err(|e| e.to_string())?;
     if has_owner(ctx).await? {

@@ -238,6 +238,13 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             };
             let _ = write_message(&mut stream, &response).await;
         }
+        Request::BackupCheck { repository, key } => {
+            let response = match backup::check(&ctx, &repository, key).await {
+                Ok(backups) => Response::Backups { backups },
+                Err(message) => Response::Error { message },
+            };
+            let _ = write_message(&mut stream, &response).await;
+        }
         Request::BackupRestore {
             repository,
             key,
@@ -356,6 +363,7 @@ fn answer(ctx: &Context, request: Request) -> Response {
         | Request::BackupInit {}
         | Request::BackupRun {}
         | Request::BackupList {}
+        | Request::BackupCheck { .. }
         | Request::BackupRestore { .. }
         | Request::StopWorker { .. }
         | Request::WgAddPeer { .. }

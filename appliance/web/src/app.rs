@@ -145,6 +145,8 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/search", GET),
     ("/settings", GET_POST),
     ("/setup", GET_POST),
+    ("/setup/restore", POST),
+    ("/setup/restoring", GET),
     ("/static/app.css", GET),
     ("/static/icon-192.png", GET),
     ("/static/icon-512.png", GET),

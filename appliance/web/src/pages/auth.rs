@@ -26,6 +26,8 @@ pub(super) fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
         .route("/setup", web::get().to(setup_page))
         .route("/setup", web::post().to(setup_submit))
+        .route("/setup/restore", web::post().to(setup_restore))
+        .route("/setup/restoring", web::get().to(setup_restoring))
         .route("/login", web::get().to(login_page))
         .route("/login", web::post().to(login_submit))
         .route("/logout", web::post().to(logout));
@@ -60,7 +62,22 @@ pub(crate) struct SetupPage {
     /// What was typed last time, when the form is re-shown (never the passphrases).
     pub typed: SetupTyped,
     pub error: Option<FormError>,
+    /// The restore-from-a-backup form: what was typed (never the key), and its error.
+    pub restore: RestoreTyped,
+    pub restore_error: Option<FormError>,
 }
+
+/// The restore form's fields shown again after an error (never the backup key).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RestoreTyped {
+    pub repository: String,
+    pub snapshot: String,
+}
+
+/// The page shown while a backup is restored onto the box; it reloads itself.
+#[derive(Debug, Template)]
+#[template(path = "setup_restoring.html")]
+pub(crate) struct RestoringPage;
 
 /// The setup form's fields that are shown again after an error, so that a mistake in
 /// one field does not mean typing the others again.
@@ -103,7 +120,23 @@ async fn setup_page(
         time_zone: crate::zone::name(&crate::zone::system_default()).to_owned(),
         ..SetupTyped::default()
     };
-    show_setup(&req, StatusCode::OK, typed, None)
+    // A restore that failed (the box restarted its vault meanwhile) is said here.
+    let restore_error = state
+        .status
+        .control()
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.backup)
+        .and_then(|b| b.restore_problem)
+        .map(|problem| WebError::InvalidInput(capitalise(&problem)));
+    render_prelogin(&req, StatusCode::OK, |csrf| SetupPage {
+        csrf,
+        typed,
+        error: None,
+        restore: RestoreTyped::default(),
+        restore_error: restore_error.as_ref().map(FormError::of),
+    })
 }
 
 fn show_setup(
@@ -116,7 +149,135 @@ fn show_setup(
         csrf,
         typed,
         error: error.map(FormError::of),
+        restore: RestoreTyped::default(),
+        restore_error: None,
     })
+}
+
+#[derive(Deserialize)]
+struct RestoreForm {
+    setup_code: String,
+    repository: String,
+    key: String,
+    #[serde(default)]
+    snapshot: String,
+    csrf: String,
+}
+
+/// `POST /setup/restore`: a new box restores a backup instead of getting a new owner. The
+/// setup code proves access to the box's console, as for setup; the repository and the
+/// key are checked (the backups listed) before anything changes; then the supervisor
+/// restores in the background (this process is stopped and started again meanwhile) and
+/// the answer is a page that reloads itself until the vault is back.
+async fn setup_restore(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<RestoreForm>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.into_inner();
+    check_prelogin_csrf(&req, &form.csrf)?;
+    let ip = peer_ip(&req);
+    if let Err(retry_after) = state.throttle().check_address(ip, Instant::now()) {
+        info!(%ip, "restore attempt throttled");
+        return Err(WebError::Throttled { retry_after });
+    }
+    if has_owner(&state).await? {
+        return Err(WebError::Conflict(
+            "This appliance already has an owner. Log in instead.".into(),
+        ));
+    }
+    let typed = RestoreTyped {
+        repository: form.repository.trim().to_owned(),
+        snapshot: form.snapshot.trim().to_owned(),
+    };
+    let retry = |status, err: WebError| {
+        render_prelogin(&req, status, |csrf| SetupPage {
+            csrf,
+            typed: SetupTyped {
+                time_zone: crate::zone::name(&crate::zone::system_default()).to_owned(),
+                ..SetupTyped::default()
+            },
+            error: None,
+            restore: typed.clone(),
+            restore_error: Some(FormError::of(&err)),
+        })
+    };
+    let code_hash = sha256(normalize_human_code(&form.setup_code).as_bytes());
+    let code_ok = {
+        let mut conn = state.conn().await?;
+        match SetupCode::matches(&mut conn, code_hash).await {
+            Ok(ok) => ok,
+            Err(e) => return Err(state.db_error(e).await),
+        }
+    };
+    if !code_ok {
+        state.throttle().record_address_failure(ip, Instant::now());
+        warn!(%ip, "restore refused: wrong setup code");
+        return retry(StatusCode::FORBIDDEN, WebError::SetupCodeInvalid);
+    }
+    let key_text = form.key.trim().to_owned();
+    if typed.repository.is_empty() || key_text.is_empty() {
+        let err = WebError::InvalidInput("Give the backup's repository and its key.".into());
+        return retry(StatusCode::BAD_REQUEST, err);
+    }
+    let key = |text: &str| cv_control::BackupKeyText::new(zeroize::Zeroizing::new(text.to_owned()));
+    let backups = match state
+        .status
+        .control()
+        .backup_check(&typed.repository, key(&key_text))
+        .await
+    {
+        Ok(backups) => backups,
+        Err(cv_control::ControlError::Refused(message)) => {
+            let err = WebError::InvalidInput(capitalise(&message));
+            return retry(StatusCode::BAD_REQUEST, err);
+        }
+        Err(e) => return Err(WebError::internal("checking the backup", e)),
+    };
+    let which = if typed.snapshot.is_empty() {
+        "latest".to_owned()
+    } else {
+        typed.snapshot.clone()
+    };
+    let known = which == "latest" || backups.iter().any(|b| b.id == which || b.short_id == which);
+    if backups.is_empty() || !known {
+        let err = WebError::InvalidInput(if backups.is_empty() {
+            "That repository holds no backup.".into()
+        } else {
+            format!("That repository has no backup {which}.")
+        });
+        return retry(StatusCode::BAD_REQUEST, err);
+    }
+    info!(%ip, "restoring a backup onto this box");
+    let control = state.status.control().clone();
+    let repository = typed.repository.clone();
+    let key = key(&key_text);
+    tokio::spawn(async move {
+        if let Err(e) = control.backup_restore(&repository, key, &which).await {
+            warn!(error = %e, "the restore of a backup failed");
+        }
+    });
+    super::render(StatusCode::ACCEPTED, &RestoringPage)
+}
+
+/// `GET /setup/restoring`: while a backup is restored, this page again; once the vault
+/// has its owner, the login page; after a failure, the setup page saying why.
+async fn setup_restoring(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    if has_owner(&state).await? {
+        return Ok(see_other("/login?restored=1").finish());
+    }
+    let restoring = state
+        .status
+        .control()
+        .status()
+        .await
+        .ok()
+        .and_then(|s| s.backup)
+        .is_some_and(|b| b.restoring);
+    if restoring {
+        return super::render(StatusCode::OK, &RestoringPage);
+    }
+    Ok(see_other("/setup").finish())
 }
 
 /// `POST /setup`: redeems the setup code and creates the owner, then logs them in.
