@@ -15,6 +15,8 @@ const SECRET_TEXT: &str = "the owner's otter sanctuary is behind the mill";
 const SECRET_WORD: &str = "otter";
 const SECRET_TAG: &str = "owner-secret-tag";
 const SECRET_TOKEN_NAME: &str = "owner-secret-token";
+/// A snapshot id of the right shape (the matrix's appliance has none).
+const SNAPSHOT_ID: &str = "20261207T150000Z-manual";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Who {
@@ -46,8 +48,8 @@ const fn route(method: &'static str, path: &'static str, body: Body) -> Route {
 }
 
 /// Every route, with a request that gets past input checks to the authorization one.
-/// `{item}` is the owner's item, `{token}` the owner's token id. Routes that end a
-/// session or lock come last.
+/// `{item}` is the owner's item, `{token}` the owner's token id, `{snapshot}` a snapshot
+/// id. Routes that end a session or lock come last.
 const ROUTES: &[Route] = &[
     route("GET", "/", Body::None),
     route("GET", "/healthz", Body::None),
@@ -133,6 +135,18 @@ const ROUTES: &[Route] = &[
         "POST",
         "/system/update/window",
         Body::Form(&[("window", "03:00-05:00")]),
+    ),
+    route("GET", "/system/snapshots", Body::None),
+    route(
+        "POST",
+        "/system/snapshots/create",
+        Body::Form(&[("reason", "mallory's snapshot")]),
+    ),
+    route("GET", "/system/snapshots/{snapshot}/restore", Body::None),
+    route(
+        "POST",
+        "/system/snapshots/{snapshot}/restore",
+        Body::Form(&[("passphrase", "a wrong guess")]),
     ),
     route("GET", "/capture", Body::None),
     route("GET", "/notes", Body::None),
@@ -420,6 +434,7 @@ fn the_matrix_covers_every_registered_route() {
             .unwrap()
             .replace("{item}", "{id}")
             .replace("{token}", "{id}")
+            .replace("{snapshot}", "{id}")
     };
     let in_matrix: BTreeSet<(String, String)> = ROUTES
         .iter()
@@ -534,7 +549,8 @@ async fn no_route_leaks_or_changes_the_owners_vault() {
             let path = route
                 .path
                 .replace("{item}", &item)
-                .replace("{token}", &token_id);
+                .replace("{token}", &token_id)
+                .replace("{snapshot}", SNAPSHOT_ID);
             let api = path.starts_with("/api/");
             let bearer = match who {
                 Who::CaptureToken => Some(capture_token.as_str()),

@@ -321,6 +321,7 @@ async fn setup_login_dashboard_logout_in_a_phone_sized_browser() {
         "/account/export",
         "/settings",
         "/system",
+        "/system/snapshots",
         "/users",
         "/wireguard",
         "/trust",

@@ -550,3 +550,198 @@ async fn a_failing_migration_is_rolled_back_to_the_snapshot_taken_before_it() {
         "the log says it"
     );
 }
+
+// ---- snapshots and restore on the System page ----
+
+const KEYS_NOTE: &str =
+    "Deleting an item destroys its key, but snapshots taken before keep it until they expire.";
+
+/// The System page's snapshot card, the list, a snapshot taken by hand, and a restore
+/// from the dashboard: refused for a member and for a wrong passphrase, done for the
+/// owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_are_taken_listed_and_restored_from_the_system_page() {
+    let fs = BtrfsScratch::new(1024);
+    let app = TestAppliance::launch_on(&exe(), Launch::Dev, &fs.mount).await;
+    create_member(&app, OWNER, OWNER_PASS);
+    add_member(&app, "max", "max's passphrase").await;
+    let max = member_client(&app, "max", "max's passphrase").await;
+    let owner = owner_client(&app).await;
+
+    let system = text_of(&app, &owner, "/system").await;
+    for text in [
+        r#"id="snapshots""#,
+        "<dd>btrfs</dd>",
+        "Snapshots and restore",
+        "Take a snapshot now",
+    ] {
+        assert!(system.contains(text), "{text} missing: {system}");
+    }
+
+    let resp = capture_note(&app, &owner, "the kingfisher perches on the sluice").await;
+    assert_eq!(resp.status(), 303);
+    let item = item_ids(&app).await[0].clone();
+
+    // "Take a snapshot now", with a reason: back to the card, which names it.
+    let resp = post_form(
+        &app,
+        &owner,
+        "/system/snapshots/create",
+        &[("reason", "before the kingfisher goes")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let to = location(&resp);
+    assert!(to.starts_with("/system?snapshot="), "{to}");
+    let snap = to
+        .trim_start_matches("/system?snapshot=")
+        .trim_end_matches("#snapshots")
+        .to_owned();
+    assert!(snap.ends_with("-manual"), "{snap}");
+    assert!(listed(&app).contains(&snap));
+    let card = text_of(&app, &owner, &to).await;
+    assert!(
+        card.contains(&format!("Snapshot <code>{snap}</code> taken.")),
+        "{card}"
+    );
+    let list = text_of(&app, &owner, "/system/snapshots").await;
+    for text in [
+        "taken by hand: before the kingfisher goes",
+        &format!("href=\"/system/snapshots/{snap}/restore\""),
+        KEYS_NOTE,
+    ] {
+        assert!(list.contains(text), "{text} missing: {list}");
+    }
+
+    // A member sees none of it and can do none of it.
+    let restore_path = format!("/system/snapshots/{snap}/restore");
+    for path in ["/system/snapshots", restore_path.as_str()] {
+        assert_eq!(status_of(&app, &max, path).await, 403, "{path}");
+    }
+    let resp = post_form(&app, &max, "/system/snapshots/create", &[]).await;
+    assert_eq!(resp.status(), 403);
+    let resp = post_form(
+        &app,
+        &max,
+        &restore_path,
+        &[("passphrase", "max's passphrase")],
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+
+    // Ids that are not snapshots: 404, whatever their shape.
+    for bad in [
+        "nonsense",
+        "20200101T000000Z-manual",
+        "20261207T150000Z-sometimes",
+    ] {
+        let path = format!("/system/snapshots/{bad}/restore");
+        assert_eq!(status_of(&app, &owner, &path).await, 404, "{path}");
+        let resp = post_form(&app, &owner, &path, &[("passphrase", OWNER_PASS)]).await;
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+
+    let resp = post_form(
+        &app,
+        &owner,
+        &format!("/items/{item}/delete"),
+        &[("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        status_of(&app, &owner, &format!("/items/{item}")).await,
+        404
+    );
+
+    // The confirmation says what happens; a wrong passphrase restores nothing.
+    let confirm = text_of(&app, &owner, &restore_path).await;
+    for text in [
+        "offline for about a minute",
+        "Everyone is logged out",
+        "undone",
+        "A snapshot of the present is taken first",
+        r#"type="password""#,
+        KEYS_NOTE,
+    ] {
+        assert!(confirm.contains(text), "{text} missing: {confirm}");
+    }
+    let resp = post_form(
+        &app,
+        &owner,
+        &restore_path,
+        &[("passphrase", "a wrong guess")],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("Wrong passphrase: nothing was restored."),
+        "{body}"
+    );
+    assert!(body.contains(r#"type="password""#), "the form again");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !listed(&app).iter().any(|id| id.ends_with("-restore")),
+        "no restore was started"
+    );
+    assert_eq!(
+        status_of(&app, &owner, &format!("/items/{item}")).await,
+        404
+    );
+
+    // The owner's passphrase: the restore runs in the background, the page says so.
+    let resp = post_form(&app, &owner, &restore_path, &[("passphrase", OWNER_PASS)]).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("Restoring"), "{body}");
+    assert!(body.contains(r#"http-equiv="refresh""#), "{body}");
+    let started = Instant::now();
+    while !app.log().iter().any(|l| l.contains("snapshot restored")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no restore within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.wait_healthy(Duration::from_secs(120)).await;
+    println!("restore from the System page took {:?}", started.elapsed());
+
+    // Everyone is logged out, also from sessions the snapshot holds.
+    assert_eq!(status_of(&app, &owner, "/home").await, 303);
+    assert_eq!(status_of(&app, &max, "/home").await, 303);
+    let owner = owner_client(&app).await;
+    assert_eq!(
+        status_of(&app, &owner, &format!("/items/{item}")).await,
+        200
+    );
+    assert!(
+        text_of(&app, &owner, &format!("/items/{item}"))
+            .await
+            .contains("the kingfisher perches on the sluice")
+    );
+    let activity = text_of(&app, &owner, "/account/activity").await;
+    assert!(activity.contains("Snapshot restored"), "{activity}");
+    assert!(
+        listed(&app).iter().any(|id| id.ends_with("-restore")),
+        "a snapshot of the present before the restore"
+    );
+}
+
+/// On a data directory that cannot take snapshots, the card says why and the page offers
+/// no restore.
+#[tokio::test]
+async fn the_system_page_says_why_a_plain_data_directory_has_no_snapshots() {
+    let app = appliance_with_owner().await;
+    let owner = owner_client(&app).await;
+    let system = text_of(&app, &owner, "/system").await;
+    assert!(system.contains("No snapshots: "), "{system}");
+    assert!(system.contains("cannot take snapshots"), "{system}");
+    assert!(!system.contains("Take a snapshot now"));
+    let list = text_of(&app, &owner, "/system/snapshots").await;
+    assert!(list.contains("cannot take snapshots"), "{list}");
+    assert!(list.contains(KEYS_NOTE));
+    assert!(!list.contains("/restore"), "{list}");
+    let path = "/system/snapshots/20261207T150000Z-manual/restore";
+    assert_eq!(status_of(&app, &owner, path).await, 404);
+}

@@ -557,6 +557,15 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// Ends every session (after a snapshot is restored, the sessions it holds are old
+    /// ones): everyone logs in again. Returns how many there were.
+    pub async fn end_all(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
+        diesel::delete(sessions::table)
+            .execute(conn)
+            .await
+            .map_err(DbError::query("ending every session"))
+    }
+
     pub async fn create(
         conn: &mut AsyncPgConnection,
         token_hash: &[u8; 32],

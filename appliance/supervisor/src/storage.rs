@@ -8,8 +8,8 @@
 //! vault keeps taking captures throughout.
 //!
 //! A restore first takes a snapshot of the present (so it can be undone), then stops the
-//! vault service and PostgreSQL, copies the snapshot's data back, starts both again and
-//! records the restore in the owners' audit logs. A power cut half-way is finished at the
+//! vault service and PostgreSQL, copies the snapshot's data back, starts both again, ends
+//! every session and records the restore in the owners' audit logs. A power cut half-way is finished at the
 //! next start, before PostgreSQL starts ([`finish_interrupted_restore`]).
 
 use std::sync::Arc;
@@ -309,6 +309,7 @@ pub async fn restore(ctx: &Arc<Context>, id: &str) -> Result<(), String> {
         return Err(format!("the restore of {id} failed: {e}"));
     }
     let up = wait_serving(ctx).await;
+    end_sessions(ctx).await;
     tracing::info!(%id, took_s = started.elapsed().as_secs(), serving = up, "snapshot restored");
     crate::update::audit(
         ctx,
@@ -327,6 +328,26 @@ pub async fn restore(ctx: &Arc<Context>, id: &str) -> Result<(), String> {
             "snapshot {id} was restored, but the vault did not serve again within {} minutes; see the dashboard",
             RESTART_TIMEOUT.as_secs() / 60
         ))
+    }
+}
+
+/// Ends the sessions the restored database holds: everyone logs in again after a
+/// restore, whenever they had logged in.
+pub(crate) async fn end_sessions(ctx: &Context) {
+    let url =
+        crate::postgres::cluster_spec(ctx).connection_string(cv_db::SERVICE_ROLE, cv_db::DATABASE);
+    let ended = async {
+        let mut conn = cv_db::connect_once(&url).await.map_err(|e| e.to_string())?;
+        cv_db::SessionRecord::end_all(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), ended).await {
+        Ok(Ok(n)) => tracing::info!(sessions = n, "sessions ended after the restore"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the sessions could not be ended after the restore")
+        }
+        Err(_) => tracing::warn!("the sessions could not be ended after the restore in time"),
     }
 }
 

@@ -295,7 +295,7 @@ struct PassphraseForm {
 /// Opens the signed-in person's vault with `typed` (their passphrase, re-entered for a
 /// change that matters): the stored bundle and the vault, or the 401 form error,
 /// throttled and audited like a failed unlock.
-async fn reopen(
+pub(crate) async fn reopen(
     req: &HttpRequest,
     user: &CurrentUser,
     state: &web::Data<AppState>,

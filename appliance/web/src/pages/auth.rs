@@ -711,6 +711,8 @@ mod tests {
                 time_zone: "Europe/Berlin".into(),
             },
             error: Some(FormError::of(&WebError::SetupCodeInvalid)),
+            restore: RestoreTyped::default(),
+            restore_error: None,
         });
         // What was typed is kept, so one mistake does not cost every field.
         assert!(html.contains(r#"value="7KQ2-M9XD-4HTA""#), "{html}");
@@ -731,6 +733,33 @@ mod tests {
             assert!(html.contains(field), "{field} missing");
         }
         assert!(html.contains("That setup code is not right"));
+    }
+
+    #[test]
+    fn the_setup_page_offers_a_restore_and_keeps_what_was_typed_but_the_key() {
+        let html = rendered(&SetupPage {
+            csrf: "tok".into(),
+            typed: SetupTyped::default(),
+            error: None,
+            restore: RestoreTyped {
+                repository: "rest:http://nas.local:8000/vault/".into(),
+                snapshot: "latest".into(),
+            },
+            restore_error: Some(FormError::of(&WebError::InvalidInput(
+                "The backup key does not open the repository.".into(),
+            ))),
+        });
+        for field in [
+            r#"action="/setup/restore""#,
+            r#"name="repository" type="text" value="rest:http://nas.local:8000/vault/""#,
+            r#"name="key" type="password""#,
+            r#"value="latest""#,
+            "The backup key does not open the repository.",
+        ] {
+            assert!(html.contains(field), "{field} missing: {html}");
+        }
+        // The key field never carries a value back.
+        assert!(!html.contains(r#"name="key" type="password" value"#));
     }
 
     #[test]

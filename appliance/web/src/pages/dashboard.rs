@@ -212,6 +212,8 @@ pub(crate) struct DashboardPage {
     pub ai: Option<crate::ai::AiView>,
     /// Self-update; `None` when the supervisor does not report it.
     pub update: Option<UpdateView>,
+    /// Snapshots of the data directory; `None` when the supervisor does not report them.
+    pub snapshots: Option<super::snapshots::SnapshotCard>,
 }
 
 /// The insights card of the home page.
@@ -363,8 +365,18 @@ pub(crate) fn acme_view(
     })
 }
 
-/// `GET /system`.
-async fn system(user: CurrentUser, state: web::Data<AppState>) -> Result<DashboardPage, WebError> {
+#[derive(serde::Deserialize)]
+struct SystemQuery {
+    /// A snapshot just taken by hand, to name on the card.
+    snapshot: Option<String>,
+}
+
+/// `GET /system` (`?snapshot=ID` names a snapshot just taken).
+async fn system(
+    req: actix_web::HttpRequest,
+    user: CurrentUser,
+    state: web::Data<AppState>,
+) -> Result<DashboardPage, WebError> {
     super::require_admin(&user, "see the state of the appliance")?;
     let status = state.status.get().await;
     let now = OffsetDateTime::now_utc();
@@ -383,6 +395,13 @@ async fn system(user: CurrentUser, state: web::Data<AppState>) -> Result<Dashboa
         &tz,
     );
     page.ai = state.ai.view(now);
+    // A malformed query string just means no notice.
+    let taken = web::Query::<SystemQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().snapshot);
+    if let (Some(card), Some(taken)) = (page.snapshots.as_mut(), taken) {
+        card.taken = super::snapshots::card_taken(taken);
+    }
     Ok(page)
 }
 
@@ -423,6 +442,9 @@ fn build(
         update: status
             .and_then(|s| s.update.as_deref())
             .map(|u| update_view(u, now)),
+        snapshots: status
+            .and_then(|s| s.storage.as_ref())
+            .map(|s| super::snapshots::card(s, tz, user.user.role == cv_db::Role::Owner, None)),
     }
 }
 
@@ -815,6 +837,89 @@ mod tests {
             !html.contains(r#"href="/users""#),
             "members do not manage users"
         );
+    }
+
+    fn render_storage(role: Role, storage: cv_control::StorageStatus) -> String {
+        let mut status = status();
+        status.storage = Some(storage);
+        let html = build(
+            &user(role),
+            "0",
+            "x",
+            Ok(&status),
+            None,
+            NOW,
+            &TimeZone::UTC,
+        )
+        .render()
+        .unwrap();
+        check(&html);
+        html
+    }
+
+    fn btrfs_storage() -> cv_control::StorageStatus {
+        cv_control::StorageStatus {
+            backend: "btrfs".into(),
+            unavailable: None,
+            newest: Some("20260501T110000Z-hourly.daily".into()),
+            count: 4,
+            problem: None,
+            busy: None,
+        }
+    }
+
+    #[test]
+    fn the_snapshots_card_shows_the_newest_and_offers_the_owner_a_snapshot() {
+        let html = render_storage(Role::Owner, btrfs_storage());
+        for text in [
+            r#"id="snapshots""#,
+            "<dd>btrfs</dd>",
+            "<dd>4</dd>",
+            "2026-05-01 11:00 UTC (hourly, daily)",
+            r#"href="/system/snapshots""#,
+            "Snapshots and restore",
+            r#"action="/system/snapshots/create""#,
+            r#"name="reason""#,
+            "Take a snapshot now",
+        ] {
+            assert!(html.contains(text), "{text} missing: {html}");
+        }
+        assert!(!html.contains("The last snapshot failed"));
+        // Admins see the card, not the button or the restore page.
+        let html = render_storage(Role::Admin, btrfs_storage());
+        assert!(html.contains("2026-05-01 11:00 UTC (hourly, daily)"));
+        assert!(html.contains("Only the owner can take and restore snapshots."));
+        assert!(!html.contains("/system/snapshots"));
+    }
+
+    #[test]
+    fn a_failed_snapshot_is_never_silent() {
+        let mut storage = btrfs_storage();
+        storage.problem = Some("btrfs subvolume snapshot: <no space left>".into());
+        storage.busy = Some("snapshot".into());
+        let html = render_storage(Role::Admin, storage);
+        assert!(html.contains("alert-warn"), "{html}");
+        assert!(html.contains("The last snapshot failed: btrfs subvolume snapshot: "));
+        assert!(!html.contains("<no space left>"), "escaped");
+        assert!(html.contains("A snapshot is being taken now."));
+    }
+
+    #[test]
+    fn the_snapshots_card_on_a_plain_data_directory_says_why_there_are_none() {
+        let storage = cv_control::StorageStatus {
+            backend: "plain".into(),
+            unavailable: Some("/srv/cv is on ext4, which cannot take snapshots".into()),
+            newest: None,
+            count: 0,
+            problem: None,
+            busy: None,
+        };
+        let html = render_storage(Role::Owner, storage);
+        assert!(
+            html.contains("No snapshots: /srv/cv is on ext4, which cannot take snapshots."),
+            "{html}"
+        );
+        assert!(!html.contains("Take a snapshot now"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod items;
 mod notes;
 pub(crate) mod search;
 mod settings;
+mod snapshots;
 mod suggestions;
 mod tokens;
 mod trust;
@@ -43,6 +44,7 @@ pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     items::config(cfg);
     search::config(cfg);
     settings::config(cfg);
+    snapshots::config(cfg);
     suggestions::config(cfg);
     users::config(cfg);
     tokens::config(cfg);
