@@ -124,6 +124,7 @@ const ROUTES: &[Route] = &[
         Body::Form(&[("step", "trust")]),
     ),
     route("GET", "/system", Body::None),
+    route("POST", "/system/backup/run", Body::Form(&[])),
     route("POST", "/system/update/check", Body::Form(&[])),
     route("POST", "/system/update/restart", Body::Form(&[])),
     route(

@@ -353,6 +353,60 @@ async fn a_backup_to_a_rest_server_restores_onto_a_new_box_from_its_setup_page()
     backup_and_restore_onto_a_new_box(&repository, dir.path(), Via::SetupPage).await;
 }
 
+/// The System page's Backups card and its "Back up now" button: refused (409) until the
+/// backup key exists and for a member (403); for the owner, the backup runs in the
+/// background and the card shows its success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_system_page_shows_backups_and_makes_one_on_request() {
+    let dir = shared_tempdir_for_repo();
+    let repo = dir.path().join("repo");
+    let extra = format!("[backup]\nrepository = \"{}\"\n", repo.display());
+    let launch = Launch::Appliance {
+        env: Vec::new(),
+        extra,
+    };
+    let fs = BtrfsScratch::new(1024);
+    let app = TestAppliance::launch_on(&exe(), launch, &fs.mount).await;
+    create_member(&app, OWNER, OWNER_PASS);
+    add_member(&app, "max", "max's passphrase").await;
+    let max = member_client(&app, "max", "max's passphrase").await;
+    let owner = owner_client(&app).await;
+
+    let system = text_of(&app, &owner, "/system").await;
+    assert!(
+        system.contains("Set up but no key yet: run `contextvault admin backup init`"),
+        "{system}"
+    );
+    assert!(!system.contains("Back up now"));
+    let resp = post_form(&app, &owner, "/system/backup/run", &[]).await;
+    assert_eq!(resp.status(), 409);
+    assert!(resp.text().await.unwrap().contains("no key yet"));
+
+    admin_ok(&app, &["backup", "init"]);
+    let resp = post_form(&app, &max, "/system/backup/run", &[]).await;
+    assert_eq!(resp.status(), 403);
+    let system = text_of(&app, &owner, "/system").await;
+    assert!(system.contains("Back up now"), "{system}");
+    assert!(system.contains(&repo.display().to_string()));
+
+    let resp = post_form(&app, &owner, "/system/backup/run", &[]).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "/system#backups");
+    let card = cv_testkit::eventually(Duration::from_secs(45), "the backup shown as made", || {
+        let app = &app;
+        let owner = &owner;
+        async move {
+            let page = text_of(app, owner, "/system").await;
+            page.contains("Restic snapshot").then_some(page)
+        }
+    })
+    .await;
+    assert!(!card.contains("The last backup failed"), "{card}");
+    assert!(card.contains("Back up now"), "{card}");
+    let listed = admin_ok(&app, &["backup", "list"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+}
+
 fn shared_tempdir_for_repo() -> tempfile::TempDir {
     cv_testkit::shared_tempdir()
 }

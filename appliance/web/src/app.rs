@@ -153,6 +153,7 @@ const ALLOWED_METHODS: &[(&str, &str)] = &[
     ("/static/icon-maskable-512.png", GET),
     ("/static/icon.svg", GET),
     ("/system", GET),
+    ("/system/backup/run", POST),
     ("/system/snapshots", GET),
     ("/system/snapshots/create", POST),
     ("/system/snapshots/{id}/restore", GET_POST),

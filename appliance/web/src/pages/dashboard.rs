@@ -214,6 +214,8 @@ pub(crate) struct DashboardPage {
     pub update: Option<UpdateView>,
     /// Snapshots of the data directory; `None` when the supervisor does not report them.
     pub snapshots: Option<super::snapshots::SnapshotCard>,
+    /// Off-box backups; `None` when the supervisor does not report them.
+    pub backups: Option<super::backups::BackupCard>,
 }
 
 /// The insights card of the home page.
@@ -445,6 +447,9 @@ fn build(
         snapshots: status
             .and_then(|s| s.storage.as_ref())
             .map(|s| super::snapshots::card(s, tz, user.user.role == cv_db::Role::Owner, None)),
+        backups: status
+            .and_then(|s| s.backup.as_deref())
+            .map(|b| super::backups::card(b, tz, now, user.user.role == cv_db::Role::Owner)),
     }
 }
 
@@ -920,6 +925,123 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("Take a snapshot now"));
+    }
+
+    fn render_backup(role: Role, backup: cv_control::BackupStatus) -> String {
+        let mut status = status();
+        status.backup = Some(Box::new(backup));
+        let html = build(
+            &user(role),
+            "0",
+            "x",
+            Ok(&status),
+            None,
+            NOW,
+            &TimeZone::UTC,
+        )
+        .render()
+        .unwrap();
+        check(&html);
+        html
+    }
+
+    fn backups_set_up() -> cv_control::BackupStatus {
+        cv_control::BackupStatus {
+            repository: Some("rest:http://nas.local:8000/vault/".into()),
+            initialised: true,
+            next_at: Some("2026-05-02T03:00:00Z".into()),
+            ..cv_control::BackupStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_backups_card_says_how_to_set_backups_up() {
+        let html = render_backup(Role::Owner, cv_control::BackupStatus::default());
+        assert!(html.contains(r#"id="backups""#), "{html}");
+        assert!(html.contains(
+            "No off-box backups: set `[backup] repository` in the config, then run \
+             `contextvault admin backup init`."
+        ));
+        assert!(!html.contains("/system/backup/run"));
+        assert!(!html.contains("Next backup"));
+
+        let backup = cv_control::BackupStatus {
+            initialised: false,
+            ..backups_set_up()
+        };
+        let html = render_backup(Role::Owner, backup);
+        assert!(html.contains("rest:http://nas.local:8000/vault/"));
+        assert!(html.contains("Set up but no key yet: run `contextvault admin backup init`."));
+        assert!(!html.contains("/system/backup/run"));
+        assert!(!html.contains("Back up now"));
+    }
+
+    #[test]
+    fn the_backups_card_shows_the_last_and_next_backup_and_offers_the_owner_one() {
+        let backup = cv_control::BackupStatus {
+            last_success_at: Some("2026-05-01T03:00:12Z".into()),
+            last_snapshot: Some("4f2a9c1e".into()),
+            last_added_bytes: Some(3 * 1024 * 1024 / 2),
+            last_seconds: Some(754.2),
+            ..backups_set_up()
+        };
+        let html = render_backup(Role::Owner, backup.clone());
+        for text in [
+            "<dd class=\"code\">rest:http://nas.local:8000/vault/</dd>",
+            "<dd>2026-05-01 03:00 UTC</dd>",
+            "4f2a9c1e",
+            "<dd>1.5 MiB</dd>",
+            "<dd>12 min</dd>",
+            "2026-05-02 03:00 UTC (in 15 h 0 min)",
+            r#"action="/system/backup/run""#,
+            "Back up now",
+        ] {
+            assert!(html.contains(text), "{text} missing: {html}");
+        }
+        assert!(!html.contains("role=\"alert\""));
+        assert!(!html.contains("<progress"));
+        // Admins see the card, not the button.
+        let html = render_backup(Role::Admin, backup);
+        assert!(html.contains("4f2a9c1e"));
+        assert!(html.contains("Only the owner can start a backup."));
+        assert!(!html.contains("/system/backup/run"));
+    }
+
+    #[test]
+    fn a_running_backup_shows_its_progress() {
+        let backup = cv_control::BackupStatus {
+            running: true,
+            percent: Some(0.425),
+            bytes_done: Some(425 * 1024 * 1024),
+            total_bytes: Some(1000 * 1024 * 1024),
+            ..backups_set_up()
+        };
+        let html = render_backup(Role::Owner, backup);
+        for text in [
+            r#"<progress class="meter" aria-labelledby="backup-progress-text" max="100" value="42">"#,
+            "42 % — 425.0 MiB of 1000.0 MiB",
+            r#"<a href="/system#backups">Refresh</a>"#,
+            "<dd>none yet</dd>",
+        ] {
+            assert!(html.contains(text), "{text} missing: {html}");
+        }
+        assert!(!html.contains("Back up now"), "one backup at a time");
+    }
+
+    #[test]
+    fn a_failed_backup_is_never_silent() {
+        let backup = cv_control::BackupStatus {
+            problem: Some("the last backup failed: restic: <repository is locked>".into()),
+            ..backups_set_up()
+        };
+        let html = render_backup(Role::Admin, backup);
+        assert!(
+            html.contains(
+                r#"<p class="alert alert-warn" role="alert">The last backup failed: restic: "#
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("<repository is locked>"), "escaped");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 pub(crate) mod auth;
+mod backups;
 mod dashboard;
 mod export;
 mod home;
@@ -36,6 +37,7 @@ use crate::error::WebError;
 pub(crate) fn config(cfg: &mut web::ServiceConfig) {
     account::config(cfg);
     auth::config(cfg);
+    backups::config(cfg);
     dashboard::config(cfg);
     export::config(cfg);
     invite::config(cfg);
