@@ -239,11 +239,24 @@ async fn bench_backend(backend: &str, items: usize, work: &Path) -> Value {
     std::fs::write(&pass, PASS).unwrap();
     admin(
         &app,
-        &["create-user", OWNER, "--passphrase-file", pass.to_str().unwrap()],
+        &[
+            "create-user",
+            OWNER,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
     );
     let out = admin(
         &app,
-        &["create-token", "--user", OWNER, "--scope", "capture", "--name", "bench"],
+        &[
+            "create-token",
+            "--user",
+            OWNER,
+            "--scope",
+            "capture",
+            "--name",
+            "bench",
+        ],
     );
     let token = out
         .split_whitespace()
