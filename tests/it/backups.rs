@@ -66,32 +66,6 @@ impl Drop for RestServer {
     }
 }
 
-fn admin_ok(app: &TestAppliance, args: &[&str]) -> String {
-    let out = app.admin(args);
-    assert!(
-        out.status.success(),
-        "admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn psql(app: &TestAppliance, sql: &str) -> String {
-    let out = Command::new("/usr/lib/postgresql/15/bin/psql")
-        .arg("--host")
-        .arg(app.layout().postgres_socket_dir())
-        .args(["--username", "postgres", "--no-password", "-At", "-c", sql])
-        .arg(cv_db::DATABASE)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// What must come back, byte for byte: items (their data keys), every version (the
 /// encrypted text and tags), the embeddings, the accounts.
 fn vault_rows(app: &TestAppliance) -> Vec<String> {
@@ -276,31 +250,29 @@ async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path, vi
     let key_file = new.dir.path().join("backup.key");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
     let started = Instant::now();
+    let restore = |key_file: &Path| {
+        new.admin(&[
+            "backup",
+            "restore",
+            "--repository",
+            repository,
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ])
+    };
     match via {
         Via::Cli => {
             let wrong = new.dir.path().join("wrong.key");
             std::fs::write(&wrong, "0".repeat(64)).unwrap();
-            let out = new.admin(&[
-                "backup",
-                "restore",
-                "--repository",
-                repository,
-                "--key-file",
-                wrong.to_str().unwrap(),
-            ]);
+            let out = restore(&wrong);
             assert!(!out.status.success());
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("does not open"), "{err}");
-            admin_ok(
-                &new,
-                &[
-                    "backup",
-                    "restore",
-                    "--repository",
-                    repository,
-                    "--key-file",
-                    key_file.to_str().unwrap(),
-                ],
+            let out = restore(&key_file);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
         Via::SetupPage => restore_through_the_setup_page(&new, repository, &key).await,
@@ -326,14 +298,7 @@ async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path, vi
     let activity = text_of(&new, &owner, "/account/activity").await;
     assert!(activity.contains("Restored from a backup"), "{activity}");
     // A box with an owner is not overwritten.
-    let out = new.admin(&[
-        "backup",
-        "restore",
-        "--repository",
-        repository,
-        "--key-file",
-        key_file.to_str().unwrap(),
-    ]);
+    let out = restore(&key_file);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("has an owner already"));
 }

@@ -38,22 +38,31 @@ impl Scratch {
     }
 }
 
-fn admin_ok(app: &TestAppliance, args: &[&str]) -> String {
-    let out = app.admin(args);
-    assert!(
-        out.status.success(),
-        "admin {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The ids `snapshot list` prints, oldest first.
 fn listed(app: &TestAppliance) -> Vec<String> {
     admin_ok(app, &["snapshot", "list"])
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(ToOwned::to_owned))
         .collect()
+}
+
+/// After a restore of a snapshot taken before `item` was deleted: the owner logs in
+/// again and reads it (`text` in it), the activity log shows the restore, and a snapshot
+/// of the present was taken first.
+async fn assert_restored(app: &TestAppliance, item: &str, text: &str) {
+    let owner = owner_client(app).await;
+    assert_eq!(status_of(app, &owner, &format!("/items/{item}")).await, 200);
+    assert!(
+        text_of(app, &owner, &format!("/items/{item}"))
+            .await
+            .contains(text)
+    );
+    let activity = text_of(app, &owner, "/account/activity").await;
+    assert!(activity.contains("Snapshot restored"), "{activity}");
+    assert!(
+        listed(app).iter().any(|id| id.ends_with("-restore")),
+        "a snapshot of the present before the restore"
+    );
 }
 
 // ---- retention over a simulated month, on each backend ----
@@ -354,23 +363,8 @@ async fn scheduled_snapshot_burst_and_restore(kind: &str) {
     println!("{kind}: restore took {:?}", started.elapsed());
     assert!(out.contains(&format!("restored {snap}")), "{out}");
     app.wait_healthy(Duration::from_secs(60)).await;
-    let owner = owner_client(&app).await;
-    assert_eq!(
-        status_of(&app, &owner, &format!("/items/{item}")).await,
-        200
-    );
-    assert!(
-        text_of(&app, &owner, &format!("/items/{item}"))
-            .await
-            .contains("the heron nests by the weir")
-    );
-    // The restore is in the owner's audit log, and the present was kept first.
-    let activity = text_of(&app, &owner, "/account/activity").await;
-    assert!(activity.contains("Snapshot restored"), "{activity}");
-    assert!(
-        listed(&app).iter().any(|id| id.ends_with("-restore")),
-        "a snapshot of the present before the restore"
-    );
+    // The item is back, the restore is in the owner's audit log, the present was kept.
+    assert_restored(&app, &item, "the heron nests by the weir").await;
     // Bad input: a clear error, a non-zero exit.
     for bad in ["nonsense", "20200101T000000Z-manual"] {
         let out = app.admin(&["snapshot", "restore", bad]);
@@ -443,31 +437,6 @@ async fn a_power_cut_during_a_snapshot_leaves_a_working_appliance() {
 }
 
 // ---- a failing migration ----
-
-fn psql(app: &TestAppliance, sql: &str) -> String {
-    let out = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
-        .arg("--host")
-        .arg(app.layout().postgres_socket_dir())
-        .args([
-            "--username",
-            "postgres",
-            "--no-password",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-c",
-            sql,
-            cv_db::DATABASE,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[tokio::test]
 async fn a_failing_migration_is_rolled_back_to_the_snapshot_taken_before_it() {
@@ -710,22 +679,7 @@ async fn snapshots_are_taken_listed_and_restored_from_the_system_page() {
     // Everyone is logged out, also from sessions the snapshot holds.
     assert_eq!(status_of(&app, &owner, "/home").await, 303);
     assert_eq!(status_of(&app, &max, "/home").await, 303);
-    let owner = owner_client(&app).await;
-    assert_eq!(
-        status_of(&app, &owner, &format!("/items/{item}")).await,
-        200
-    );
-    assert!(
-        text_of(&app, &owner, &format!("/items/{item}"))
-            .await
-            .contains("the kingfisher perches on the sluice")
-    );
-    let activity = text_of(&app, &owner, "/account/activity").await;
-    assert!(activity.contains("Snapshot restored"), "{activity}");
-    assert!(
-        listed(&app).iter().any(|id| id.ends_with("-restore")),
-        "a snapshot of the present before the restore"
-    );
+    assert_restored(&app, &item, "the kingfisher perches on the sluice").await;
 }
 
 /// On a data directory that cannot take snapshots, the card says why and the page offers

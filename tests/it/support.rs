@@ -317,3 +317,38 @@ pub async fn console_status(
     )
     .await
 }
+
+/// `contextvault admin ARGS` on the appliance, which must succeed; its standard output.
+pub fn admin_ok(app: &TestAppliance, args: &[&str]) -> String {
+    let out = app.admin(args);
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One SQL statement as the superuser on the appliance's database (stopping at the first
+/// error, which fails the test); the rows unaligned, one per line.
+pub fn psql(app: &TestAppliance, sql: &str) -> String {
+    let out = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .arg("--host")
+        .arg(app.layout().postgres_socket_dir())
+        .args([
+            "--username",
+            "postgres",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-At", "-c", sql, cv_db::DATABASE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

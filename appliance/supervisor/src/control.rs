@@ -187,6 +187,42 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             tracing::info!(status, %message, "update hint");
             crate::update::audit(&ctx, event, &detail).await;
         }
+        request @ (Request::SnapshotCreate { .. }
+        | Request::SnapshotList {}
+        | Request::SnapshotRestore { .. }
+        | Request::BackupInit {}
+        | Request::BackupRun {}
+        | Request::BackupList {}
+        | Request::BackupCheck { .. }
+        | Request::BackupRestore { .. }) => {
+            let response = storage_answer(&ctx, request).await;
+            let _ = write_message(&mut stream, &response).await;
+        }
+        other => {
+            let response = answer(&ctx, other);
+            let _ = write_message(&mut stream, &response).await;
+        }
+    }
+}
+
+/// Snapshots and backups. A restore and a backup run as tasks of their own: they go on
+/// if the asker hangs up (a half-done restore would be worse than a late answer).
+async fn storage_answer(ctx: &Arc<Context>, request: Request) -> Response {
+    fn reply<T>(result: Result<T, String>, ok: impl FnOnce(T) -> Response) -> Response {
+        match result {
+            Ok(value) => ok(value),
+            Err(message) => Response::Error { message },
+        }
+    }
+    async fn detached<T: Send + 'static>(
+        work: impl Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, String> {
+        tokio::spawn(work)
+            .await
+            .unwrap_or_else(|e| Err(format!("it did not finish: {e}")))
+    }
+    let ctx = Arc::clone(ctx);
+    match request {
         Request::SnapshotCreate { reason } => {
             let reason: String = reason
                 .chars()
@@ -198,90 +234,45 @@ async fn handle(mut stream: UnixStream, ctx: Arc<Context>) {
             } else {
                 reason
             };
-            let response = match storage::take(&ctx, &[Kind::Manual], &reason).await {
-                Ok(summary) => Response::Snapshot(summary),
-                Err(message) => Response::Error { message },
-            };
-            let _ = write_message(&mut stream, &response).await;
+            reply(
+                storage::take(&ctx, &[Kind::Manual], &reason).await,
+                Response::Snapshot,
+            )
         }
-        Request::SnapshotList {} => {
-            let response = match storage::list(&ctx).await {
-                Ok(overview) => Response::Snapshots(overview),
-                Err(message) => Response::Error { message },
-            };
-            let _ = write_message(&mut stream, &response).await;
+        Request::SnapshotList {} => reply(storage::list(&ctx).await, Response::Snapshots),
+        Request::SnapshotRestore { id } => {
+            tracing::warn!(%id, "restore of a snapshot requested");
+            let restored = detached(async move { storage::restore(&ctx, &id).await }).await;
+            reply(restored, |()| Response::Ok)
         }
         Request::BackupInit {} => {
-            let response = match backup::init(&ctx).await {
-                Ok(key) => Response::BackupKey { key },
-                Err(message) => Response::Error { message },
-            };
-            let _ = write_message(&mut stream, &response).await;
+            reply(backup::init(&ctx).await, |key| Response::BackupKey { key })
         }
         Request::BackupRun {} => {
-            // It goes on if the asker hangs up; the outcome is in the status.
-            let ctx2 = Arc::clone(&ctx);
-            let run = tokio::spawn(async move { backup::run_now(&ctx2).await });
-            let response = match run.await {
-                Ok(Ok(result)) => Response::BackupDone(result),
-                Ok(Err(message)) => Response::Error { message },
-                Err(e) => Response::Error {
-                    message: format!("the backup did not finish: {e}"),
-                },
-            };
-            let _ = write_message(&mut stream, &response).await;
+            let made = detached(async move { backup::run_now(&ctx).await }).await;
+            reply(made, Response::BackupDone)
         }
-        Request::BackupList {} => {
-            let response = match backup::list(&ctx).await {
-                Ok(backups) => Response::Backups { backups },
-                Err(message) => Response::Error { message },
-            };
-            let _ = write_message(&mut stream, &response).await;
-        }
+        Request::BackupList {} => reply(backup::list(&ctx).await, |backups| Response::Backups {
+            backups,
+        }),
         Request::BackupCheck { repository, key } => {
-            let response = match backup::check(&ctx, &repository, key).await {
-                Ok(backups) => Response::Backups { backups },
-                Err(message) => Response::Error { message },
-            };
-            let _ = write_message(&mut stream, &response).await;
+            reply(backup::check(&ctx, &repository, key).await, |backups| {
+                Response::Backups { backups }
+            })
         }
         Request::BackupRestore {
             repository,
             key,
             snapshot,
         } => {
-            let ctx2 = Arc::clone(&ctx);
-            let restore =
-                tokio::spawn(
-                    async move { backup::restore(&ctx2, &repository, key, &snapshot).await },
-                );
-            let response = match restore.await {
-                Ok(Ok(())) => Response::Ok,
-                Ok(Err(message)) => Response::Error { message },
-                Err(e) => Response::Error {
-                    message: format!("the restore did not finish: {e}"),
-                },
-            };
-            let _ = write_message(&mut stream, &response).await;
+            let restored =
+                detached(async move { backup::restore(&ctx, &repository, key, &snapshot).await })
+                    .await;
+            reply(restored, |()| Response::Ok)
         }
-        Request::SnapshotRestore { id } => {
-            tracing::warn!(%id, "restore of a snapshot requested");
-            // The restore goes on if the asker hangs up: a half-done one would be worse.
-            let ctx2 = Arc::clone(&ctx);
-            let restore = tokio::spawn(async move { storage::restore(&ctx2, &id).await });
-            let response = match restore.await {
-                Ok(Ok(())) => Response::Ok,
-                Ok(Err(message)) => Response::Error { message },
-                Err(e) => Response::Error {
-                    message: format!("the restore did not finish: {e}"),
-                },
-            };
-            let _ = write_message(&mut stream, &response).await;
-        }
-        other => {
-            let response = answer(&ctx, other);
-            let _ = write_message(&mut stream, &response).await;
-        }
+        _ => Response::Error {
+            message: "this request is answered elsewhere".into(),
+        },
     }
 }
 

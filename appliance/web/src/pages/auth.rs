@@ -175,17 +175,7 @@ async fn setup_restore(
     form: web::Form<RestoreForm>,
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
-    check_prelogin_csrf(&req, &form.csrf)?;
-    let ip = peer_ip(&req);
-    if let Err(retry_after) = state.throttle().check_address(ip, Instant::now()) {
-        info!(%ip, "restore attempt throttled");
-        return Err(WebError::Throttled { retry_after });
-    }
-    if has_owner(&state).await? {
-        return Err(WebError::Conflict(
-            "This appliance already has an owner. Log in instead.".into(),
-        ));
-    }
+    let ip = unclaimed_box(&req, &state, &form.csrf, "restore").await?;
     let typed = RestoreTyped {
         repository: form.repository.trim().to_owned(),
         snapshot: form.snapshot.trim().to_owned(),
@@ -260,6 +250,28 @@ async fn setup_restore(
     super::render(StatusCode::ACCEPTED, &RestoringPage)
 }
 
+/// What both ways of claiming a new box check first: the form's CSRF token, the address's
+/// attempts (throttled), and that the box has no owner yet. Returns the address.
+async fn unclaimed_box(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+    what: &str,
+) -> Result<std::net::IpAddr, WebError> {
+    check_prelogin_csrf(req, csrf)?;
+    let ip = peer_ip(req);
+    if let Err(retry_after) = state.throttle().check_address(ip, Instant::now()) {
+        info!(%ip, "{what} attempt throttled");
+        return Err(WebError::Throttled { retry_after });
+    }
+    if has_owner(state).await? {
+        return Err(WebError::Conflict(
+            "This appliance already has an owner. Log in instead.".into(),
+        ));
+    }
+    Ok(ip)
+}
+
 /// `GET /setup/restoring`: while a backup is restored, this page again; once the vault
 /// has its owner, the login page; after a failure, the setup page saying why.
 async fn setup_restoring(state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
@@ -287,17 +299,7 @@ async fn setup_submit(
     form: web::Form<SetupForm>,
 ) -> Result<HttpResponse, WebError> {
     let form = form.into_inner();
-    check_prelogin_csrf(&req, &form.csrf)?;
-    let ip = peer_ip(&req);
-    if let Err(retry_after) = state.throttle().check_address(ip, Instant::now()) {
-        info!(%ip, "setup attempt throttled");
-        return Err(WebError::Throttled { retry_after });
-    }
-    if has_owner(&state).await? {
-        return Err(WebError::Conflict(
-            "This appliance already has an owner. Log in instead.".into(),
-        ));
-    }
+    let ip = unclaimed_box(&req, &state, &form.csrf, "setup").await?;
 
     let typed = SetupTyped {
         setup_code: form.setup_code.clone(),
