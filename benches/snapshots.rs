@@ -182,7 +182,18 @@ fn stats(mut v: Vec<f64>) -> Value {
     json!({ "n": v.len(), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0) })
 }
 
+/// The parts a backup holds that exist in `dir` (no `wireguard/` while the VPN is off).
+fn parts_in(dir: &Path) -> Vec<&'static str> {
+    ["postgres", "tls", "wireguard", "config.toml"]
+        .into_iter()
+        .filter(|p| dir.join(p).exists())
+        .collect()
+}
+
 fn dir_bytes(path: &Path) -> u64 {
+    if path.is_file() {
+        return path.metadata().unwrap().len();
+    }
     let mut total = 0;
     let mut stack = vec![path.to_owned()];
     while let Some(d) = stack.pop() {
@@ -333,10 +344,10 @@ async fn bench_backend(backend: &str, items: usize, work: &Path) -> Value {
         .next()
         .unwrap()
         .to_owned();
-    let paths = ["postgres", "tls", "wireguard"];
     let (by_hand, bytes) = match &fs {
         Fs::B(b) => {
             let source = b.mount.join(".snapshots").join(&newest);
+            let paths = parts_in(&source);
             let bytes: u64 = paths.iter().map(|p| dir_bytes(&source.join(p))).sum();
             let hand_repo = work.join(format!("{backend}-by-hand"));
             let first = restic_by_hand(&hand_repo, &source, &paths);
@@ -346,6 +357,7 @@ async fn bench_backend(backend: &str, items: usize, work: &Path) -> Value {
         Fs::Z(_) => {
             // zfs-fuse has no .zfs directory: the live directory, the appliance stopped.
             let source = mount.clone();
+            let paths = parts_in(&source);
             let bytes: u64 = paths.iter().map(|p| dir_bytes(&source.join(p))).sum();
             drop(app);
             let hand_repo = work.join(format!("{backend}-by-hand"));
