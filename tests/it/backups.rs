@@ -305,14 +305,14 @@ async fn backup_and_restore_onto_a_new_box(repository: &str, repo_dir: &Path, vi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_to_a_local_repository_restores_onto_a_new_box() {
-    let dir = shared_tempdir_for_repo();
+    let dir = cv_testkit::shared_tempdir();
     let repo = dir.path().join("repo");
     backup_and_restore_onto_a_new_box(repo.to_str().unwrap(), &repo, Via::Cli).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_to_a_rest_server_restores_onto_a_new_box_from_its_setup_page() {
-    let dir = shared_tempdir_for_repo();
+    let dir = cv_testkit::shared_tempdir();
     let server = RestServer::start(dir.path());
     let repository = format!("rest:http://127.0.0.1:{}/vault/", server.port);
     backup_and_restore_onto_a_new_box(&repository, dir.path(), Via::SetupPage).await;
@@ -323,7 +323,7 @@ async fn a_backup_to_a_rest_server_restores_onto_a_new_box_from_its_setup_page()
 /// background and the card shows its success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_system_page_shows_backups_and_makes_one_on_request() {
-    let dir = shared_tempdir_for_repo();
+    let dir = cv_testkit::shared_tempdir();
     let repo = dir.path().join("repo");
     let extra = format!("[backup]\nrepository = \"{}\"\n", repo.display());
     let launch = Launch::Appliance {
@@ -377,8 +377,4 @@ async fn the_system_page_shows_backups_and_makes_one_on_request() {
     assert!(card.contains("Back up now"), "{card}");
     let listed = admin_ok(&app, &["backup", "list"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
-}
-
-fn shared_tempdir_for_repo() -> tempfile::TempDir {
-    cv_testkit::shared_tempdir()
 }

@@ -309,6 +309,12 @@ pub async fn check(
     repository: &str,
     key: BackupKeyText,
 ) -> Result<Vec<BackupEntry>, String> {
+    entries(foreign(ctx, repository, key).await?).await
+}
+
+/// restic for another box's repository, on this box while it has no owner (before a
+/// restore onto it).
+async fn foreign(ctx: &Context, repository: &str, key: BackupKeyText) -> Result<Restic, String> {
     let repository = Repository::parse(repository).map_err(|e| e.to_string())?;
     let key = BackupKey::from_secret(key.text().trim().to_owned()).map_err(|e| e.to_string())?;
     if has_owner(ctx).await? {
@@ -317,7 +323,7 @@ pub async fn check(
         );
     }
     make_dir(ctx)?;
-    entries(restic(ctx, repository, key)).await
+    Ok(restic(ctx, repository, key))
 }
 
 async fn entries(restic: Restic) -> Result<Vec<BackupEntry>, String> {
@@ -387,25 +393,16 @@ async fn restore_locked(
     key: BackupKeyText,
     which: &str,
 ) -> Result<(), String> {
-    let repository = Repository::parse(repository).map_err(|e| e.to_string())?;
-    let key = BackupKey::from_secret(key.text().trim().to_owned()).map_err(|e| e.to_string())?;
-    if has_owner(ctx).await? {
-        return Err(
-            "this box has an owner already: a backup is restored only onto a new box".into(),
-        );
-    }
-    make_dir(ctx)?;
+    let restic = foreign(ctx, repository, key).await?;
     let target = ctx.layout.run_dir().join("backup-restore");
-    let ctx2 = Arc::clone(ctx);
     let which = which.to_owned();
     let target2 = target.clone();
     let started = Instant::now();
-    tracing::warn!(repository = %repository, snapshot = %which, "restoring a backup onto this box");
+    tracing::warn!(repository = %restic.repository(), snapshot = %which, "restoring a backup onto this box");
     let kept_key = blocking(move || {
         if target2.exists() {
             std::fs::remove_dir_all(&target2).map_err(|e| format!("{}: {e}", target2.display()))?;
         }
-        let restic = restic(&ctx2, repository, key);
         restic
             .restore(&which, &target2)
             .map_err(|e| e.to_string())?;
